@@ -1,0 +1,59 @@
+"""The root Typer app and what every command shares: store option, error exit, JSON output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from sandbox_agent.store import StoreError, default_store_url
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="sandbox-agent",
+    help="Run coding agents in a sandbox; keep, replay and inspect their sessions.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Store URL (default: $SANDBOX_AGENT_STORE, then SQLite in the data dir).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+def store_url(value: str | None) -> str:
+    return value or default_store_url()
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print a one-line reason to stderr and exit non-zero."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def run(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine; turn a store error into a one-line message and exit code 1."""
+    try:
+        return asyncio.run(make())  # type: ignore[arg-type]
+    except StoreError as exc:
+        fail(str(exc))
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")

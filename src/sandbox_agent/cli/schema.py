@@ -1,0 +1,3 @@
+"""``sandbox-agent schema``: placeholder, filled in by the schema export work."""
+
+from __future__ import annotations

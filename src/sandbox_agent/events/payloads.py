@@ -1,0 +1,162 @@
+"""The ``data`` payload of each event type (``events.md``, "Event types and payloads")."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sandbox_agent.events.items import UniversalItem
+
+
+class EventData(BaseModel):
+    # Unknown fields are kept: a newer writer's additions must survive an older reader.
+    model_config = ConfigDict(extra="allow")
+
+
+class SessionStartedData(EventData):
+    metadata: dict[str, Any] | None = None
+
+
+class StderrOutput(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    head: str | None = None
+    tail: str | None = None
+    truncated: bool = False
+    total_lines: int | None = None
+
+
+class SessionEndedData(EventData):
+    reason: Literal["completed", "error", "terminated"] | str
+    terminated_by: Literal["agent", "daemon"] | str
+    message: str | None = None
+    exit_code: int | None = None
+    stderr: StderrOutput | None = None
+
+
+class SessionResumedData(EventData):
+    reason: Literal["server_restart", "sandbox_replaced", "reopened"] | str
+    native_resume: bool = False
+    replayed_events: int = 0
+
+
+class TurnStartedData(EventData):
+    phase: Literal["started"] = "started"
+    turn_id: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class TurnEndedData(EventData):
+    phase: Literal["ended"] = "ended"
+    turn_id: str | None = None
+    reason: Literal["completed", "cancelled", "interrupted", "error"] | str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class ItemEventData(EventData):
+    """Payload of ``item.started`` and ``item.completed``."""
+
+    item: UniversalItem
+
+
+class ItemDeltaData(EventData):
+    item_id: str
+    native_item_id: str | None = None
+    delta: str
+
+
+PermissionStatus = Literal["requested", "accept", "accept_for_session", "reject"]
+
+
+class PermissionData(EventData):
+    """Payload of ``permission.requested`` and ``permission.resolved``."""
+
+    permission_id: str
+    action: str
+    status: PermissionStatus | str
+    metadata: dict[str, Any] | None = None
+
+
+QuestionStatus = Literal["requested", "answered", "rejected"]
+
+
+class QuestionData(EventData):
+    """Payload of ``question.requested`` and ``question.resolved``."""
+
+    question_id: str
+    prompt: str
+    options: list[str] = Field(default_factory=list)
+    status: QuestionStatus | str
+    response: str | None = None
+
+
+class ErrorData(EventData):
+    message: str
+    code: str | None = None
+    details: Any = None
+
+
+class AgentUnparsedData(EventData):
+    error: str
+    location: str
+    raw_hash: str | None = None
+
+
+class UnknownEventData(EventData):
+    """The payload of an event type this version does not know; kept as it is."""
+
+
+EVENT_DATA_MODELS: dict[str, type[EventData]] = {
+    "session.started": SessionStartedData,
+    "session.ended": SessionEndedData,
+    "session.resumed": SessionResumedData,
+    "turn.started": TurnStartedData,
+    "turn.ended": TurnEndedData,
+    "item.started": ItemEventData,
+    "item.completed": ItemEventData,
+    "item.delta": ItemDeltaData,
+    "permission.requested": PermissionData,
+    "permission.resolved": PermissionData,
+    "question.requested": QuestionData,
+    "question.resolved": QuestionData,
+    "error": ErrorData,
+    "agent.unparsed": AgentUnparsedData,
+}
+
+EventType = Literal[
+    "session.started",
+    "session.ended",
+    "session.resumed",
+    "turn.started",
+    "turn.ended",
+    "item.started",
+    "item.completed",
+    "item.delta",
+    "permission.requested",
+    "permission.resolved",
+    "question.requested",
+    "question.resolved",
+    "error",
+    "agent.unparsed",
+]
+
+KNOWN_EVENT_TYPES: frozenset[str] = frozenset(EVENT_DATA_MODELS)
+
+
+def data_model_for(event_type: str) -> type[EventData]:
+    """The payload model of ``event_type``; ``UnknownEventData`` for a type this version lacks."""
+    return EVENT_DATA_MODELS.get(event_type, UnknownEventData)
+
+
+def parse_data(event_type: str, data: dict[str, Any]) -> EventData:
+    """Validate ``data`` as the payload of ``event_type`` (raises ``pydantic.ValidationError``)."""
+    return data_model_for(event_type).model_validate(data)
+
+
+def normalise_data(event_type: str, data: dict[str, Any] | EventData) -> dict[str, Any]:
+    """Validate a payload and return its canonical JSON form (declared fields always present)."""
+    model = data if isinstance(data, EventData) else parse_data(event_type, data)
+    if not isinstance(data, EventData) and event_type not in EVENT_DATA_MODELS:
+        return dict(data)
+    return model.model_dump(mode="json", by_alias=True)

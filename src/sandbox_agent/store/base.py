@@ -1,0 +1,344 @@
+"""The contract every event-store driver implements.
+
+An ``EventStore`` keeps one append-only stream of ``UniversalEvent`` per session, numbered
+1..N with no gaps, plus a ``sessions`` projection kept in step with each append, and snapshots
+of reducer state. Drivers: ``memory.py``, ``sqlite.py``, ``postgres.py``.
+
+To write a driver, subclass ``EventStore`` and implement the abstract methods; ``subscribe``,
+``fork_session`` and ``prune`` come for free on top of them. Call ``self._notifier.notify(id)``
+after every committed append (and ``notify_all()`` on close), and set ``_poll_interval`` when
+other processes can append without notifying this one. Then run the shared behavioural suite
+(``tests/store_contract.py``) against it.
+
+Example::
+
+    async with await open_store("sqlite:///events.db") as store:
+        await store.create_session(SessionRecord(id="s1", agent="mock"))
+        stored = await store.append("s1", [EventDraft(type="session.started")], expected_sequence=0)
+        async for event in store.subscribe("s1"):
+            print(event.sequence, event.type)
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from sandbox_agent.events import EventDraft, UniversalEvent, new_event_id, utc_now
+from sandbox_agent.store.errors import IdempotencyConflict
+from sandbox_agent.store.notify import ChangeNotifier, wait_for
+from sandbox_agent.store.records import (
+    Page,
+    PositionedEvent,
+    PruneResult,
+    SessionRecord,
+    SessionStatus,
+    Snapshot,
+)
+
+DEFAULT_PAGE = 1000
+
+
+class EventStore(abc.ABC):
+    """An append-only, per-session event log. Every method is a coroutine; errors are
+    ``StoreError`` subclasses."""
+
+    #: Seconds between polls for appends made by other processes (None: never poll).
+    _poll_interval: float | None = None
+
+    def __init__(self) -> None:
+        self._notifier = ChangeNotifier()
+        self._closed = False
+
+    # -- sessions -------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_session(self, record: SessionRecord) -> SessionRecord:
+        """Store a new session with an empty stream. Raises ``SessionExists`` for a taken id."""
+
+    @abc.abstractmethod
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        """The session's record, or None."""
+
+    @abc.abstractmethod
+    async def list_sessions(
+        self,
+        limit: int = 100,
+        cursor: str | None = None,
+        status: SessionStatus | None = None,
+        agent: str | None = None,
+    ) -> Page[SessionRecord]:
+        """Sessions newest first (by creation), keyset-paginated with an opaque cursor that stays
+        valid while sessions are added."""
+
+    @abc.abstractmethod
+    async def update_session(
+        self,
+        session_id: str,
+        *,
+        title: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> SessionRecord:
+        """Set the user annotations (``title``; ``metadata`` replaces the old one). Raises
+        ``SessionNotFound``."""
+
+    @abc.abstractmethod
+    async def delete_session(self, session_id: str) -> bool:
+        """Remove the session with its events and snapshots. False when there was none."""
+
+    # -- events ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def append(
+        self,
+        session_id: str,
+        drafts: Sequence[EventDraft],
+        expected_sequence: int | None = None,
+    ) -> list[UniversalEvent]:
+        """Append a batch atomically; return the stored events.
+
+        ``expected_sequence`` is the last sequence the writer has seen (0 for an empty stream);
+        if the stream has moved on, nothing is written and ``SequenceConflict`` is raised.
+        Idempotent by ``event_id``: if every event of the batch is already stored with equal
+        content, the stored events are returned and nothing is written (even when
+        ``expected_sequence`` is stale); an ``event_id`` stored with other content, or a batch
+        only partly stored, raises ``IdempotencyConflict``. ``SessionNotFound`` for an unknown
+        session. An empty batch writes nothing and returns [].
+        """
+
+    @abc.abstractmethod
+    async def read(
+        self, session_id: str, after: int = 0, limit: int | None = None
+    ) -> list[UniversalEvent]:
+        """Events with ``sequence > after`` in order, at most ``limit``. ``SessionNotFound`` for
+        an unknown session."""
+
+    @abc.abstractmethod
+    async def last_sequence(self, session_id: str) -> int:
+        """The sequence of the newest event (0 when empty). ``SessionNotFound`` if unknown."""
+
+    @abc.abstractmethod
+    async def read_all(
+        self, after_position: int = 0, limit: int = DEFAULT_PAGE
+    ) -> list[PositionedEvent]:
+        """Every event of every session with ``position > after_position``, by position.
+
+        Positions increase with commit order, so a reader that resumes after the last position
+        it saw never skips an event that commits later."""
+
+    # -- snapshots ------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def save_snapshot(
+        self, session_id: str, sequence: int, state: dict[str, Any], version: int
+    ) -> Snapshot:
+        """Save (or replace) the reducer state after ``sequence``. ``SessionNotFound`` if
+        unknown."""
+
+    @abc.abstractmethod
+    async def load_snapshot(
+        self,
+        session_id: str,
+        at_or_before: int | None = None,
+        version: int | None = None,
+    ) -> Snapshot | None:
+        """The newest snapshot with ``sequence <= at_or_before`` (any when None), of
+        ``version`` when given."""
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def close(self) -> None:
+        """Release connections; wakes every subscriber, which then ends."""
+        self._closed = True
+        self._notifier.notify_all()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- built on the primitives ----------------------------------------------------------
+    async def subscribe(
+        self, session_id: str, after: int = 0, *, page_size: int = DEFAULT_PAGE
+    ) -> AsyncIterator[UniversalEvent]:
+        """Yield the stored events after ``after``, then every new one as it commits, by this
+        process or another using the same database. Never skips or repeats an event, however
+        slow the consumer: it reads from the store, it is not fed from a buffer. Ends when the
+        store closes; raises ``SessionNotFound`` if the session is (or becomes) unknown."""
+        last = after
+        while not self._closed:
+            # Take the waiter before reading so that a commit after the read still wakes us.
+            waiter = self._notifier.waiter(session_id)
+            events = await self.read(session_id, after=last, limit=page_size)
+            for event in events:
+                yield event
+                last = event.sequence
+            if len(events) < page_size:
+                await wait_for(waiter, self._poll_interval)
+
+    async def fork_session(
+        self, source_id: str, new_id: str, at: int | None = None
+    ) -> SessionRecord:
+        """A new session whose stream is a copy of ``source_id``'s events 1..``at`` (all when
+        None), with new event ids and ``metadata.forked_from``. If copying fails, the new
+        session is removed again."""
+        from sandbox_agent.store.errors import SessionNotFound
+
+        source = await self.get_session(source_id)
+        if source is None:
+            raise SessionNotFound(source_id)
+        upto = source.last_sequence if at is None else min(at, source.last_sequence)
+        record = source.model_copy(
+            update={
+                "id": new_id,
+                "created_at": utc_now(),
+                "updated_at": utc_now(),
+                "metadata": {
+                    **source.metadata,
+                    "forked_from": {"session_id": source_id, "sequence": upto},
+                },
+            }
+        )
+        created = await self.create_session(record)
+        try:
+            after = 0
+            while after < upto:
+                page = await self.read(source_id, after=after, limit=min(DEFAULT_PAGE, upto - after))
+                if not page:
+                    break
+                drafts = [
+                    EventDraft.model_construct(**_draft_fields(event), event_id=new_event_id())
+                    for event in page
+                ]
+                await self.append(new_id, drafts, expected_sequence=after)
+                after = page[-1].sequence
+        except BaseException:
+            await self.delete_session(new_id)
+            raise
+        return await self.get_session(new_id) or created
+
+    async def prune(
+        self,
+        older_than: datetime | None = None,
+        keep_latest: int | None = None,
+        status: SessionStatus | None = "ended",
+    ) -> PruneResult:
+        """Delete sessions (with ``status``, any when None) last updated before ``older_than``,
+        sparing the ``keep_latest`` newest of them. With neither bound, every session with
+        ``status`` goes. Returns the ids removed and how many events went with them."""
+        candidates: list[SessionRecord] = []
+        cursor: str | None = None
+        while True:
+            page = await self.list_sessions(limit=500, cursor=cursor, status=status)
+            candidates.extend(page.items)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        if keep_latest:
+            candidates = candidates[keep_latest:]
+        if older_than is not None:
+            candidates = [s for s in candidates if s.updated_at < older_than]
+        removed: list[str] = []
+        events = 0
+        for record in candidates:
+            if await self.delete_session(record.id):
+                removed.append(record.id)
+                events += record.event_count
+        return PruneResult(sessions=removed, events=events)
+
+
+def _draft_fields(event: UniversalEvent) -> dict[str, Any]:
+    return {
+        "type": event.type,
+        "data": event.data,
+        "source": event.source,
+        "synthetic": event.synthetic,
+        "time": event.time,
+        "native_session_id": event.native_session_id,
+        "raw": event.raw,
+    }
+
+
+def fill_drafts(drafts: Sequence[EventDraft]) -> list[tuple[EventDraft, str, datetime]]:
+    """Give each draft its event id and time (those it carries are kept)."""
+    now = utc_now()
+    return [(d, d.event_id or new_event_id(), d.time or now) for d in drafts]
+
+
+def check_batch_ids(session_id: str, filled: Sequence[tuple[EventDraft, str, datetime]]) -> None:
+    seen: set[str] = set()
+    for _, event_id, _ in filled:
+        if event_id in seen:
+            raise IdempotencyConflict(session_id, event_id, "event_id appears twice in the batch")
+        seen.add(event_id)
+
+
+def same_content(draft: EventDraft, stored: UniversalEvent) -> bool:
+    """Whether re-appending ``draft`` would store what ``stored`` already holds."""
+    return (
+        draft.type == stored.type
+        and draft.data == stored.data
+        and draft.source == stored.source
+        and draft.synthetic == stored.synthetic
+        and draft.native_session_id == stored.native_session_id
+        and draft.raw == stored.raw
+        and (draft.time is None or draft.time == stored.time)
+    )
+
+
+def resolve_retry(
+    session_id: str,
+    filled: Sequence[tuple[EventDraft, str, datetime]],
+    stored_by_id: dict[str, UniversalEvent],
+) -> list[UniversalEvent] | None:
+    """Decide a batch some of whose ids are already stored.
+
+    Returns the stored events when the whole batch is stored with equal content (a retry);
+    None when none of it is stored; raises ``IdempotencyConflict`` otherwise.
+    """
+    if not stored_by_id:
+        return None
+    for draft, event_id, _ in filled:
+        stored = stored_by_id.get(event_id)
+        if stored is None:
+            raise IdempotencyConflict(
+                session_id, event_id, "the batch is partly stored already; retry it whole"
+            )
+        if not same_content(draft, stored):
+            raise IdempotencyConflict(
+                session_id, event_id, "event_id is already stored with different content"
+            )
+    return sorted(stored_by_id.values(), key=lambda e: e.sequence)
+
+
+SESSION_STATUS_BY_TYPE: dict[str, Literal["active", "ended"]] = {
+    "session.ended": "ended",
+    "session.resumed": "active",
+}
+
+
+class Projection:
+    """How a batch changes the ``sessions`` row: status, ``ended_at``, native session id."""
+
+    __slots__ = ("ended_at", "native_session_id", "status")
+
+    def __init__(
+        self, status: str, ended_at: datetime | None, native_session_id: str | None
+    ) -> None:
+        self.status = status
+        self.ended_at = ended_at
+        self.native_session_id = native_session_id
+
+    def apply(self, event_type: str, time: datetime, native_session_id: str | None) -> None:
+        if native_session_id is not None:
+            self.native_session_id = native_session_id
+        new_status = SESSION_STATUS_BY_TYPE.get(event_type)
+        if new_status == "ended":
+            self.status, self.ended_at = "ended", time
+        elif new_status == "active":
+            self.status, self.ended_at = "active", None

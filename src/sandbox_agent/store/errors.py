@@ -1,0 +1,55 @@
+"""Errors of the event store. Every one is a ``StoreError``."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base of every error the store raises."""
+
+
+class StoreConfigError(StoreError):
+    """The store URL or an option is wrong (bad URL, unknown driver, bad option value)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or opened."""
+
+
+class SessionExists(StoreError):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id!r} already exists")
+        self.session_id = session_id
+
+
+class SessionNotFound(StoreError):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id!r} not found")
+        self.session_id = session_id
+
+
+class SequenceConflict(StoreError):
+    """``expected_sequence`` did not match: another writer appended first. Nothing was written."""
+
+    def __init__(self, session_id: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"session {session_id!r}: expected last sequence {expected}, but it is {actual}; "
+            "another writer appended first (nothing was written)"
+        )
+        self.session_id = session_id
+        self.expected = expected
+        self.actual = actual
+
+
+class IdempotencyConflict(StoreError):
+    """An ``event_id`` of the batch is stored with different content, or the batch is partly stored."""
+
+    def __init__(self, session_id: str, event_id: str, reason: str) -> None:
+        super().__init__(f"session {session_id!r}, event {event_id!r}: {reason} (nothing was written)")
+        self.session_id = session_id
+        self.event_id = event_id
+
+
+class InvalidCursor(StoreError, ValueError):
+    def __init__(self, cursor: str) -> None:
+        super().__init__(f"invalid cursor {cursor!r}: pass back a next_cursor this store returned")
+        self.cursor = cursor
