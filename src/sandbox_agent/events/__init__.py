@@ -42,6 +42,7 @@ from sandbox_agent.events.payloads import (
     data_model_for,
     parse_data,
 )
+from sandbox_agent.events.schema import event_json_schemas, write_json_schemas
 
 __all__ = [
     "EVENT_DATA_MODELS",
@@ -79,8 +80,10 @@ __all__ = [
     "UnknownEventData",
     "UnknownPart",
     "data_model_for",
+    "event_json_schemas",
     "format_time",
     "new_event_id",
     "parse_data",
     "utc_now",
+    "write_json_schemas",
 ]

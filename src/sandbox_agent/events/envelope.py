@@ -2,47 +2,94 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     PlainSerializer,
-    field_validator,
     model_validator,
 )
-from ulid import ULID
 
 from sandbox_agent.events.payloads import EventData, EventType, normalise_data, parse_data
 
 EventSource = Literal["agent", "daemon", "client"]
 
+# What format_time writes, for strptime. Write with format_time: strftime("%Y") leaves years
+# below 1000 unpadded.
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def format_time(value: datetime) -> str:
     """RFC 3339 UTC with microseconds, always the same width (so strings sort as times)."""
-    return value.astimezone(UTC).strftime(TIME_FORMAT)
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # every 10-bit value as 2 characters
+
+
+class _MonotonicUlid:
+    """ULIDs that increase strictly within this process (the ULID spec's monotonic mode).
+
+    Made by hand because the append path makes one per event: this is about 4x cheaper than
+    ``str(ULID())``, and ids made in the same millisecond still sort in creation order.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._ms = -1
+        self._random = 0
+        self._prefix = ""
+
+    def __call__(self) -> str:
+        with self._lock:
+            ms = time.time_ns() // 1_000_000
+            if ms > self._ms:
+                self._ms = ms
+                self._random = int.from_bytes(os.urandom(10), "big") >> 1  # room to count up
+                self._prefix = "".join(
+                    _CROCKFORD[(ms >> shift) & 31] for shift in range(45, -5, -5)
+                )
+            else:
+                self._random += 1
+            r = self._random
+            prefix = self._prefix
+        pairs = _PAIRS
+        return (
+            f"{prefix}{pairs[(r >> 70) & 1023]}{pairs[(r >> 60) & 1023]}{pairs[(r >> 50) & 1023]}"
+            f"{pairs[(r >> 40) & 1023]}{pairs[(r >> 30) & 1023]}{pairs[(r >> 20) & 1023]}"
+            f"{pairs[(r >> 10) & 1023]}{pairs[r & 1023]}"
+        )
+
+
+_next_ulid = _MonotonicUlid()
+# A forked child must not continue the parent's sequence (both would make the same ids).
+os.register_at_fork(after_in_child=_next_ulid._reset)
+
+
 def new_event_id() -> str:
-    """A fresh, time-ordered event id: ``evt_`` + ULID."""
-    return f"evt_{ULID()}"
+    """A fresh, time-ordered event id: ``evt_`` + ULID (monotonic within a process)."""
+    return f"evt_{_next_ulid()}"
 
 
-def _as_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("time must carry a timezone (RFC 3339)")
-    return value.astimezone(UTC)
-
-
-EventTime = Annotated[datetime, PlainSerializer(format_time, return_type=str, when_used="json")]
+# AwareDatetime rejects naive times; the value keeps its offset, and equality compares instants.
+EventTime = Annotated[
+    AwareDatetime, PlainSerializer(format_time, return_type=str, when_used="json")
+]
 
 
 class UniversalEvent(BaseModel):
@@ -60,8 +107,6 @@ class UniversalEvent(BaseModel):
     type: EventType | str
     data: dict[str, Any]
     raw: Any = None
-
-    _check_time = field_validator("time")(classmethod(lambda cls, v: _as_utc(v)))
 
     def typed_data(self) -> EventData:
         """The payload as its pydantic model (``UnknownEventData`` for an unknown type)."""
@@ -98,25 +143,23 @@ class EventDraft(BaseModel):
                 values = {**values, "data": normalise_data(values["type"], data)}
         return values
 
-    _check_time = field_validator("time")(
-        classmethod(lambda cls, v: None if v is None else _as_utc(v))
-    )
-
     def to_event(
         self, *, session_id: str, sequence: int, event_id: str, time: datetime
     ) -> UniversalEvent:
         """The stored form of this draft (no validation: the draft is already valid)."""
-        return UniversalEvent.model_construct(
-            event_id=event_id,
-            sequence=sequence,
-            time=time,
-            session_id=session_id,
-            native_session_id=self.native_session_id,
-            source=self.source,
-            synthetic=self.synthetic,
-            type=self.type,
-            data=self.data,
-            raw=self.raw,
+        return _trusted_event(
+            {
+                "event_id": event_id,
+                "sequence": sequence,
+                "time": time,
+                "session_id": session_id,
+                "native_session_id": self.native_session_id,
+                "source": self.source,
+                "synthetic": self.synthetic,
+                "type": self.type,
+                "data": self.data,
+                "raw": self.raw,
+            }
         )
 
     @classmethod
@@ -132,3 +175,17 @@ class EventDraft(BaseModel):
             native_session_id=event.native_session_id,
             raw=event.raw,
         )
+
+
+_EVENT_FIELDS = frozenset(UniversalEvent.model_fields)
+
+
+def _trusted_event(fields: dict[str, Any]) -> UniversalEvent:
+    # What model_construct does, minus its per-call bookkeeping (about 4x cheaper); only for
+    # values that are already valid. fields must hold every field of UniversalEvent.
+    event = UniversalEvent.__new__(UniversalEvent)
+    object.__setattr__(event, "__dict__", fields)
+    object.__setattr__(event, "__pydantic_fields_set__", _EVENT_FIELDS)
+    object.__setattr__(event, "__pydantic_extra__", None)
+    object.__setattr__(event, "__pydantic_private__", None)
+    return event

@@ -6,10 +6,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
+KNOWN_PART_TYPES = frozenset(
+    {"text", "json", "tool_call", "tool_result", "file_ref", "reasoning", "image", "status"}
+)
+
+
+def _require_type(schema: dict[str, Any]) -> None:
+    # The union picks a part by its "type", so the JSON Schema requires it despite the default.
+    schema["required"] = ["type", *(name for name in schema.get("required", []) if name != "type")]
+
 
 class _Part(BaseModel):
     # extra="allow": fields added by a newer writer survive a round trip through an older reader.
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=_require_type)
 
 
 class TextPart(_Part):
@@ -66,12 +75,8 @@ class StatusPart(_Part):
 class UnknownPart(_Part):
     """A part of a type this version does not know; every field is kept."""
 
-    type: str
-
-
-KNOWN_PART_TYPES = frozenset(
-    {"text", "json", "tool_call", "tool_result", "file_ref", "reasoning", "image", "status"}
-)
+    # In the JSON Schema, a known type is not an UnknownPart, so that exactly one part matches.
+    type: str = Field(json_schema_extra={"not": {"enum": [*sorted(KNOWN_PART_TYPES)]}})
 
 
 def _part_tag(value: Any) -> str:

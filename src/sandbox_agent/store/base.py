@@ -208,7 +208,9 @@ class EventStore(abc.ABC):
         try:
             after = 0
             while after < upto:
-                page = await self.read(source_id, after=after, limit=min(DEFAULT_PAGE, upto - after))
+                page = await self.read(
+                    source_id, after=after, limit=min(DEFAULT_PAGE, upto - after)
+                )
                 if not page:
                     break
                 drafts = [
@@ -342,3 +344,21 @@ class Projection:
             self.status, self.ended_at = "ended", time
         elif new_status == "active":
             self.status, self.ended_at = "active", None
+
+
+def batch_projection(
+    filled: Sequence[tuple[EventDraft, str, datetime]],
+) -> tuple[str | None, datetime | None, str | None]:
+    """How a batch changes the ``sessions`` row, as (status, ended_at, native_session_id);
+    None means "unchanged" (for ``ended_at``: unchanged unless status changes)."""
+    status: str | None = None
+    ended_at: datetime | None = None
+    native: str | None = None
+    for draft, _, time in filled:
+        if draft.native_session_id is not None:
+            native = draft.native_session_id
+        new_status = SESSION_STATUS_BY_TYPE.get(draft.type)
+        if new_status is not None:
+            status = new_status
+            ended_at = time if new_status == "ended" else None
+    return status, ended_at, native

@@ -41,10 +41,13 @@ class SequenceConflict(StoreError):
 
 
 class IdempotencyConflict(StoreError):
-    """An ``event_id`` of the batch is stored with different content, or the batch is partly stored."""
+    """An ``event_id`` of the batch is stored with other content, or the batch is partly
+    stored. Nothing was written."""
 
     def __init__(self, session_id: str, event_id: str, reason: str) -> None:
-        super().__init__(f"session {session_id!r}, event {event_id!r}: {reason} (nothing was written)")
+        super().__init__(
+            f"session {session_id!r}, event {event_id!r}: {reason} (nothing was written)"
+        )
         self.session_id = session_id
         self.event_id = event_id
 

@@ -55,7 +55,10 @@ class MemoryEventStore(EventStore):
         self, *, max_sessions: int | None = None, max_events_per_session: int | None = None
     ) -> None:
         super().__init__()
-        for name, cap in (("max_sessions", max_sessions), ("max_events_per_session", max_events_per_session)):
+        for name, cap in (
+            ("max_sessions", max_sessions),
+            ("max_events_per_session", max_events_per_session),
+        ):
             if cap is not None and cap < 1:
                 raise StoreConfigError(f"memory store: {name} must be >= 1, got {cap}")
         self._max_sessions = max_sessions
@@ -91,7 +94,11 @@ class MemoryEventStore(EventStore):
             oldest = min(self._created, key=self._created.__getitem__)
             await self.delete_session(oldest)
             self.evicted_sessions += 1
-            log.warning("memory store full (max_sessions=%d): evicted session %s", self._max_sessions, oldest)
+            log.warning(
+                "memory store full (max_sessions=%d): evicted session %s",
+                self._max_sessions,
+                oldest,
+            )
         self._streams[record.id] = _Stream(stored)
         self._counter += 1
         self._created[record.id] = self._counter

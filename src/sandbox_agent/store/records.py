@@ -74,4 +74,3 @@ class PruneResult(BaseModel):
 
     sessions: list[str]
     events: int
-

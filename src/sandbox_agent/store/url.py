@@ -33,7 +33,7 @@ def split_options(url: str) -> tuple[str, str, dict[str, str]]:
             "memory://, sqlite:///..., postgresql://..."
         )
     options = dict(parse_qsl(parts.query, keep_blank_values=True))
-    base = parts._replace(query="").geturl()
+    base = url.partition("?")[0]  # not geturl(): it would fold sqlite://// into sqlite://
     return driver, base, options
 
 

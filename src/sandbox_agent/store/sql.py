@@ -1,0 +1,215 @@
+"""What the SQLite and Postgres drivers share: SQLAlchemy Core over an async engine for the
+sessions, snapshots and listings. Each driver adds its own append and read paths."""
+
+from __future__ import annotations
+
+import abc
+import base64
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from sandbox_agent.events import utc_now
+from sandbox_agent.events.envelope import format_time
+from sandbox_agent.store.base import EventStore
+from sandbox_agent.store.errors import InvalidCursor, SessionExists, SessionNotFound
+from sandbox_agent.store.records import Page, SessionRecord, SessionStatus, Snapshot
+from sandbox_agent.store.tables import Tables, tables_for
+
+#: Execution option that makes the SQLite driver open a write (IMMEDIATE) transaction.
+WRITE = "sandbox_agent_write"
+
+
+class SqlEventStore(EventStore, abc.ABC):
+    """Base of the SQL drivers: ``_engine`` is a SQLAlchemy ``AsyncEngine``."""
+
+    def __init__(self, engine: AsyncEngine, url: str) -> None:
+        super().__init__()
+        self._engine = engine
+        self.url = url
+        self._tables: Tables = tables_for(engine.dialect.name)
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        async with self._engine.connect() as conn:
+            conn = await conn.execution_options(**{WRITE: True})
+            async with conn.begin():
+                yield conn
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncConnection]:
+        async with self._engine.connect() as conn:
+            yield conn
+
+    async def close(self) -> None:
+        await super().close()
+        await self._engine.dispose()
+
+    # -- sessions -------------------------------------------------------------------------
+    async def create_session(self, record: SessionRecord) -> SessionRecord:
+        now = utc_now()
+        stored = record.model_copy(
+            update={
+                "updated_at": now,
+                "status": "active",
+                "ended_at": None,
+                "last_sequence": 0,
+                "event_count": 0,
+            }
+        )
+        try:
+            async with self._writing() as conn:
+                await conn.execute(self._tables.sessions.insert().values(**stored.model_dump()))
+        except IntegrityError as exc:
+            raise SessionExists(record.id) from exc
+        return stored
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        async with self._reading() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(self._tables.sessions).where(self._tables.sessions.c.id == session_id)
+                )
+            ).first()
+        return None if row is None else SessionRecord.model_validate(dict(row._mapping))
+
+    async def list_sessions(
+        self,
+        limit: int = 100,
+        cursor: str | None = None,
+        status: SessionStatus | None = None,
+        agent: str | None = None,
+    ) -> Page[SessionRecord]:
+        query = sa.select(self._tables.sessions)
+        if cursor is not None:
+            created, last_id = _decode_cursor(cursor)
+            query = query.where(
+                sa.or_(
+                    self._tables.sessions.c.created_at < created,
+                    sa.and_(
+                        self._tables.sessions.c.created_at == created,
+                        self._tables.sessions.c.id < last_id,
+                    ),
+                )
+            )
+        if status is not None:
+            query = query.where(self._tables.sessions.c.status == status)
+        if agent is not None:
+            query = query.where(self._tables.sessions.c.agent == agent)
+        query = query.order_by(
+            self._tables.sessions.c.created_at.desc(), self._tables.sessions.c.id.desc()
+        ).limit(limit + 1)
+        async with self._reading() as conn:
+            rows = (await conn.execute(query)).all()
+        items = [SessionRecord.model_validate(dict(r._mapping)) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page(items=items, next_cursor=_encode_cursor(items[-1]) if more else None)
+
+    async def update_session(
+        self,
+        session_id: str,
+        *,
+        title: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> SessionRecord:
+        changes: dict[str, Any] = {"updated_at": utc_now()}
+        if title is not None:
+            changes["title"] = title
+        if metadata is not None:
+            changes["metadata"] = metadata
+        async with self._writing() as conn:
+            result = await conn.execute(
+                self._tables.sessions.update()
+                .where(self._tables.sessions.c.id == session_id)
+                .values(**changes)
+            )
+            if result.rowcount == 0:
+                raise SessionNotFound(session_id)
+        record = await self.get_session(session_id)
+        if record is None:
+            raise SessionNotFound(session_id)
+        return record
+
+    async def delete_session(self, session_id: str) -> bool:
+        async with self._writing() as conn:
+            await conn.execute(
+                self._tables.events.delete().where(self._tables.events.c.session_id == session_id)
+            )
+            await conn.execute(
+                self._tables.snapshots.delete().where(
+                    self._tables.snapshots.c.session_id == session_id
+                )
+            )
+            result = await conn.execute(
+                self._tables.sessions.delete().where(self._tables.sessions.c.id == session_id)
+            )
+        self._notifier.notify(session_id)
+        return bool(result.rowcount)
+
+    # -- snapshots ------------------------------------------------------------------------
+    async def save_snapshot(
+        self, session_id: str, sequence: int, state: dict[str, Any], version: int
+    ) -> Snapshot:
+        snapshot = Snapshot(session_id=session_id, sequence=sequence, version=version, state=state)
+        async with self._writing() as conn:
+            exists = (
+                await conn.execute(
+                    sa.select(self._tables.sessions.c.id).where(
+                        self._tables.sessions.c.id == session_id
+                    )
+                )
+            ).first()
+            if exists is None:
+                raise SessionNotFound(session_id)
+            await conn.execute(
+                self._tables.snapshots.delete().where(
+                    self._tables.snapshots.c.session_id == session_id,
+                    self._tables.snapshots.c.sequence == sequence,
+                    self._tables.snapshots.c.version == version,
+                )
+            )
+            await conn.execute(self._tables.snapshots.insert().values(**snapshot.model_dump()))
+        return snapshot
+
+    async def load_snapshot(
+        self,
+        session_id: str,
+        at_or_before: int | None = None,
+        version: int | None = None,
+    ) -> Snapshot | None:
+        query = sa.select(self._tables.snapshots).where(
+            self._tables.snapshots.c.session_id == session_id
+        )
+        if at_or_before is not None:
+            query = query.where(self._tables.snapshots.c.sequence <= at_or_before)
+        if version is not None:
+            query = query.where(self._tables.snapshots.c.version == version)
+        query = query.order_by(
+            self._tables.snapshots.c.sequence.desc(), self._tables.snapshots.c.created_at.desc()
+        ).limit(1)
+        async with self._reading() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else Snapshot.model_validate(dict(row._mapping))
+
+
+def _encode_cursor(record: SessionRecord) -> str:
+    raw = f"s:{format_time(record.created_at)}|{record.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    from sandbox_agent.store.tables import decode_sqlite_time
+
+    try:
+        kind, _, rest = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        created, sep, session_id = rest.partition("|")
+        if kind != "s" or not sep:
+            raise ValueError(cursor)
+        return decode_sqlite_time(created), session_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidCursor(cursor) from exc

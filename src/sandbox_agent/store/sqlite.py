@@ -1,0 +1,346 @@
+"""The SQLite driver (``sqlite:///path.db``): SQLAlchemy async Core over aiosqlite, in WAL mode.
+
+Durability: ``synchronous=normal`` (default) survives a crash of the process; ``full`` also
+survives a power loss. Writers serialise on SQLite's write lock (``BEGIN IMMEDIATE``), which also
+makes the global ``position`` follow commit order. ``subscribe`` wakes in-process subscribers at
+once and polls every ``poll_interval`` seconds for appends made by other processes.
+
+The hot paths (append, read) run as one function in aiosqlite's connection thread instead of one
+thread hop per statement: a single-event append costs one hop rather than six. Their SQL is
+compiled from the same SQLAlchemy tables.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+from sqlalchemy import event
+from sqlalchemy.engine import Connection as SyncConnection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from sandbox_agent.events import EventDraft, UniversalEvent, utc_now
+from sandbox_agent.store import migrate as migrations
+from sandbox_agent.store.base import (
+    DEFAULT_PAGE,
+    batch_projection,
+    check_batch_ids,
+    fill_drafts,
+    resolve_retry,
+)
+from sandbox_agent.store.codec import decode_event, dump_json, dump_raw
+from sandbox_agent.store.errors import (
+    SequenceConflict,
+    SessionNotFound,
+    StoreConfigError,
+    StoreError,
+    StoreUnavailable,
+)
+from sandbox_agent.store.records import PositionedEvent
+from sandbox_agent.store.sql import WRITE, SqlEventStore
+from sandbox_agent.store.tables import encode_sqlite_time
+from sandbox_agent.store.url import float_option, int_option, no_more_options
+
+T = TypeVar("T")
+
+SYNCHRONOUS = ("off", "normal", "full", "extra")
+
+_EVENT_COLUMNS = "sequence, event_id, time, type, source, synthetic, native_session_id, data, raw"
+# position is the rowid (INTEGER PRIMARY KEY AUTOINCREMENT): SQLite assigns it.
+_INSERT = (
+    "INSERT INTO events (session_id, sequence, event_id, time, type, source, "
+    "synthetic, native_session_id, data, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# Takes the batch's sequences and updates the projection in one statement; the caller rolls
+# back when the returned last_sequence shows that expected_sequence was stale.
+_PROJECT = (
+    "UPDATE sessions SET last_sequence = last_sequence + ?1, event_count = event_count + ?1, "
+    "updated_at = ?2, status = COALESCE(?3, status), "
+    "ended_at = CASE WHEN ?3 IS NULL THEN ended_at WHEN ?3 = 'ended' THEN ?4 ELSE NULL END, "
+    "native_session_id = COALESCE(?5, native_session_id) WHERE id = ?6 RETURNING last_sequence"
+)
+_READ = (
+    f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = ? AND sequence > ? "
+    "ORDER BY sequence LIMIT ?"
+)
+_READ_ALL = (
+    f"SELECT position, session_id, {_EVENT_COLUMNS} FROM events WHERE position > ? "
+    "ORDER BY position LIMIT ?"
+)
+_EXISTS = "SELECT last_sequence FROM sessions WHERE id = ?"
+
+
+def database_path(url: str) -> Path:
+    """The file of a ``sqlite:///relative.db`` or ``sqlite:////absolute.db`` URL."""
+    _, _, path = url.partition(":///")
+    if not path or path == ":memory:":
+        raise StoreConfigError(
+            f"invalid SQLite URL {url!r}: give a file, sqlite:///relative.db or "
+            "sqlite:////absolute/path.db (use memory:// for an in-memory store)"
+        )
+    return Path(path)
+
+
+class SqliteEventStore(SqlEventStore):
+    """The embedded default store. Open it with ``open_store("sqlite:///path.db")``."""
+
+    def __init__(self, engine: Any, url: str, path: Path, poll_interval: float) -> None:
+        super().__init__(engine, url)
+        self.path = path
+        self._poll_interval = poll_interval
+        # The hot paths use two long-lived connections of their own: each call runs whole in
+        # the connection's thread, so calls never interleave and need no pool checkout.
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._pragmas: list[str] = []
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True, **options: Any) -> SqliteEventStore:
+        path = database_path(url)
+        synchronous = str(options.pop("synchronous", "normal")).lower()
+        if synchronous not in SYNCHRONOUS:
+            raise StoreConfigError(
+                f"SQLite option synchronous must be one of {', '.join(SYNCHRONOUS)}, "
+                f"got {synchronous!r}"
+            )
+        busy_timeout = int_option(options, "busy_timeout") or 30_000
+        poll_interval = float_option(options, "poll_interval", 0.05)
+        pool_size = int_option(options, "pool_size") or 5
+        no_more_options(options, url)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create the directory of {path}: {exc}") from exc
+
+        engine = create_async_engine(
+            f"sqlite+aiosqlite:///{path}", pool_size=pool_size, max_overflow=2 * pool_size
+        )
+
+        pragmas = [
+            f"PRAGMA busy_timeout = {busy_timeout}",
+            "PRAGMA journal_mode = WAL",
+            f"PRAGMA synchronous = {synchronous}",
+        ]
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # We issue BEGIN ourselves (below); pysqlite's implicit transactions would not
+            # take the write lock up front.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            for pragma in pragmas:
+                cursor.execute(pragma)
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: SyncConnection) -> None:
+            # A write transaction takes the lock at BEGIN; upgrading a read lock later could
+            # fail at once with SQLITE_BUSY instead of waiting.
+            immediate = conn.get_execution_options().get(WRITE, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        store = cls(engine, url, path, poll_interval)
+        store._pragmas = pragmas
+        try:
+            if migrate:
+                async with store._writing() as conn:
+                    await conn.run_sync(migrations.run_upgrade)
+            else:
+                async with store._reading() as conn:
+                    await conn.exec_driver_sql("SELECT 1")
+            store._writer = await store._connect()
+            store._reader = await store._connect()
+        except Exception as exc:
+            await store.close()
+            if isinstance(exc, StoreError):
+                raise
+            cause = exc if isinstance(exc, sqlite3.Error) else (exc.__cause__ or exc)
+            raise StoreUnavailable(f"cannot open SQLite database {path}: {cause}") from exc
+        return store
+
+    async def _connect(self) -> aiosqlite.Connection:
+        connection = await aiosqlite.connect(self.path, isolation_level=None)
+        for pragma in self._pragmas:
+            await connection.execute(pragma)
+        return connection
+
+    async def close(self) -> None:
+        for connection in (self._writer, self._reader):
+            if connection is not None:
+                await connection.close()
+        self._writer = self._reader = None
+        await super().close()
+
+    @staticmethod
+    async def _in_thread(
+        connection: aiosqlite.Connection | None, fn: Callable[[sqlite3.Connection], T]
+    ) -> T:
+        """Run ``fn`` with the raw sqlite3 connection in aiosqlite's thread: one hop."""
+        if connection is None:
+            raise StoreError("the store is closed")
+        # aiosqlite has no public "run this in your thread"; _execute is how its own methods do it.
+        return await connection._execute(lambda: fn(connection._conn))  # type: ignore[no-untyped-call,no-any-return]
+
+    # -- append ---------------------------------------------------------------------------
+    async def append(
+        self,
+        session_id: str,
+        drafts: Sequence[EventDraft],
+        expected_sequence: int | None = None,
+    ) -> list[UniversalEvent]:
+        if not drafts:
+            await self.last_sequence(session_id)  # SessionNotFound for an unknown session
+            return []
+        filled = fill_drafts(drafts)
+        check_batch_ids(session_id, filled)
+        stored = await self._in_thread(
+            self._writer, lambda db: _append(db, session_id, filled, expected_sequence)
+        )
+        self._notifier.notify(session_id)
+        return stored
+
+    # -- reads ----------------------------------------------------------------------------
+    async def read(
+        self, session_id: str, after: int = 0, limit: int | None = None
+    ) -> list[UniversalEvent]:
+        return await self._in_thread(self._reader, lambda db: _read(db, session_id, after, limit))
+
+    async def last_sequence(self, session_id: str) -> int:
+        row = await self._in_thread(
+            self._reader, lambda db: db.execute(_EXISTS, (session_id,)).fetchone()
+        )
+        if row is None:
+            raise SessionNotFound(session_id)
+        return int(row[0])
+
+    async def read_all(
+        self, after_position: int = 0, limit: int = DEFAULT_PAGE
+    ) -> list[PositionedEvent]:
+        return await self._in_thread(self._reader, lambda db: _read_all(db, after_position, limit))
+
+
+# -- the functions that run in the connection thread -----------------------------------------
+
+
+def _append(
+    db: sqlite3.Connection,
+    session_id: str,
+    filled: list[tuple[EventDraft, str, datetime]],
+    expected: int | None,
+) -> list[UniversalEvent]:
+    count = len(filled)
+    status, ended_at, native = batch_projection(filled)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        head = db.execute(
+            _PROJECT,
+            (
+                count,
+                encode_sqlite_time(utc_now()),
+                status,
+                None if ended_at is None else encode_sqlite_time(ended_at),
+                native,
+                session_id,
+            ),
+        ).fetchone()
+        if head is None:
+            raise SessionNotFound(session_id)
+        last = head[0] - count
+        if expected is not None and expected != last:
+            db.execute("ROLLBACK")
+            return _retry_or_conflict(
+                db, session_id, filled, SequenceConflict(session_id, expected, last)
+            )
+        rows = []
+        stored = []
+        time_text: dict[datetime, str] = {}
+        for offset, (draft, event_id, time) in enumerate(filled, start=1):
+            text = time_text.get(time)
+            if text is None:
+                text = time_text[time] = encode_sqlite_time(time)
+            rows.append(
+                (
+                    session_id,
+                    last + offset,
+                    event_id,
+                    text,
+                    draft.type,
+                    draft.source,
+                    draft.synthetic,
+                    draft.native_session_id,
+                    dump_json(draft.data),
+                    dump_raw(draft.raw),
+                )
+            )
+            stored.append(
+                draft.to_event(
+                    session_id=session_id, sequence=last + offset, event_id=event_id, time=time
+                )
+            )
+        try:
+            db.executemany(_INSERT, rows)
+        except sqlite3.IntegrityError as exc:
+            # An event_id of the batch is stored already: a retry, or a conflict.
+            db.execute("ROLLBACK")
+            return _retry_or_conflict(db, session_id, filled, exc)
+        db.execute("COMMIT")
+        return stored
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _retry_or_conflict(
+    db: sqlite3.Connection,
+    session_id: str,
+    filled: list[tuple[EventDraft, str, datetime]],
+    error: Exception,
+) -> list[UniversalEvent]:
+    """After a rollback: the stored events if the batch was stored before, else ``error``."""
+    retried = _find_retry(db, session_id, filled)
+    if retried is not None:
+        return retried
+    if isinstance(error, StoreError):
+        raise error
+    raise StoreError(
+        f"session {session_id!r}: append failed, nothing was written: {error}"
+    ) from error
+
+
+def _find_retry(
+    db: sqlite3.Connection, session_id: str, filled: list[tuple[EventDraft, str, datetime]]
+) -> list[UniversalEvent] | None:
+    ids = [event_id for _, event_id, _ in filled]
+    found: dict[str, UniversalEvent] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        rows = db.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = ? AND event_id IN ({marks})",
+            (session_id, *chunk),
+        ).fetchall()
+        for row in rows:
+            event = decode_event(session_id, *row)
+            found[event.event_id] = event
+    return resolve_retry(session_id, filled, found)
+
+
+def _read(
+    db: sqlite3.Connection, session_id: str, after: int, limit: int | None
+) -> list[UniversalEvent]:
+    rows = db.execute(_READ, (session_id, after, -1 if limit is None else limit)).fetchall()
+    if not rows and db.execute(_EXISTS, (session_id,)).fetchone() is None:
+        raise SessionNotFound(session_id)
+    return [decode_event(session_id, *row) for row in rows]
+
+
+def _read_all(db: sqlite3.Connection, after: int, limit: int) -> list[PositionedEvent]:
+    rows = db.execute(_READ_ALL, (after, limit)).fetchall()
+    return [PositionedEvent(row[0], decode_event(*row[1:])) for row in rows]
+
+
