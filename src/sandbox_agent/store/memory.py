@@ -86,6 +86,7 @@ class MemoryEventStore(EventStore):
                 "updated_at": now,
                 "status": "active",
                 "ended_at": None,
+                "native_session_id": None,
                 "last_sequence": 0,
                 "event_count": 0,
             }

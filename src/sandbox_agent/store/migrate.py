@@ -43,3 +43,17 @@ def run_upgrade(connection: Connection) -> None:
 def current_revision(connection: Connection) -> str | None:
     """The database's revision (None for a database never migrated)."""
     return MigrationContext.configure(connection).get_current_revision()
+
+
+async def database_status(url: str, *, upgrade: bool) -> tuple[str | None, str]:
+    """(the database's revision, the head revision) of the store at ``url``; with
+    ``upgrade`` the pending migrations run first. Raises ``StoreConfigError`` for memory://,
+    which has no schema."""
+    from sandbox_agent.store.errors import StoreConfigError
+    from sandbox_agent.store.sql import SqlEventStore
+    from sandbox_agent.store.url import open_store
+
+    async with await open_store(url, migrate=upgrade) as store:
+        if not isinstance(store, SqlEventStore):
+            raise StoreConfigError(f"{url!r} has no database schema: migrations are for SQL stores")
+        return await store.schema_revision(), head_revision()

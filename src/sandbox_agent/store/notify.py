@@ -41,7 +41,7 @@ class ChangeNotifier:
         self._any = asyncio.Event()
 
 
-async def wait_for(event: asyncio.Event, timeout: float | None) -> None:  # noqa: ASYNC109
+async def wait_for(event: asyncio.Event, timeout: float | None) -> None:
     """Wait until ``event`` is set or ``timeout`` seconds pass (None: forever)."""
     if timeout is None:
         await event.wait()

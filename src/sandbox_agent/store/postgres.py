@@ -73,7 +73,7 @@ _INSERT = (
     "INSERT INTO events (session_id, sequence, event_id, position, time, type, source, "
     "synthetic, native_session_id, data, raw) "
     "SELECT $1, $4 + t.i, t.event_id, p.base + t.i, t.time, t.type, t.source, t.synthetic, "
-    "t.native_session_id, t.data::jsonb, t.raw::jsonb "
+    "t.native_session_id, t.data::json, t.raw::json "
     "FROM p, n, unnest($5::text[], $6::timestamptz[], $7::text[], $8::text[], $9::bool[], "
     "$10::text[], $11::text[], $12::text[]) WITH ORDINALITY "
     "AS t(event_id, time, type, source, synthetic, native_session_id, data, raw, i)"

@@ -50,6 +50,13 @@ class SqlEventStore(EventStore, abc.ABC):
         await super().close()
         await self._engine.dispose()
 
+    async def schema_revision(self) -> str | None:
+        """The Alembic revision of the database (None if it was never migrated)."""
+        from sandbox_agent.store.migrate import current_revision
+
+        async with self._reading() as conn:
+            return await conn.run_sync(current_revision)
+
     # -- sessions -------------------------------------------------------------------------
     async def create_session(self, record: SessionRecord) -> SessionRecord:
         now = utc_now()
@@ -58,6 +65,7 @@ class SqlEventStore(EventStore, abc.ABC):
                 "updated_at": now,
                 "status": "active",
                 "ended_at": None,
+                "native_session_id": None,
                 "last_sequence": 0,
                 "event_count": 0,
             }

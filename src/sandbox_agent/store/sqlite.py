@@ -342,5 +342,3 @@ def _read(
 def _read_all(db: sqlite3.Connection, after: int, limit: int) -> list[PositionedEvent]:
     rows = db.execute(_READ_ALL, (after, limit)).fetchall()
     return [PositionedEvent(row[0], decode_event(*row[1:])) for row in rows]
-
-

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
 from sandbox_agent.events.envelope import TIME_FORMAT, format_time
@@ -47,11 +46,11 @@ def decode_sqlite_time(value: str) -> datetime:
     return datetime.strptime(value, TIME_FORMAT).replace(tzinfo=UTC)
 
 
-JsonDoc = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# Postgres ``json``, not ``jsonb``: it keeps the text as written (key order, duplicate keys,
+# "\u0000", which jsonb refuses), and nothing queries inside payloads.
+JsonDoc = sa.JSON()
 # For the nullable ``raw`` column: Python None is SQL NULL, not the JSON value null.
-NullableJsonDoc = sa.JSON(none_as_null=True).with_variant(
-    postgresql.JSONB(none_as_null=True), "postgresql"
-)
+NullableJsonDoc = sa.JSON(none_as_null=True)
 
 
 class Tables:
@@ -97,8 +96,10 @@ class Tables:
             sa.Column("source", sa.String(16), nullable=False),
             sa.Column("synthetic", sa.Boolean, nullable=False),
             sa.Column("native_session_id", sa.String(256)),
-            sa.Column("data", JsonDoc, nullable=False),
-            sa.Column("raw", NullableJsonDoc),
+            # SQLite: TEXT, because a column declared JSON has NUMERIC affinity and would turn
+            # a raw payload such as "5" into the integer 5.
+            sa.Column("data", sa.Text if dialect == "sqlite" else JsonDoc, nullable=False),
+            sa.Column("raw", sa.Text if dialect == "sqlite" else NullableJsonDoc),
             sa.UniqueConstraint("session_id", "event_id", name="uq_events_session_event_id"),
         ]
         if dialect == "sqlite":

@@ -1,0 +1,73 @@
+"""Migrations: an empty database of each kind upgrades to a schema equal to the SQLAlchemy
+tables, upgrading twice is a no-op, and the ``db`` commands report the revision."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Connection
+
+from sandbox_agent.store import StoreConfigError, open_store
+from sandbox_agent.store.migrate import database_status, head_revision
+from sandbox_agent.store.sql import SqlEventStore
+from sandbox_agent.store.tables import tables_for
+
+from helpers.databases import driver_params
+
+sql_drivers = pytest.mark.parametrize(
+    "driver", driver_params(("sqlite", "postgres")), indirect=True
+)
+
+
+def _schema_differences(connection: Connection) -> list[object]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    diffs = compare_metadata(context, tables_for(connection.dialect.name).metadata)
+    return list(diffs)
+
+
+@sql_drivers
+async def test_upgrade_of_an_empty_database_matches_the_tables(store_url: str) -> None:
+    assert await database_status(store_url, upgrade=False) == (None, head_revision())
+    async with await open_store(store_url) as store:
+        assert isinstance(store, SqlEventStore)
+        async with store._reading() as conn:
+            differences = await conn.run_sync(_schema_differences)
+    assert differences == []
+
+
+@sql_drivers
+async def test_upgrade_is_idempotent(store_url: str) -> None:
+    head = head_revision()
+    assert await database_status(store_url, upgrade=True) == (head, head)
+    assert await database_status(store_url, upgrade=True) == (head, head)
+    async with await open_store(store_url, migrate=False) as store:
+        assert isinstance(store, SqlEventStore)
+        assert await store.schema_revision() == head
+
+
+@sql_drivers
+def test_db_commands_report_the_revision(store_url: str) -> None:
+    command = [sys.executable, "-m", "sandbox_agent", "db"]
+    before = subprocess.run(
+        [*command, "current", store_url, "--json"], capture_output=True, text=True, check=True
+    )
+    assert json.loads(before.stdout) == {
+        "current": None,
+        "head": head_revision(),
+        "pending": True,
+    }
+    subprocess.run([*command, "upgrade", store_url], capture_output=True, text=True, check=True)
+    after = subprocess.run(
+        [*command, "current", store_url, "--json"], capture_output=True, text=True, check=True
+    )
+    assert json.loads(after.stdout)["pending"] is False
+
+
+async def test_migrations_are_refused_for_the_memory_store() -> None:
+    with pytest.raises(StoreConfigError, match="no database schema"):
+        await database_status("memory://", upgrade=True)
