@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast, get_args
 
 import typer
 from rich.table import Table
@@ -44,12 +44,11 @@ def list_command(
     json_output: JsonOption = False,
 ) -> None:
     """List sessions with their status, agent, event count and last activity."""
-    if status not in (None, "active", "ended"):
+    if status is not None and status not in get_args(SessionStatus):
         raise typer.BadParameter("status must be active or ended", param_hint="--status")
+    wanted = cast(SessionStatus | None, status)
     records = run(
-        lambda: list_store_sessions(
-            store_url(store), limit=limit, status=status, agent=agent  # type: ignore[arg-type]
-        )
+        lambda: list_store_sessions(store_url(store), limit=limit, status=wanted, agent=agent)
     )
     if json_output:
         print_json([r.model_dump(mode="json") for r in records])
