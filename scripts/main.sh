@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
-# The main job: lists the sessions of the default store (SQLite in the data dir).
+# The main job: the HTTP server on 127.0.0.1:2468 over the default store (SQLite in the data
+# dir), with the mock agent ready. Extra arguments go to `sandbox-agent server`.
 source "$(dirname "$0")/env.sh"
-exec sandbox-agent sessions list "$@"
+exec sandbox-agent server "$@"

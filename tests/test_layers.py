@@ -15,6 +15,7 @@ ALLOWED: dict[str, set[str]] = {
     "store": {"events", "store"},
     "replay": {"events", "store", "replay"},
     "agents": {"events", "agents"},
+    "sdk": {"events", "store", "replay", "sdk"},
 }
 
 

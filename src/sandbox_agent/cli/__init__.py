@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from sandbox_agent.cli import api, daemon, db, replay, schema, server, sessions, transfer  # noqa: F401  (registers the commands)
 from sandbox_agent.cli.app import app
-from sandbox_agent.cli import db, schema, sessions  # noqa: F401  (registers the commands)
 
 
 def main() -> None:

@@ -185,7 +185,7 @@ def _trusted_event(fields: dict[str, Any]) -> UniversalEvent:
     # values that are already valid. fields must hold every field of UniversalEvent.
     event = UniversalEvent.__new__(UniversalEvent)
     object.__setattr__(event, "__dict__", fields)
-    object.__setattr__(event, "__pydantic_fields_set__", _EVENT_FIELDS)
+    object.__setattr__(event, "__pydantic_fields_set__", set(_EVENT_FIELDS))
     object.__setattr__(event, "__pydantic_extra__", None)
     object.__setattr__(event, "__pydantic_private__", None)
     return event

@@ -142,8 +142,8 @@ class EventStore(abc.ABC):
         at_or_before: int | None = None,
         version: int | None = None,
     ) -> Snapshot | None:
-        """The newest snapshot with ``sequence <= at_or_before`` (any when None), of
-        ``version`` when given."""
+        """The snapshot with the highest ``sequence <= at_or_before`` (any when None), of
+        ``version`` when given; between versions at one sequence, the highest version."""
 
     # -- lifecycle ------------------------------------------------------------------------
     async def close(self) -> None:

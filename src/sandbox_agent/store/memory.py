@@ -277,7 +277,7 @@ class MemoryEventStore(EventStore):
                 continue
             if version is not None and snap_version != version:
                 continue
-            if best is None or (sequence, snapshot.created_at) > (best.sequence, best.created_at):
+            if best is None or (sequence, snap_version) > (best.sequence, best.version):
                 best = snapshot
         return None if best is None else best.model_copy(update={"state": _copy(best.state)})
 

@@ -198,7 +198,9 @@ class SqlEventStore(EventStore, abc.ABC):
         if version is not None:
             query = query.where(self._tables.snapshots.c.version == version)
         query = query.order_by(
-            self._tables.snapshots.c.sequence.desc(), self._tables.snapshots.c.created_at.desc()
+            # Primary-key columns only: the index orders them without reading any state.
+            self._tables.snapshots.c.sequence.desc(),
+            self._tables.snapshots.c.version.desc(),
         ).limit(1)
         async with self._reading() as conn:
             row = (await conn.execute(query)).first()

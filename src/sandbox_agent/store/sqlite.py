@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
+from pydantic_core import from_json
 from sqlalchemy import event
 from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -117,7 +118,11 @@ class SqliteEventStore(SqlEventStore):
             raise StoreUnavailable(f"cannot create the directory of {path}: {exc}") from exc
 
         engine = create_async_engine(
-            f"sqlite+aiosqlite:///{path}", pool_size=pool_size, max_overflow=2 * pool_size
+            f"sqlite+aiosqlite:///{path}",
+            pool_size=pool_size,
+            max_overflow=2 * pool_size,
+            json_serializer=dump_json,
+            json_deserializer=from_json,
         )
 
         pragmas = [

@@ -1,0 +1,638 @@
+"""Store benchmarks: every row of the "Speed" table of spec/persistence.md, each measured against
+its raw baseline in the same run.
+
+    python benchmarks/store.py                   # every row (about 1.5-3 minutes)
+    python benchmarks/store.py --quick           # small counts: a smoke test, not a measurement
+    python benchmarks/store.py --eventsourcing   # also the eventsourcing library, same workload
+    python benchmarks/store.py --json            # the figures as JSON
+
+Workload: ``item.delta`` drafts with a 300-character delta, appended round-robin to 10 sessions.
+The baselines write the same columns into a table made from the same SQLAlchemy definition as the
+store's ``events`` table (so with the same indexes), with the same JSON text; their rows are built
+before the clock starts, so a baseline times the database alone. The store is timed from the
+drafts to the returned ``UniversalEvent``s. Baseline and store alternate (a warm-up of each, then
+baseline, store, baseline, store, ...), so machine noise hits both alike. A rate is the best of
+the repeats; the ratio is the median of store / baseline over the back-to-back pairs (robust to
+slow spells of the machine, such as the fsync latency of a busy disk), and "pairs" is its range.
+
+Postgres: ``--pg-url`` (default ``$SANDBOX_AGENT_TEST_PG_URL`` or
+``postgresql://postgres@127.0.0.1:5432/test``); the store and the baseline get fresh schemas
+``bench_<random>`` and ``bench_<random>_raw``, dropped afterwards. Its rows are skipped, and
+say why, when it cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import itertools
+import json
+import os
+import secrets
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from sandbox_agent.events import EventDraft, new_event_id, utc_now
+from sandbox_agent.store import EventStore, SessionRecord, open_store
+from sandbox_agent.store.codec import dump_json
+from sandbox_agent.store.tables import POSTGRES_TABLES, SQLITE_TABLES, Tables, encode_sqlite_time
+
+SESSIONS = 10
+BATCH = 100
+DELTA = ("lorem ipsum dolor sit amet, consectetur adipiscing elit " * 6)[:300]
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+SNAPSHOT_EVERY = 1000
+
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Counts:
+    batched: int  # events per repeat of the batched rows
+    single: int  # events per repeat of the single-event SQLite row
+    pg_single: int  # events per repeat of the single-event Postgres row (fsync-bound)
+    read: int  # events of the stream read back
+    state_at: int  # events of the session of state_at
+    repeats: int  # timed repeats of the append rows (after a warm-up)
+    read_repeats: int  # timed repeats of the read and state_at rows (after a warm-up)
+
+
+FULL = Counts(20_000, 4_000, 600, 100_000, 100_000, repeats=5, read_repeats=3)
+QUICK = Counts(1_000, 200, 50, 2_000, 2_000, repeats=2, read_repeats=2)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A row of the Speed table; ``{n}`` in ``measure`` is the number of events."""
+
+    key: str
+    measure: str
+    baseline: str
+    goal: float
+
+
+SPECS = {
+    spec.key: spec
+    for spec in (
+        Spec(
+            "sqlite_batched_append",
+            "SQLite append, 100 events per call",
+            "sqlite3 executemany, 100 rows per transaction",
+            0.5,
+        ),
+        Spec(
+            "sqlite_single_append",
+            "SQLite append, 1 event per call",
+            "sqlite3, one insert per transaction",
+            0.33,
+        ),
+        Spec(
+            "sqlite_read",
+            "SQLite read of a {n}-event stream into UniversalEvents, one call",
+            "sqlite3 select of the same rows",
+            0.5,
+        ),
+        Spec(
+            "sqlite_read_paged",
+            "SQLite read of a {n}-event stream into UniversalEvents, pages of 1000",
+            "sqlite3 select of the same rows",
+            0.5,
+        ),
+        Spec(
+            "postgres_batched_append",
+            "Postgres append, 100 events per call",
+            "asyncpg executemany, 100 rows per transaction",
+            0.5,
+        ),
+        Spec(
+            "postgres_single_append",
+            "Postgres append, 1 event per call",
+            "asyncpg, one insert per transaction",
+            0.6,
+        ),
+        Spec(
+            "state_at_latest",
+            "state_at latest on a {n}-event session with snapshots",
+            "full replay of the same session",
+            20.0,
+        ),
+    )
+}
+
+
+@dataclass
+class Result:
+    """A measured row: rates in events per second, one per timed repeat."""
+
+    key: str
+    events: int
+    store_rates: list[float] = field(default_factory=list)
+    baseline_rates: list[float] = field(default_factory=list)
+    skipped: str | None = None
+    comparison: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0  # wall time of the row's timed and warm-up runs
+
+    @property
+    def paired_ratios(self) -> list[float]:
+        """store / baseline of each pair of runs made back to back."""
+        return [s / b for s, b in zip(self.store_rates, self.baseline_rates, strict=True)]
+
+    def as_json(self) -> dict[str, Any]:
+        spec = SPECS[self.key]
+        data = {
+            **asdict(self),
+            "measure": spec.measure.format(n=f"{self.events:,}"),
+            "baseline": spec.baseline,
+            "goal": spec.goal,
+        }
+        if self.skipped is None:
+            ratio = statistics.median(self.paired_ratios)
+            data |= {
+                "store_per_s": max(self.store_rates),
+                "baseline_per_s": max(self.baseline_rates),
+                "ratio": ratio,
+                "ratio_of_best": max(self.store_rates) / max(self.baseline_rates),
+                "paired_ratios": self.paired_ratios,
+                "meets_goal": ratio >= spec.goal,
+            }
+        return data
+
+
+Timed = Callable[[int], Awaitable[float]]
+
+
+async def alternate(key: str, events: int, repeats: int, baseline: Timed, store: Timed) -> Result:
+    """Run baseline and store in turn, after an untimed warm-up of each. Each gets the number
+    of the repeat (0 for the warm-up) and returns the seconds its timed part took."""
+    result = Result(key, events)
+    with clock() as elapsed:
+        await baseline(0)
+        await store(0)
+        for repeat in range(1, repeats + 1):
+            result.baseline_rates.append(events / await baseline(repeat))
+            result.store_rates.append(events / await store(repeat))
+    result.seconds = elapsed[0]
+    return result
+
+
+@contextmanager
+def clock() -> Iterator[list[float]]:
+    """``with clock() as elapsed:`` ..., then ``elapsed[0]`` is the seconds the block took."""
+    elapsed: list[float] = []
+    start = time.perf_counter()
+    yield elapsed
+    elapsed.append(time.perf_counter() - start)
+
+
+# -- the workload ------------------------------------------------------------------------------
+
+
+def delta_drafts(count: int) -> list[EventDraft]:
+    return [
+        EventDraft(type="item.delta", data={"item_id": f"msg_{i // 40:05d}", "delta": DELTA})
+        for i in range(count)
+    ]
+
+
+def session_ids(prefix: str, repeat: int) -> list[str]:
+    return [f"{prefix}{repeat}_{k}" for k in range(SESSIONS)]
+
+
+def calls(count: int, per_call: int) -> list[tuple[int, int]]:
+    """(session index, first event) of each append call: ``per_call`` events, round-robin."""
+    return [(n % SESSIONS, start) for n, start in enumerate(range(0, count, per_call))]
+
+
+def raw_rows(
+    sessions: list[str], count: int, per_call: int, when: Any, positions: Iterator[int] | None
+) -> list[list[Row]]:
+    """The baseline's rows in the same calls as the store's appends, with the values the store
+    writes (a fresh event id, the JSON text of the same payload; a position on Postgres)."""
+    data = dump_json(delta_drafts(1)[0].data)
+    last = dict.fromkeys(sessions, 0)
+    chunks: list[list[Row]] = []
+    for index, start in calls(count, per_call):
+        sid = sessions[index]
+        chunk: list[Row] = []
+        for _ in range(min(per_call, count - start)):
+            last[sid] += 1
+            head: Row = (sid, last[sid], new_event_id())
+            if positions is not None:
+                head += (next(positions),)
+            chunk.append((*head, when, "item.delta", "agent", False, None, data, None))
+        chunks.append(chunk)
+    return chunks
+
+
+def events_ddl(tables: Tables) -> list[str]:
+    """CREATE statements of the store's ``events`` table and its indexes, for a baseline."""
+    dialect = sqlite.dialect() if tables.dialect == "sqlite" else postgresql.dialect()
+    statements = [CreateTable(tables.events).compile(dialect=dialect)]
+    statements += [CreateIndex(index).compile(dialect=dialect) for index in tables.events.indexes]
+    return [str(statement) for statement in statements]
+
+
+async def new_sessions(store: EventStore, ids: list[str]) -> None:
+    for sid in ids:
+        await store.create_session(SessionRecord(id=sid, agent="bench"))
+
+
+def store_appends(store: EventStore, prefix: str, count: int, per_call: int) -> Timed:
+    """``count`` drafts appended ``per_call`` at a time, round-robin over fresh sessions."""
+    drafts = delta_drafts(count)
+    plan = calls(count, per_call)
+
+    async def run(repeat: int) -> float:
+        sessions = session_ids(prefix, repeat)
+        await new_sessions(store, sessions)
+        with clock() as elapsed:
+            for index, start in plan:
+                await store.append(sessions[index], drafts[start : start + per_call])
+        return elapsed[0]
+
+    return run
+
+
+# -- SQLite ------------------------------------------------------------------------------------
+
+SQLITE_INSERT = (
+    "INSERT INTO events (session_id, sequence, event_id, time, type, source, synthetic, "
+    "native_session_id, data, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SQLITE_SELECT = (
+    "SELECT sequence, event_id, time, type, source, synthetic, native_session_id, data, raw "
+    "FROM events WHERE session_id = ? AND sequence > ? ORDER BY sequence"
+)
+
+
+def raw_sqlite(path: Path, create: bool) -> sqlite3.Connection:
+    """A plain sqlite3 connection set up as the store's: WAL, ``synchronous=normal``."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = normal")
+    if create:
+        for statement in events_ddl(SQLITE_TABLES):
+            db.execute(statement)
+    return db
+
+
+def sqlite_baseline(db: sqlite3.Connection, prefix: str, count: int, per_call: int) -> Timed:
+    async def run(repeat: int) -> float:
+        when = encode_sqlite_time(utc_now())
+        chunks = raw_rows(session_ids(prefix, repeat), count, per_call, when, None)
+        with clock() as elapsed:
+            if per_call == 1:
+                for chunk in chunks:  # autocommit: each insert is its own transaction
+                    db.execute(SQLITE_INSERT, chunk[0])
+            else:
+                for chunk in chunks:
+                    db.execute("BEGIN")
+                    db.executemany(SQLITE_INSERT, chunk)
+                    db.execute("COMMIT")
+        return elapsed[0]
+
+    return run
+
+
+async def sqlite_rows(counts: Counts, directory: Path) -> list[Result]:
+    raw = raw_sqlite(directory / "raw.db", create=True)
+    results = []
+    async with await open_store(f"sqlite:///{directory / 'store.db'}") as store:
+        for key, per_call, count in (
+            ("sqlite_batched_append", BATCH, counts.batched),
+            ("sqlite_single_append", 1, counts.single),
+        ):
+            baseline = sqlite_baseline(raw, key, count, per_call)
+            timed = store_appends(store, key, count, per_call)
+            results.append(await alternate(key, count, counts.repeats, baseline, timed))
+    raw.close()
+    return results + await sqlite_read_rows(counts, directory / "read.db")
+
+
+async def fill(store: EventStore, session_id: str, drafts: list[EventDraft]) -> None:
+    await new_sessions(store, [session_id])
+    for start in range(0, len(drafts), 1000):
+        await store.append(session_id, drafts[start : start + 1000], expected_sequence=start)
+
+
+async def sqlite_read_rows(counts: Counts, path: Path) -> list[Result]:
+    """One session read whole, and in pages of 1000 (as ``subscribe`` and ``state_at`` read),
+    against a raw select of the same rows from the same file."""
+    n = counts.read
+    async with await open_store(f"sqlite:///{path}") as store:
+        await fill(store, "read", delta_drafts(n))
+        raw = raw_sqlite(path, create=False)
+
+        async def baseline(_: int) -> float:
+            with clock() as elapsed:
+                rows = raw.execute(SQLITE_SELECT, ("read", 0)).fetchall()
+            assert len(rows) == n
+            return elapsed[0]
+
+        async def whole(_: int) -> float:
+            with clock() as elapsed:
+                events = await store.read("read")
+            assert len(events) == n
+            return elapsed[0]
+
+        async def paged(_: int) -> float:
+            with clock() as elapsed:
+                after = 0
+                while page := await store.read("read", after=after, limit=1000):
+                    after = page[-1].sequence
+            assert after == n
+            return elapsed[0]
+
+        results = [
+            await alternate("sqlite_read", n, counts.read_repeats, baseline, whole),
+            await alternate("sqlite_read_paged", n, counts.read_repeats, baseline, paged),
+        ]
+        raw.close()
+    return results
+
+
+# -- Postgres ----------------------------------------------------------------------------------
+
+PG_INSERT = (
+    "INSERT INTO events (session_id, sequence, event_id, position, time, type, source, "
+    "synthetic, native_session_id, data, raw) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::json, $11::json)"
+)
+
+
+def pg_dsn(url: str) -> str:
+    """The URL as asyncpg takes it: plain postgresql://, without a query."""
+    return urlsplit(url)._replace(scheme="postgresql", query="").geturl()
+
+
+async def postgres_problem(url: str) -> str | None:
+    """Why Postgres cannot be used, or None."""
+    try:
+        conn = await asyncpg.connect(pg_dsn(url), timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        where = urlsplit(url).netloc.rpartition("@")[2]
+        return f"skipped: Postgres at {where} unreachable ({type(exc).__name__})"
+    await conn.close()
+    return None
+
+
+@asynccontextmanager
+async def pg_schema_name(url: str) -> AsyncIterator[str]:
+    """A fresh name ``bench_<random>``; the schemas named after it are dropped afterwards."""
+    name = f"bench_{secrets.token_hex(5)}"
+    try:
+        yield name
+    finally:
+        admin = await asyncpg.connect(pg_dsn(url), timeout=10)
+        for schema in (name, f"{name}_raw", f"{name}_es"):
+            await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.close()
+
+
+def pg_baseline(
+    pg: asyncpg.Connection, positions: Iterator[int], prefix: str, count: int, per_call: int
+) -> Timed:
+    async def run(repeat: int) -> float:
+        chunks = raw_rows(session_ids(prefix, repeat), count, per_call, utc_now(), positions)
+        with clock() as elapsed:
+            for chunk in chunks:
+                async with pg.transaction():
+                    if per_call == 1:
+                        await pg.execute(PG_INSERT, *chunk[0])
+                    else:
+                        await pg.executemany(PG_INSERT, chunk)
+        return elapsed[0]
+
+    return run
+
+
+async def postgres_rows(counts: Counts, url: str) -> list[Result]:
+    results = []
+    async with pg_schema_name(url) as schema:
+        pg = await asyncpg.connect(pg_dsn(url), timeout=10)
+        await pg.execute(f'CREATE SCHEMA "{schema}_raw"; SET search_path = "{schema}_raw"')
+        for statement in events_ddl(POSTGRES_TABLES):
+            await pg.execute(statement)
+        positions = itertools.count(1)
+        separator = "&" if "?" in url else "?"
+        async with await open_store(f"{url}{separator}schema={schema}") as store:
+            for key, per_call, count in (
+                ("postgres_batched_append", BATCH, counts.batched),
+                ("postgres_single_append", 1, counts.pg_single),
+            ):
+                baseline = pg_baseline(pg, positions, key, count, per_call)
+                timed = store_appends(store, key, count, per_call)
+                results.append(await alternate(key, count, counts.repeats, baseline, timed))
+        await pg.close()
+    return results
+
+
+# -- state_at (the replay engine) ------------------------------------------------------------
+
+
+def replay_engine_present() -> bool:
+    if importlib.util.find_spec("sandbox_agent.replay") is None:
+        return False
+    import sandbox_agent.replay as engine
+
+    return hasattr(engine, "state_at")
+
+
+def session_drafts(count: int) -> list[EventDraft]:
+    """A well-formed session for the replay engine: turns of an answer streamed in 40 deltas."""
+    drafts = [EventDraft(type="session.started", source="daemon")]
+    turn = 0
+    while len(drafts) < count:
+        turn += 1
+        item = {"item_id": f"msg_{turn:05d}", "kind": "message", "role": "assistant"}
+        text = [{"type": "text", "text": DELTA * 40}]
+        drafts += [
+            EventDraft(type="turn.started", data={"turn_id": f"t{turn}"}, source="daemon"),
+            EventDraft(type="item.started", data={"item": item}),
+            *[EventDraft(type="item.delta", data={"item_id": item["item_id"], "delta": DELTA})]
+            * 40,
+            EventDraft(
+                type="item.completed",
+                data={"item": {**item, "status": "completed", "content": text}},
+            ),
+            EventDraft(type="turn.ended", data={"turn_id": f"t{turn}", "reason": "completed"}),
+        ]
+    return drafts[:count]
+
+
+async def state_at_row(counts: Counts, directory: Path) -> Result:
+    """``state_at`` latest, from the newest snapshot, against a full replay of the session."""
+    from sandbox_agent.replay import state_at, write_snapshot_if_due
+
+    n = counts.state_at
+    async with await open_store(f"sqlite:///{directory / 'replay.db'}") as store:
+        await fill(store, "replayed", session_drafts(n))
+        state = await state_at(store, "replayed", use_snapshots=False)
+        assert not state.anomalies, state.anomalies[:3]
+        # The newest snapshot that snapshots every 1000 events leave is at the last event:
+        # saved once here, as saving one per 1000 events while filling takes half a minute.
+        assert await write_snapshot_if_due(store, state, SNAPSHOT_EVERY, previous_sequence=0)
+
+        async def full(_: int) -> float:
+            with clock() as elapsed:
+                await state_at(store, "replayed", use_snapshots=False)
+            return elapsed[0]
+
+        async def latest(_: int) -> float:
+            with clock() as elapsed:
+                await state_at(store, "replayed")
+            return elapsed[0]
+
+        return await alternate("state_at_latest", n, counts.read_repeats, full, latest)
+
+
+# -- eventsourcing, for comparison -----------------------------------------------------------
+
+
+async def eventsourcing_comparison(
+    results: list[Result], counts: Counts, directory: Path, pg_url: str | None
+) -> str:
+    """Run the eventsourcing library on the same workload; say what ran, or why not."""
+    try:
+        import eventsourcing_comparison as es
+    except ImportError as exc:
+        return f"skipped: {exc} (pip install eventsourcing)"
+    figures = es.sqlite_figures(counts, directory, DELTA)
+    note = "SQLite (with its defaults: WAL, synchronous=full)"
+    if pg_url is not None:
+        async with pg_schema_name(pg_url) as schema:
+            admin = await asyncpg.connect(pg_dsn(pg_url), timeout=10)
+            await admin.execute(f'CREATE SCHEMA "{schema}_es"')
+            await admin.close()
+            try:
+                figures |= es.postgres_figures(counts, pg_url, f"{schema}_es", DELTA)
+                note += " and Postgres"
+            except ImportError as exc:
+                note += f"; Postgres skipped: {exc} (pip install 'eventsourcing[postgres]')"
+    for result in results:
+        rate = figures.get(result.key.removesuffix("_paged"))
+        if rate is not None:
+            result.comparison["eventsourcing_per_s"] = rate
+    return note
+
+
+# -- running and printing --------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace, counts: Counts, directory: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    results = await sqlite_rows(counts, directory)
+    problem = await postgres_problem(args.pg_url)
+    if problem is None:
+        results += await postgres_rows(counts, args.pg_url)
+    else:
+        results += [
+            Result(key, 0, skipped=problem)
+            for key in ("postgres_batched_append", "postgres_single_append")
+        ]
+    if replay_engine_present():
+        results.append(await state_at_row(counts, directory))
+    else:
+        results.append(Result("state_at_latest", 0, skipped="n/a (replay engine not present)"))
+    comparison = None
+    if args.eventsourcing:
+        pg_url = None if problem else args.pg_url
+        comparison = await eventsourcing_comparison(results, counts, directory, pg_url)
+    return {
+        "quick": args.quick,
+        "repeats": counts.repeats,
+        "read_repeats": counts.read_repeats,
+        "sessions": SESSIONS,
+        "delta_chars": len(DELTA),
+        "cpus": os.cpu_count(),
+        "seconds": time.perf_counter() - started,
+        "eventsourcing": comparison,
+        "rows": [result.as_json() for result in results],
+    }
+
+
+def print_table(report: dict[str, Any], console: Console) -> None:
+    table = Table(title="The event store against raw baselines, same run (events/s)")
+    table.add_column("measure / [dim]baseline[/dim]")
+    for name in ("store", "baseline", "ratio", "goal", "pairs"):
+        table.add_column(name, justify="right")
+    comparison = report["eventsourcing"] is not None
+    if comparison:
+        table.add_column("eventsourcing", justify="right")
+    for row in report["rows"]:
+        cells = [f"{row['measure']}\n[dim]{row['baseline']}[/dim]"]
+        if row["skipped"] is not None:
+            cells += ["", "", row["skipped"], f">= {row['goal']}x", ""]
+        else:
+            pairs = row["paired_ratios"]
+            colour = "green" if row["meets_goal"] else "red"
+            cells += [
+                f"{row['store_per_s']:,.0f}",
+                f"{row['baseline_per_s']:,.0f}",
+                f"[{colour}]{row['ratio']:.2f}x[/{colour}]",
+                f">= {row['goal']}x",
+                f"{min(pairs):.2f}-{max(pairs):.2f}",
+            ]
+        if comparison:
+            rate = row["comparison"].get("eventsourcing_per_s")
+            cells.append("" if rate is None else f"{rate:,.0f}")
+        table.add_row(*cells)
+    console.print(table)
+    console.print(
+        f"Rates: best of {report['repeats']} timed repeats (append rows) or "
+        f"{report['read_repeats']} (read, state_at), each row after a warm-up, baseline and "
+        "store in turn. Ratio: the median of store/baseline over those back-to-back pairs; "
+        "'pairs': their range. For state_at, a rate is the session's events over the seconds "
+        f"taken. {report['sessions']} sessions, "
+        f"{report['delta_chars']}-character deltas, {report['cpus']} CPUs, "
+        f"{report['seconds']:.0f} s."
+    )
+    if comparison:
+        console.print(f"eventsourcing: {report['eventsourcing']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small counts, for a smoke test")
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("SANDBOX_AGENT_TEST_PG_URL", DEFAULT_PG_URL),
+        help="the Postgres to use (fresh schemas are made and dropped)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--eventsourcing", action="store_true", help="also run the eventsourcing library"
+    )
+    parser.add_argument("--repeats", type=int, help="timed repeats of the append rows")
+    parser.add_argument("--dir", type=Path, help="where the SQLite files go (default: a temp dir)")
+    args = parser.parse_args()
+    counts = QUICK if args.quick else FULL
+    if args.repeats:
+        counts = replace(counts, repeats=args.repeats)
+    with tempfile.TemporaryDirectory(dir=args.dir) as directory:
+        report = asyncio.run(run(args, counts, Path(directory)))
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        print()
+    else:
+        print_table(report, Console(width=max(Console().width, 120)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Errors of the agent adapters. Every one is an ``AgentError``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+
+class AgentError(Exception):
+    """Base of every error an adapter or the agent registry raises."""
+
+
+class UnsupportedAgent(AgentError):
+    """The agent id is unknown, or names an agent this build cannot run yet."""
+
+    def __init__(self, agent_id: str, reason: str) -> None:
+        super().__init__(f"unsupported agent {agent_id!r}: {reason}")
+        self.agent_id = agent_id
+
+
+class AgentNotStarted(AgentError):
+    """A call that needs a running adapter came before ``start()`` or after ``stop()``."""
+
+
+class TurnInProgress(AgentError):
+    """``send()`` while a turn is still running (or waiting on a permission or a question)."""
+
+
+class UnknownRequest(AgentError):
+    """A reply names a permission or question that is not pending (never asked, or answered)."""
+
+    def __init__(self, kind: Literal["permission", "question"], request_id: str) -> None:
+        super().__init__(f"unknown {kind} id: {request_id}")
+        self.kind = kind
+        self.request_id = request_id

@@ -1,0 +1,272 @@
+"""The normaliser: the one step every draft passes between a writer and the store.
+
+The session layer's append path is ``draft -> Normaliser.normalise -> store.append``, for the
+adapter's drafts and its own alike. The normaliser makes the stream keep the invariants of
+``events.md`` whatever the agent did:
+
+1. ``native_session_id``: a draft carrying one sets the session's (the latest wins, so a resume
+   continues the agent's newest session); a draft without one inherits it.
+2. Item ids: an item or delta with an empty ``item_id`` gets the id already given to its
+   ``native_item_id``, or a fresh ``itm_<n>`` (n counts per session from 1); ids an adapter
+   chose are kept. A ``parent_id`` that is a known native id is translated; anything else is
+   kept as it is. Adapters must not choose ids of the form ``itm_<n>``.
+3. An ``item.started`` of an item already started (or completed) is dropped.
+4. An ``item.completed`` of an item never started gets a synthetic ``item.started`` (the same
+   item, ``in_progress``) first; an ``item.delta`` of an item never started gets one for an empty
+   assistant message (the completion's content is authoritative anyway).
+5. The completion of a message item whose role is not ``user``, with text and no delta so far,
+   gets one synthetic ``item.delta`` with all its text parts joined by newlines first.
+6. A second ``session.started`` is dropped.
+7. A ``turn.ended`` outside a turn is dropped (an adapter's late one after a cancel); one without
+   ``turn_id`` gets the open turn's. A ``session.ended`` inside a turn gets a synthetic
+   ``turn.ended`` first (reason ``completed``, ``error`` or, when terminated, ``interrupted``).
+
+Dropped drafts are simply absent from the result: sequences are the store's, so nothing dropped
+ever leaves a gap. Synthetic drafts have source ``daemon``, ``synthetic=True`` and no ``raw``.
+
+The normaliser is pure (no I/O) and deterministic, and all its state is a fold of the stored
+events: ``Normaliser.from_events(stored)`` after a restart continues exactly as the live one
+would have. ``normalise`` assumes its result gets appended; if the append fails, rebuild from the
+store (or ``observe`` what did get stored into a normaliser built before).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox_agent.events import (
+    EventDraft,
+    ItemDeltaData,
+    ItemEventData,
+    TextPart,
+    TurnEndedData,
+    UniversalEvent,
+    UniversalItem,
+)
+
+_OUR_ITEM_ID = re.compile(r"itm_([0-9]+)")
+
+# The turn.ended reason for a turn that a session.ended cuts short.
+_TURN_REASON_AT_SESSION_END = {"completed": "completed", "error": "error"}
+
+
+@dataclass
+class _State:
+    native_session_id: str | None = None
+    session_started: bool = False
+    turn_open: bool = False
+    turn_id: str | None = None
+    next_item: int = 1
+    native_to_item: dict[str, str] = field(default_factory=dict)
+    started: set[str] = field(default_factory=set)
+    delta_seen: set[str] = field(default_factory=set)
+
+
+class Normaliser:
+    """One session's normaliser. Two are equal when they would treat every future draft alike."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, native_session_id: str | None = None) -> None:
+        self._state = _State(native_session_id=native_session_id)
+
+    @classmethod
+    def from_events(cls, events: Iterable[UniversalEvent | EventDraft]) -> Normaliser:
+        """The normaliser of a session whose stored stream is ``events`` (in order)."""
+        normaliser = cls()
+        for event in events:
+            normaliser.observe(event)
+        return normaliser
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Normaliser) and self._state == other._state
+
+    @property
+    def native_session_id(self) -> str | None:
+        return self._state.native_session_id
+
+    @property
+    def turn_open(self) -> bool:
+        """Whether the stream has a ``turn.started`` not yet ended."""
+        return self._state.turn_open
+
+    def new_item_id(self) -> str:
+        """A fresh ``itm_<n>`` of this session (e.g. for the user's message item)."""
+        item_id = f"itm_{self._state.next_item}"
+        self._state.next_item += 1
+        return item_id
+
+    def normalise(self, drafts: Iterable[EventDraft]) -> list[EventDraft]:
+        """The drafts to append in place of ``drafts``; the state assumes they get appended."""
+        result: list[EventDraft] = []
+        for draft in drafts:
+            for out in self._normalise_one(draft):
+                self.observe(out)
+                result.append(out)
+        return result
+
+    def observe(self, event: UniversalEvent | EventDraft) -> None:
+        """Fold one stored event (or appended draft) into the state."""
+        state = self._state
+        if event.native_session_id:
+            state.native_session_id = event.native_session_id
+        data = event.data
+        if event.type == "session.started":
+            state.session_started = True
+        elif event.type == "turn.started":
+            state.turn_open = True
+            state.turn_id = _str_or_none(data.get("turn_id"))
+        elif event.type in ("turn.ended", "session.ended"):
+            state.turn_open = False
+            state.turn_id = None
+        elif event.type in ("item.started", "item.completed"):
+            item = data.get("item")
+            if isinstance(item, dict):
+                item_id = self._note_item(item.get("item_id"), item.get("native_item_id"))
+                if item_id is not None:
+                    state.started.add(item_id)
+                self._note_id(item.get("parent_id"))
+        elif event.type == "item.delta":
+            item_id = self._note_item(data.get("item_id"), data.get("native_item_id"))
+            if item_id is not None:
+                state.delta_seen.add(item_id)
+
+    # -- one draft ------------------------------------------------------------------------
+    def _normalise_one(self, draft: EventDraft) -> list[EventDraft]:
+        state = self._state
+        # The session's id changes when a stored draft carries a new one (observe); a dropped
+        # draft changes nothing, so that the state stays a fold of what is stored.
+        if draft.native_session_id is None and state.native_session_id is not None:
+            draft = draft.model_copy(update={"native_session_id": state.native_session_id})
+
+        match draft.type:
+            case "session.started":
+                return [] if state.session_started else [draft]
+            case "turn.ended":
+                if not state.turn_open:
+                    return []
+                if draft.data.get("turn_id") is None and state.turn_id is not None:
+                    draft = _with_data(draft, {**draft.data, "turn_id": state.turn_id})
+                return [draft]
+            case "session.ended" if state.turn_open:
+                ended_reason = str(draft.data.get("reason"))
+                reason = _TURN_REASON_AT_SESSION_END.get(ended_reason, "interrupted")
+                ended = TurnEndedData(turn_id=state.turn_id, reason=reason)
+                return [self._synthetic(draft, "turn.ended", ended.model_dump(mode="json")), draft]
+            case "item.started":
+                payload = ItemEventData.model_validate(draft.data)
+                item = self._resolve_item(payload.item)
+                if item.item_id in state.started:
+                    return []
+                return [_with_item(draft, payload, item)]
+            case "item.delta":
+                return self._normalise_delta(draft)
+            case "item.completed":
+                return self._normalise_completion(draft)
+            case _:
+                return [draft]
+
+    def _normalise_delta(self, draft: EventDraft) -> list[EventDraft]:
+        delta = ItemDeltaData.model_validate(draft.data)
+        item_id = self._item_id(delta.item_id, delta.native_item_id)
+        result: list[EventDraft] = []
+        if item_id not in self._state.started:
+            stub = UniversalItem(
+                item_id=item_id,
+                native_item_id=delta.native_item_id,
+                kind="message",
+                role="assistant",
+                status="in_progress",
+            )
+            result.append(self._synthetic(draft, "item.started", _item_data(stub)))
+        delta = delta.model_copy(update={"item_id": item_id})
+        result.append(_with_data(draft, delta.model_dump(mode="json", by_alias=True)))
+        return result
+
+    def _normalise_completion(self, draft: EventDraft) -> list[EventDraft]:
+        payload = ItemEventData.model_validate(draft.data)
+        item = self._resolve_item(payload.item)
+        result: list[EventDraft] = []
+        if item.item_id not in self._state.started:
+            started = item.model_copy(update={"status": "in_progress"})
+            result.append(self._synthetic(draft, "item.started", _item_data(started)))
+        text = "\n".join(part.text for part in item.content if isinstance(part, TextPart))
+        if (
+            item.kind == "message"
+            and item.role != "user"
+            and text
+            and item.item_id not in self._state.delta_seen
+        ):
+            delta = ItemDeltaData(
+                item_id=item.item_id, native_item_id=item.native_item_id, delta=text
+            )
+            result.append(self._synthetic(draft, "item.delta", delta.model_dump(mode="json")))
+        result.append(_with_item(draft, payload, item))
+        return result
+
+    # -- ids ------------------------------------------------------------------------------
+    def _resolve_item(self, item: UniversalItem) -> UniversalItem:
+        state = self._state
+        update: dict[str, Any] = {"item_id": self._item_id(item.item_id, item.native_item_id)}
+        parent = item.parent_id
+        if parent and parent not in state.started and parent in state.native_to_item:
+            update["parent_id"] = state.native_to_item[parent]
+        return item.model_copy(update=update)
+
+    def _item_id(self, item_id: str | None, native_item_id: str | None) -> str:
+        if item_id:
+            return item_id
+        if not native_item_id:
+            return self.new_item_id()
+        known = self._state.native_to_item.get(native_item_id)
+        if known is None:
+            known = self._state.native_to_item[native_item_id] = self.new_item_id()
+        return known
+
+    def _note_item(self, item_id: Any, native_item_id: Any) -> str | None:
+        if not isinstance(item_id, str) or not item_id:
+            return None
+        self._note_id(item_id)
+        if isinstance(native_item_id, str) and native_item_id:
+            self._state.native_to_item.setdefault(native_item_id, item_id)
+        return item_id
+
+    def _note_id(self, value: Any) -> None:
+        # Keeps new_item_id() clear of every itm_<n> already in the stream.
+        match = _OUR_ITEM_ID.fullmatch(value) if isinstance(value, str) else None
+        if match is not None:
+            self._state.next_item = max(self._state.next_item, int(match.group(1)) + 1)
+
+    @staticmethod
+    def _synthetic(cause: EventDraft, event_type: str, data: dict[str, Any]) -> EventDraft:
+        """A daemon-made draft inserted before ``cause`` (whose session id it shares)."""
+        return EventDraft(
+            type=event_type,
+            data=data,
+            source="daemon",
+            synthetic=True,
+            native_session_id=cause.native_session_id,
+        )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _item_data(item: UniversalItem) -> dict[str, Any]:
+    return ItemEventData(item=item).model_dump(mode="json", by_alias=True)
+
+
+def _with_item(draft: EventDraft, payload: ItemEventData, item: UniversalItem) -> EventDraft:
+    if item == payload.item:
+        return draft
+    updated = payload.model_copy(update={"item": item})
+    return _with_data(draft, updated.model_dump(mode="json", by_alias=True))
+
+
+def _with_data(draft: EventDraft, data: dict[str, Any]) -> EventDraft:
+    # The data is already in canonical form (a model dump), so no re-validation is needed.
+    return draft.model_copy(update={"data": data})

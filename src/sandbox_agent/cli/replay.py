@@ -1,0 +1,159 @@
+"""``sandbox-agent replay``: rebuild a session from a store as a transcript or a state, check its
+invariants, diff two points of it, or follow it live."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+
+from sandbox_agent.cli.app import JsonOption, StoreOption, app, fail, print_json, run, store_url
+from sandbox_agent.replay import (
+    Replayer,
+    ReplayError,
+    SessionState,
+    diff,
+    format_diff,
+    render_transcript,
+    state_at,
+)
+from sandbox_agent.replay.render import event_line
+from sandbox_agent.store import EventStore, open_store
+
+T = TypeVar("T")
+FORMATS = ("markdown", "text", "json", "state")
+
+
+def run_replay(make: Callable[[], Awaitable[T]]) -> T:
+    """``run`` that also turns a replay error into a one-line reason and exit code 1."""
+    try:
+        return run(make)
+    except ReplayError as exc:
+        fail(str(exc))
+
+
+async def open_existing(url: str) -> EventStore:
+    """Open a store to read it: a SQLite file that does not exist is an error, not a new store."""
+    if url.split(":", 1)[0].lower() in ("sqlite", "sqlite+aiosqlite"):
+        from sandbox_agent.store.sqlite import database_path
+
+        path = database_path(url)
+        if not path.exists():
+            raise ReplayError(f"no store at {path}: the SQLite file does not exist")
+    return await open_store(url)
+
+
+async def _states(
+    url: str, session_id: str, points: list[int | None], full: bool
+) -> list[SessionState]:
+    async with await open_existing(url) as store:
+        return [
+            await state_at(store, session_id, point, use_snapshots=not full) for point in points
+        ]
+
+
+async def _follow(url: str, session_id: str, after: int, as_json: bool) -> None:
+    async with await open_existing(url) as store:
+        replayer = Replayer(await state_at(store, session_id, after), copy=False)
+        seen = len(replayer.anomalies)
+        async for event in store.subscribe(session_id, after=after):
+            line = event.model_dump_json() if as_json else event_line(event)
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+            replayer.apply(event)
+            for anomaly in replayer.anomalies[seen:]:
+                sys.stderr.write(f"anomaly #{anomaly.sequence} {anomaly.kind}: {anomaly.message}\n")
+                sys.stderr.flush()
+            seen = len(replayer.anomalies)
+
+
+@app.command("replay")
+def replay_command(
+    session: Annotated[str, typer.Argument(help="The session id.", show_default=False)],
+    store: StoreOption = None,
+    at: Annotated[
+        int | None,
+        typer.Option("--at", min=0, help="Rebuild the state after this sequence (default: all)."),
+    ] = None,
+    format: Annotated[
+        str,
+        typer.Option("--format", "-f", help="markdown, text or json transcript, or the state."),
+    ] = "markdown",
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="List invariant violations; exit 1 if there are any."),
+    ] = False,
+    diff_points: Annotated[
+        tuple[int, int] | None,
+        typer.Option("--diff", metavar="A B", help="What changed between sequences A and B."),
+    ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", help="Print events as they arrive (after --at N), until Ctrl-C."),
+    ] = False,
+    private_reasoning: Annotated[
+        bool, typer.Option("--private-reasoning", help="Show private reasoning too.")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Rebuild a session from a store: its transcript or state at any sequence."""
+    if format not in FORMATS:
+        raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
+    if sum([check, diff_points is not None, follow]) > 1:
+        raise typer.BadParameter("use at most one of --check, --diff and --follow")
+    as_json = json_output or format in ("json", "state")
+    url = store_url(store)
+    if follow:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how following ends
+            run_replay(lambda: _follow(url, session, at or 0, as_json))
+        return
+    if diff_points is not None:
+        before, after = run_replay(lambda: _states(url, session, list(diff_points), False))
+        changes = diff(before, after)
+        if as_json:
+            print_json(changes.model_dump(mode="json"))
+        else:
+            sys.stdout.write(format_diff(changes))
+        return
+    if check:
+        (state,) = run_replay(lambda: _states(url, session, [at], True))
+        _report_check(state, as_json)
+        return
+    (state,) = run_replay(lambda: _states(url, session, [at], False))
+    if format == "state":
+        print_json(state.to_json())
+    else:
+        shown = "json" if json_output else format
+        sys.stdout.write(render_transcript(state, shown, private_reasoning=private_reasoning))  # type: ignore[arg-type]
+
+
+def _report_check(state: SessionState, as_json: bool) -> None:
+    anomalies = state.anomalies
+    if as_json:
+        print_json(
+            {
+                "session_id": state.session_id,
+                "events": state.event_count,
+                "last_sequence": state.last_sequence,
+                "anomalies": [a.model_dump(mode="json") for a in anomalies],
+            }
+        )
+    elif anomalies:
+        sys.stdout.write(
+            f"{len(anomalies)} anomal{'y' if len(anomalies) == 1 else 'ies'} in session "
+            f"{state.session_id} ({state.event_count} events checked):\n"
+        )
+        for a in anomalies:
+            sys.stdout.write(f"  #{a.sequence} {a.kind}: {a.message}\n")
+    else:
+        sys.stdout.write(
+            f"no anomalies: session {state.session_id}, {state.event_count} events checked\n"
+        )
+    if anomalies:
+        raise typer.Exit(1)
+
+
+__all__ = ["open_existing", "replay_command", "run_replay"]

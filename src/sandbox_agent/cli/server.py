@@ -1,0 +1,127 @@
+"""``sandbox-agent server``: run the HTTP server (``sandbox_agent.server``) under uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from sandbox_agent.cli.app import app, fail
+from sandbox_agent.server import ServerConfig, create_app
+from sandbox_agent.server.config import DEFAULT_HOST, DEFAULT_PORT, check_bind
+
+
+class _Server(uvicorn.Server):
+    """Ends every SSE stream as soon as a stop is asked for, so shutdown never waits on them."""
+
+    def __init__(self, config: uvicorn.Config, stopping: object) -> None:
+        super().__init__(config)
+        self._stopping = stopping
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._stopping.set()  # type: ignore[attr-defined]
+        super().handle_exit(sig, frame)
+
+
+def serve(config: ServerConfig, log_level: str = "info") -> None:
+    """Run the server for ``config`` until SIGINT/SIGTERM (a graceful stop: streams end,
+    agents stop, the store closes)."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    application = create_app(config)
+    uv_config = uvicorn.Config(
+        application,
+        host=config.host,
+        port=config.port,
+        log_level=log_level.lower(),
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
+    _Server(uv_config, application.state.stopping).run()
+
+
+@app.command("server")
+def server_command(
+    host: Annotated[str, typer.Option("-H", "--host", help="Address to bind.")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option("-p", "--port", help="Port to bind.")] = DEFAULT_PORT,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "-t", "--token", envvar="SANDBOX_AGENT_TOKEN", help="Require this bearer token."
+        ),
+    ] = None,
+    no_token: Annotated[
+        bool,
+        typer.Option("-n", "--no-token", help="Serve without a token, even off loopback."),
+    ] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Store URL (default: $SANDBOX_AGENT_STORE, then SQLite in the data dir).",
+        ),
+    ] = None,
+    root: Annotated[
+        Path | None, typer.Option("--root", help="Agents' default working directory.")
+    ] = None,
+    cors_allow_origin: Annotated[
+        list[str] | None, typer.Option("-O", "--cors-allow-origin", help="CORS origin (repeat).")
+    ] = None,
+    cors_allow_method: Annotated[
+        list[str] | None, typer.Option("-M", "--cors-allow-method", help="CORS method (repeat).")
+    ] = None,
+    cors_allow_header: Annotated[
+        list[str] | None, typer.Option("-A", "--cors-allow-header", help="CORS header (repeat).")
+    ] = None,
+    cors_allow_credentials: Annotated[
+        bool, typer.Option("-C", "--cors-allow-credentials", help="Allow CORS credentials.")
+    ] = False,
+    mock_delay_ms: Annotated[
+        int, typer.Option("--mock-delay-ms", min=0, help="Mock agent's delay between events.")
+    ] = 200,
+    max_body_bytes: Annotated[
+        int, typer.Option("--max-body-bytes", min=1, help="Largest request body accepted.")
+    ] = 10 * 1024 * 1024,
+    sse_ping_seconds: Annotated[
+        float, typer.Option("--sse-ping-seconds", min=0.01, hidden=True)
+    ] = 15.0,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning or error.")
+    ] = "info",
+) -> None:
+    """Run the HTTP server (default 127.0.0.1:2468, SQLite store in the data dir)."""
+    if token == "":
+        token = None
+    if (
+        no_token
+        and os.environ.get("SANDBOX_AGENT_TOKEN")
+        and token == os.environ.get("SANDBOX_AGENT_TOKEN")
+    ):
+        token = None  # --no-token wins over the environment
+    try:
+        check_bind(host, token, no_token)
+    except ValueError as exc:
+        fail(str(exc))
+    if root is not None and not root.is_dir():
+        fail(f"--root {root} is not a directory")
+    config = ServerConfig(
+        host=host,
+        port=port,
+        token=token,
+        store_url=store,
+        root=str(root.resolve()) if root is not None else None,
+        cors_allow_origins=tuple(cors_allow_origin or ()),
+        cors_allow_methods=tuple(cors_allow_method or ()),
+        cors_allow_headers=tuple(cors_allow_header or ()),
+        cors_allow_credentials=cors_allow_credentials,
+        mock_delay_ms=mock_delay_ms,
+        max_body_bytes=max_body_bytes,
+        sse_ping_seconds=sse_ping_seconds,
+    )
+    serve(config, log_level)

@@ -1,0 +1,91 @@
+"""The replay engine: the one reducer from a session's events to its state, and what is built on
+it (snapshots and time travel, diffs, transcripts, restore text, export and import).
+
+Imports only ``sandbox_agent.events`` and ``sandbox_agent.store``.
+"""
+
+from sandbox_agent.replay.anomalies import ANOMALY_KINDS, AnomalyKind
+from sandbox_agent.replay.diff import StateDiff, diff, format_diff
+from sandbox_agent.replay.errors import (
+    InvariantViolation,
+    ReplayError,
+    SequencePastEnd,
+    TransferError,
+)
+from sandbox_agent.replay.reducer import Replayer, replay
+from sandbox_agent.replay.render import TranscriptFormat, render_transcript
+from sandbox_agent.replay.restore import (
+    DEFAULT_MAX_CHARS,
+    DEFAULT_MAX_EVENTS,
+    restore_entries,
+    restore_text,
+)
+from sandbox_agent.replay.snapshots import (
+    DEFAULT_SNAPSHOT_EVERY,
+    SnapshotWriter,
+    state_at,
+    write_snapshot_if_due,
+)
+from sandbox_agent.replay.state import (
+    REDUCER_VERSION,
+    Anomaly,
+    EndedInfo,
+    ErrorEntry,
+    ItemState,
+    PermissionState,
+    QuestionState,
+    ResumeInfo,
+    SessionState,
+    SessionStatus,
+    TurnState,
+    UnparsedEntry,
+)
+from sandbox_agent.replay.transcript import Transcript, build_transcript
+from sandbox_agent.replay.transfer import (
+    ExportSummary,
+    ImportSummary,
+    export_sessions,
+    import_sessions,
+)
+
+__all__ = [
+    "ANOMALY_KINDS",
+    "DEFAULT_MAX_CHARS",
+    "DEFAULT_MAX_EVENTS",
+    "DEFAULT_SNAPSHOT_EVERY",
+    "REDUCER_VERSION",
+    "Anomaly",
+    "AnomalyKind",
+    "EndedInfo",
+    "ErrorEntry",
+    "ExportSummary",
+    "ImportSummary",
+    "InvariantViolation",
+    "ItemState",
+    "PermissionState",
+    "QuestionState",
+    "ReplayError",
+    "Replayer",
+    "ResumeInfo",
+    "SequencePastEnd",
+    "SessionState",
+    "SessionStatus",
+    "SnapshotWriter",
+    "StateDiff",
+    "Transcript",
+    "TranscriptFormat",
+    "TransferError",
+    "TurnState",
+    "UnparsedEntry",
+    "build_transcript",
+    "diff",
+    "export_sessions",
+    "format_diff",
+    "import_sessions",
+    "render_transcript",
+    "replay",
+    "restore_entries",
+    "restore_text",
+    "state_at",
+    "write_snapshot_if_due",
+]

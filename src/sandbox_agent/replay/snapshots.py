@@ -1,0 +1,190 @@
+"""Snapshots and time travel (``replay.md``, "Snapshots and time travel").
+
+``state_at`` rebuilds a session's state at any sequence from the newest usable snapshot plus the
+events after it, so its cost follows the events after the snapshot, not the whole stream.
+Writers keep snapshots coming with ``write_snapshot_if_due`` (or a ``SnapshotWriter``) after each
+append; a snapshot carries ``REDUCER_VERSION`` and one of another version is never used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterator, Sequence
+
+from pydantic import ValidationError
+
+from sandbox_agent.events import UniversalEvent
+from sandbox_agent.replay.errors import SequencePastEnd
+from sandbox_agent.replay.reducer import Replayer
+from sandbox_agent.replay.state import REDUCER_VERSION, SessionState
+from sandbox_agent.store import EventStore, Snapshot
+
+DEFAULT_SNAPSHOT_EVERY = 1000
+PAGE_SIZE = 1000
+
+
+async def state_at(
+    store: EventStore,
+    session_id: str,
+    sequence: int | None = None,
+    *,
+    use_snapshots: bool = True,
+    snapshot_every: int | None = None,
+    page_size: int = PAGE_SIZE,
+) -> SessionState:
+    """The state of ``session_id`` after event ``sequence`` (the latest when None; 0 gives the
+    empty state).
+
+    Starts from the newest snapshot of this reducer version at or before ``sequence`` (unless
+    ``use_snapshots`` is False) and replays the rest in pages. With ``snapshot_every``, saves a
+    snapshot at each multiple of it that the replay passes, which rebuilds the snapshots of a
+    session whose snapshots are missing or of another version. Raises ``SessionNotFound`` (a
+    ``StoreError``) for an unknown session and ``SequencePastEnd`` beyond its last event.
+    """
+    last = await store.last_sequence(session_id)
+    if sequence is not None and sequence < 0:
+        raise ValueError(f"sequence must be >= 0, got {sequence}")
+    if sequence is not None and sequence > last:
+        raise SequencePastEnd(session_id, sequence, last)
+    target = last if sequence is None else sequence
+    replayer = Replayer(SessionState(session_id=session_id), copy=False)
+    if use_snapshots and target > 0:
+        state = await load_state(store, session_id, target)
+        if state is not None:
+            replayer = Replayer(state, copy=False)
+    done = replayer.last_sequence
+    while done < target:
+        page = await store.read(session_id, after=done, limit=min(page_size, target - done))
+        if not page:
+            break
+        if snapshot_every:
+            await _apply_saving(store, replayer, page, snapshot_every)
+        else:
+            replayer.apply_all(page)
+        done = page[-1].sequence
+    return replayer.finish()
+
+
+class _GcPause:
+    depth = 0  # nested pauses: concurrent loads in one event loop
+    resume = False  # whether the GC was on when the first pause began
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Hold the cyclic GC while a snapshot is decoded: a large state is tens of thousands of
+    fresh containers, and the collections they trigger would otherwise double the load time."""
+    if _GcPause.depth == 0:
+        _GcPause.resume = gc.isenabled()
+        gc.disable()
+    _GcPause.depth += 1
+    try:
+        yield
+    finally:
+        _GcPause.depth -= 1
+        if _GcPause.depth == 0 and _GcPause.resume:
+            gc.enable()
+
+
+async def load_state(store: EventStore, session_id: str, at_or_before: int) -> SessionState | None:
+    """The state of the newest usable snapshot at or before ``at_or_before``, if any."""
+    with _gc_paused():
+        snapshot = await store.load_snapshot(
+            session_id, at_or_before=at_or_before, version=REDUCER_VERSION
+        )
+        if snapshot is None:
+            return None
+        try:
+            state = SessionState.model_validate(snapshot.state)
+        except ValidationError:
+            return None  # unreadable: replaying from the start is slower but right
+    if state.version != REDUCER_VERSION or state.last_sequence != snapshot.sequence:
+        return None
+    return state
+
+
+async def _apply_saving(
+    store: EventStore, replayer: Replayer, page: Sequence[UniversalEvent], every: int
+) -> None:
+    for event in page:
+        replayer.apply(event)
+        if event.sequence % every == 0 and replayer.last_sequence == event.sequence:
+            await save_state(store, replayer)
+
+
+async def save_state(store: EventStore, state: SessionState | Replayer) -> Snapshot:
+    """Save ``state`` as the snapshot at its ``last_sequence``."""
+    session_id = state.session_id
+    if session_id is None:
+        raise ValueError("cannot snapshot the state of an empty stream")
+    return await store.save_snapshot(
+        session_id, state.last_sequence, state.to_json(), REDUCER_VERSION
+    )
+
+
+async def write_snapshot_if_due(
+    store: EventStore,
+    state: SessionState | Replayer,
+    snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+    *,
+    previous_sequence: int | None = None,
+) -> Snapshot | None:
+    """Save a snapshot when the last append crossed a multiple of ``snapshot_every``.
+
+    Call it after each append with the state after it; ``previous_sequence`` is the last
+    sequence before the append (default: one event appended). A batch that jumps over a
+    multiple (995 -> 1005) saves at its end (1005). Returns the snapshot saved, if any.
+    """
+    last = state.last_sequence
+    before = last - 1 if previous_sequence is None else previous_sequence
+    if snapshot_every <= 0 or last <= 0 or last // snapshot_every <= before // snapshot_every:
+        return None
+    return await save_state(store, state)
+
+
+class SnapshotWriter:
+    """A writer's live view of one session: feed it what was appended, it keeps the state and
+    saves a snapshot every ``snapshot_every`` events.
+
+    Example::
+
+        writer = await SnapshotWriter.open(store, "s1")
+        stored = await store.append("s1", drafts, expected_sequence=writer.last_sequence)
+        await writer.record(stored)
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        state: SessionState,
+        *,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+    ) -> None:
+        self._store = store
+        self._replayer = Replayer(state)
+        self._every = snapshot_every
+
+    @classmethod
+    async def open(
+        cls, store: EventStore, session_id: str, *, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
+    ) -> SnapshotWriter:
+        """Start from the session's current state (read with ``state_at``)."""
+        state = await state_at(store, session_id)
+        return cls(store, state, snapshot_every=snapshot_every)
+
+    @property
+    def last_sequence(self) -> int:
+        return self._replayer.last_sequence
+
+    @property
+    def state(self) -> SessionState:
+        return self._replayer.state
+
+    async def record(self, events: Sequence[UniversalEvent]) -> Snapshot | None:
+        """Fold the events just appended; save a snapshot if one is due."""
+        before = self._replayer.last_sequence
+        self._replayer.apply_all(events)
+        return await write_snapshot_if_due(
+            self._store, self._replayer, self._every, previous_sequence=before
+        )

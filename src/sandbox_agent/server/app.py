@@ -1,0 +1,101 @@
+"""``create_app(config)``: the FastAPI app of the server.
+
+At start-up the app opens the store, loads every active session and closes what a previous
+server left open (``SessionManager.recover``); at shutdown it ends every SSE stream, stops every
+agent and closes the store. Middleware, outermost first: CORS (so preflights are answered before
+auth), token auth, the body limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+from starlette.middleware.cors import CORSMiddleware
+
+from sandbox_agent import __version__
+from sandbox_agent.agents import AgentSettings
+from sandbox_agent.server.auth import TokenAuth
+from sandbox_agent.server.config import ServerConfig
+from sandbox_agent.server.errors import install_error_handlers
+from sandbox_agent.server.limits import BodyLimit
+from sandbox_agent.server.models import HealthResponse
+from sandbox_agent.server.routes import agents, events, hitl, sessions
+from sandbox_agent.server.sessions import SessionManager
+from sandbox_agent.store import default_store_url, open_store
+
+logger = logging.getLogger(__name__)
+
+BANNER = (
+    "This is a Sandbox Agent server. Available endpoints:\n"
+    "  GET /            this text\n"
+    "  GET /v1/health   health check\n"
+    "  GET /openapi.json the API description\n"
+    "  /v1/...          the API (see /openapi.json)\n"
+)
+
+
+def create_app(config: ServerConfig | None = None) -> FastAPI:
+    """The server app for ``config`` (defaults: loopback, no token, the default store)."""
+    config = config or ServerConfig()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = await open_store(config.store_url or default_store_url())
+        manager = SessionManager(
+            store,
+            settings=AgentSettings(mock_delay_ms=config.mock_delay_ms),
+            root=config.root,
+            snapshot_every=config.snapshot_every,
+        )
+        recovered = await manager.recover()
+        if recovered:
+            logger.info("resumed %d session(s) after a restart", len(recovered))
+        app.state.manager = manager
+        try:
+            yield
+        finally:
+            app.state.stopping.set()
+            await manager.shutdown()
+            await store.close()
+
+    app = FastAPI(
+        title="sandbox-agent",
+        version=__version__,
+        description="Run coding agents in a sandbox behind an HTTP API; every session is an "
+        "append-only event stream. Errors are application/problem+json.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.config = config
+    app.state.stopping = asyncio.Event()
+    install_error_handlers(app)
+
+    @app.get("/", response_class=PlainTextResponse, include_in_schema=False)
+    async def banner() -> str:
+        return BANNER
+
+    @app.get("/v1/health", response_model=HealthResponse, tags=["health"])
+    async def health() -> HealthResponse:
+        """Public: ``{"status": "ok"}``."""
+        return HealthResponse()
+
+    for module in (agents, sessions, events, hitl):
+        app.include_router(module.router)
+
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    if config.token:
+        app.add_middleware(TokenAuth, token=config.token)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(config.cors_allow_origins),
+        allow_methods=list(config.cors_allow_methods) or ["*"],
+        allow_headers=list(config.cors_allow_headers) or ["*"],
+        allow_credentials=config.cors_allow_credentials,
+    )
+    return app

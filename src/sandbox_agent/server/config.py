@@ -1,0 +1,62 @@
+"""The server's settings (``ServerConfig``), filled from the command line or by a caller."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from sandbox_agent.replay import DEFAULT_SNAPSHOT_EVERY
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 2468
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_MESSAGE_CHARS = 1_000_000
+DEFAULT_MAX_ATTACHMENTS = 100
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``create_app`` needs. ``store_url`` None means the default SQLite store."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    #: Bearer token guarding every route but ``/v1/health`` and ``/``; None: no auth.
+    token: str | None = None
+    store_url: str | None = None
+    #: Working directory of agents whose session names none (None: the current directory).
+    root: str | None = None
+    cors_allow_origins: tuple[str, ...] = ()
+    cors_allow_methods: tuple[str, ...] = ()
+    cors_allow_headers: tuple[str, ...] = ()
+    cors_allow_credentials: bool = False
+    mock_delay_ms: int = 200
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS
+    max_attachments: int = DEFAULT_MAX_ATTACHMENTS
+    snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
+    #: Seconds between ``: ping`` comments on an idle SSE stream.
+    sse_ping_seconds: float = 15.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None, no_token: bool) -> None:
+    """Refuse to serve a non-loopback address without a token, unless ``--no-token`` says so.
+
+    Raises ``ValueError`` with the reason."""
+    if token is not None and no_token:
+        raise ValueError("--token and --no-token exclude each other")
+    if token is None and not no_token and not is_loopback(host):
+        raise ValueError(
+            f"refusing to bind {host} without a token: pass --token (or set "
+            "SANDBOX_AGENT_TOKEN), or --no-token to serve it unauthenticated"
+        )

@@ -1,0 +1,207 @@
+"""Errors as ``application/problem+json``: typed exceptions and the one place that renders them.
+
+Routes and the session manager raise ``ApiError`` (or let a store/agent error through); the
+handlers installed by ``install_error_handlers`` turn every error, including request validation
+failures, unknown routes and unexpected exceptions, into
+``{type: "urn:sandbox-agent:error:<name>", title, status, detail, ...extensions}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sandbox_agent.agents import AgentError, TurnInProgress, UnknownRequest, UnsupportedAgent
+from sandbox_agent.replay import SequencePastEnd
+from sandbox_agent.store import (
+    InvalidCursor,
+    SequenceConflict,
+    SessionExists,
+    SessionNotFound,
+    StoreError,
+)
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:sandbox-agent:error:"
+
+
+class ApiError(Exception):
+    """An error with its problem name, HTTP status and detail; extensions go in the body."""
+
+    def __init__(self, name: str, status: int, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.name = name
+        self.status = status
+        self.detail = detail
+        self.extensions = {k: v for k, v in extensions.items() if v is not None}
+
+    @property
+    def title(self) -> str:
+        return " ".join(word.capitalize() for word in self.name.split("_"))
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "type": TYPE_PREFIX + self.name,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            **self.extensions,
+        }
+
+
+def invalid_request(message: str, **extensions: Any) -> ApiError:
+    return ApiError("invalid_request", 400, f"invalid request: {message}", **extensions)
+
+
+def session_not_found(session_id: str) -> ApiError:
+    return ApiError(
+        "session_not_found", 404, f"session not found: {session_id}", sessionId=session_id
+    )
+
+
+def session_already_exists(session_id: str) -> ApiError:
+    return ApiError(
+        "session_already_exists", 409, f"session already exists: {session_id}", sessionId=session_id
+    )
+
+
+def unsupported_agent(agent: str, reason: str | None = None) -> ApiError:
+    detail = f"unsupported agent: {agent}" + (f" ({reason})" if reason else "")
+    return ApiError("unsupported_agent", 400, detail, agent=agent)
+
+
+def agent_not_installed(agent: str) -> ApiError:
+    return ApiError("agent_not_installed", 404, f"agent not installed: {agent}", agent=agent)
+
+
+def mode_not_supported(agent: str, mode: str) -> ApiError:
+    return ApiError(
+        "mode_not_supported",
+        400,
+        f"mode not supported: {agent} {mode}",
+        agent=agent,
+        details={"mode": mode},
+    )
+
+
+def token_invalid() -> ApiError:
+    return ApiError(
+        "token_invalid", 401, "token invalid", details={"message": "missing or invalid token"}
+    )
+
+
+def turn_in_progress(session_id: str) -> ApiError:
+    return ApiError(
+        "turn_in_progress",
+        409,
+        "a turn is still running in this session: wait for its turn.ended, or cancel it",
+        sessionId=session_id,
+    )
+
+
+def payload_too_large(limit: int) -> ApiError:
+    return ApiError(
+        "payload_too_large", 413, f"request body over the limit of {limit} bytes", limit=limit
+    )
+
+
+def request_not_found(kind: str, request_id: str, session_id: str) -> ApiError:
+    return ApiError(
+        f"{kind}_not_found",
+        404,
+        f"unknown {kind} id: {request_id}",
+        sessionId=session_id,
+        details={f"{kind}Id": request_id},
+    )
+
+
+def problem_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        error.body(), status_code=error.status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+def as_api_error(exc: Exception) -> ApiError:
+    """The problem an exception of the store or the agents stands for."""
+    match exc:
+        case ApiError():
+            return exc
+        case SessionNotFound():
+            return session_not_found(exc.session_id)
+        case SessionExists():
+            return session_already_exists(exc.session_id)
+        case SequenceConflict():
+            return ApiError("sequence_conflict", 409, str(exc), sessionId=exc.session_id)
+        case InvalidCursor():
+            return invalid_request(str(exc))
+        case SequencePastEnd():
+            return invalid_request(str(exc))
+        case UnsupportedAgent():
+            return unsupported_agent(exc.agent_id, str(exc))
+        case TurnInProgress():
+            return ApiError("turn_in_progress", 409, str(exc))
+        case UnknownRequest():
+            return ApiError(f"{exc.kind}_not_found", 404, str(exc))
+        case AgentError():
+            return ApiError("agent_error", 500, f"agent error: {exc}")
+        case StoreError():
+            return ApiError("store_error", 503, f"store error: {exc}")
+    return ApiError("internal_error", 500, "internal server error")
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        location = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        parts.append(f"{location or 'body'}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "malformed request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error of ``app`` as problem+json."""
+
+    async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
+        return problem_response(as_api_error(exc))
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+            for e in exc.errors()
+        ]
+        error = invalid_request(_validation_message(exc), details={"errors": errors})
+        return problem_response(error)
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            error = ApiError("not_found", 404, f"no route for {request.method} {request.url.path}")
+        elif exc.status_code == 405:
+            error = ApiError(
+                "method_not_allowed", 405, f"{request.method} is not allowed on {request.url.path}"
+            )
+        else:
+            name = "invalid_request" if exc.status_code == 400 else f"http_{exc.status_code}"
+            error = ApiError(name, exc.status_code, str(exc.detail))
+        return problem_response(error, headers=dict(exc.headers or {}))
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        error = as_api_error(exc)
+        if error.name in ("internal_error", "store_error", "agent_error"):
+            logger.exception("request %s %s failed", request.method, request.url.path, exc_info=exc)
+        return problem_response(error)
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(StoreError, on_api_error)
+    app.add_exception_handler(AgentError, on_api_error)
+    app.add_exception_handler(SequencePastEnd, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

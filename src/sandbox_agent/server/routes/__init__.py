@@ -1,0 +1,1 @@
+"""The HTTP routes: thin translations between HTTP and the session manager."""

@@ -1,0 +1,46 @@
+"""What routes share: the manager and the store from the app, id and flag parameters."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import Depends, Path, Query, Request
+
+from sandbox_agent.server.config import ServerConfig
+from sandbox_agent.server.models import ID_PATTERN
+from sandbox_agent.server.sessions import SessionManager
+
+
+def get_manager(request: Request) -> SessionManager:
+    manager: SessionManager = request.app.state.manager
+    return manager
+
+
+def get_config(request: Request) -> ServerConfig:
+    config: ServerConfig = request.app.state.config
+    return config
+
+
+def get_stop(request: Request) -> asyncio.Event:
+    stop: asyncio.Event = request.app.state.stopping
+    return stop
+
+
+Manager = Annotated[SessionManager, Depends(get_manager)]
+Config = Annotated[ServerConfig, Depends(get_config)]
+Stopping = Annotated[asyncio.Event, Depends(get_stop)]
+SessionId = Annotated[
+    str, Path(pattern=ID_PATTERN, description="Session id: [A-Za-z0-9._:-]{1,128}")
+]
+RequestId = Annotated[str, Path(pattern=ID_PATTERN)]
+
+
+def include_raw_flag(
+    include_raw: Annotated[bool, Query(description="Return each event's raw payload.")] = False,
+    includeRaw: Annotated[bool | None, Query(include_in_schema=False)] = None,
+) -> bool:
+    return include_raw or bool(includeRaw)
+
+
+IncludeRaw = Annotated[bool, Depends(include_raw_flag)]

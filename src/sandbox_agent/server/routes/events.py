@@ -1,0 +1,65 @@
+"""``/v1/sessions/{id}/events``: polling and SSE."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from sandbox_agent.server.models import EventsResponse
+from sandbox_agent.server.routes.deps import Config, IncludeRaw, Manager, SessionId, Stopping
+from sandbox_agent.server.sse import event_stream, resume_after, sse_response
+
+router = APIRouter(prefix="/v1/sessions", tags=["events"])
+
+Offset = Annotated[int, Query(ge=0, description="The last sequence seen (exclusive).")]
+
+
+@router.get("/{session_id}/events", response_model=EventsResponse)
+async def list_events(
+    session_id: SessionId,
+    manager: Manager,
+    include_raw: IncludeRaw,
+    offset: Offset = 0,
+    limit: Annotated[int | None, Query(ge=0, le=100_000)] = None,
+) -> EventsResponse:
+    """Stored events after ``offset``, at most ``limit``; ``hasMore`` when more are stored."""
+    store = manager.store
+    if limit == 0:
+        has_more = await store.last_sequence(session_id) > offset
+        return EventsResponse(events=[], has_more=has_more)
+    read = await store.read(session_id, after=offset, limit=None if limit is None else limit + 1)
+    has_more = limit is not None and len(read) > limit
+    events = read[:limit] if limit is not None else read
+    return EventsResponse(
+        events=[(e if include_raw else e.without_raw()).model_dump(mode="json") for e in events],
+        has_more=has_more,
+    )
+
+
+@router.get(
+    "/{session_id}/events/sse",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream_events(
+    session_id: SessionId,
+    request: Request,
+    manager: Manager,
+    config: Config,
+    stopping: Stopping,
+    include_raw: IncludeRaw,
+    offset: Offset = 0,
+) -> StreamingResponse:
+    """Stored events after ``offset`` (or the ``Last-Event-ID`` header), then live ones."""
+    await manager.store.last_sequence(session_id)  # 404 before the stream starts
+    stream = event_stream(
+        manager.store,
+        session_id,
+        resume_after(request, offset),
+        include_raw=include_raw,
+        ping_seconds=config.sse_ping_seconds,
+        stop=stopping,
+    )
+    return sse_response(stream)

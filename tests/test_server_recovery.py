@@ -1,0 +1,154 @@
+"""Crash recovery: SIGKILL the server mid-turn, restart it on the same store, and check that
+every acknowledged event is there, the stream is clean, and the session goes on."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+
+from server_process import (
+    OK_PROMPT,
+    ServerProcess,
+    check_stream,
+    create,
+    events_of,
+    stream_turn,
+    wait_for,
+)
+
+PROMPTS = ["markdown", "demo", "tool", "permission", "question", "status", OK_PROMPT]
+
+
+class _Follower(threading.Thread):
+    """Reads a session's SSE stream until the connection dies: what a client saw."""
+
+    def __init__(self, url: str, session_id: str, after: int) -> None:
+        super().__init__(daemon=True)
+        self.url, self.session_id, self.after = url, session_id, after
+        self.seen: list[dict[str, Any]] = []
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        with contextlib.suppress(httpx.HTTPError), httpx.Client(base_url=self.url) as client:
+            path = f"/v1/sessions/{self.session_id}/events/sse"
+            with connect_sse(client, "GET", path, params={"offset": self.after}) as source:
+                self.ready.set()
+                for sse in source.iter_sse():
+                    self.seen.append(json.loads(sse.data))
+        self.ready.set()
+
+
+def _trial(server: ServerProcess, rng: random.Random, number: int) -> None:
+    session_id = f"crash-{number}"
+    with server.client() as client:
+        create(client, session_id)
+        if rng.random() < 0.5:
+            stream_turn(client, session_id, OK_PROMPT)
+        before = events_of(client, session_id)
+        follower = _Follower(server.url, session_id, before[-1]["sequence"])
+        follower.start()
+        follower.ready.wait(5)
+        acknowledged = list(before)
+        prompt = rng.choice(PROMPTS)
+        sent = client.post(f"/v1/sessions/{session_id}/messages", json={"message": prompt})
+        assert sent.status_code == 204
+        time.sleep(rng.uniform(0, 0.3))
+    server.kill()
+    follower.join(10)
+    acknowledged += follower.seen
+    server.start()
+    with server.client() as client:
+        stored = events_of(client, session_id)
+        check_stream(stored)
+        by_sequence = {e["sequence"]: e for e in stored}
+        for event in acknowledged:
+            assert by_sequence.get(event["sequence"]) == event
+        # The prompt was acknowledged (204): its turn.started and user item are stored.
+        assert "turn.started" in [e["type"] for e in stored[len(before) :]]
+        resumed = [e for e in stored if e["type"] == "session.resumed"]
+        assert resumed and resumed[-1]["data"]["reason"] == "server_restart"
+        assert resumed[-1]["data"]["native_resume"] is True
+        state = client.get(f"/v1/sessions/{session_id}/state").json()
+        assert state["status"] == "idle" and not state["pending_permissions"]
+        assert not state["pending_questions"]
+        for question in state["resolved_questions"].values():
+            assert question["status"] in ("answered", "rejected")
+        events = stream_turn(client, session_id, OK_PROMPT)
+        assert events[-1]["type"] == "turn.ended" and events[-1]["data"]["reason"] == "completed"
+        check_stream(events_of(client, session_id))
+
+
+def _run_trials(tmp_path: Path, count: int, seed: int) -> None:
+    rng = random.Random(seed)
+    server = ServerProcess(
+        f"sqlite:///{tmp_path / 's.db'}", tmp_path / "server.log", mock_delay_ms=20
+    ).start()
+    try:
+        for number in range(count):
+            _trial(server, rng, number)
+        # Every session of the store is still clean after all those crashes.
+        with server.client() as client:
+            sessions = client.get("/v1/sessions", params={"limit": 1000}).json()["sessions"]
+            assert len(sessions) == count
+            for info in sessions:
+                check_stream(events_of(client, info["sessionId"]))
+    finally:
+        server.stop()
+
+
+def test_sigkill_mid_turn_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    _run_trials(tmp_path, 20, seed=20251126)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_turn_300_trials(tmp_path: Path) -> None:
+    _run_trials(tmp_path, 300, seed=300)
+
+
+def test_a_turn_running_at_a_crash_ends_interrupted_and_pending_requests_are_rejected(
+    tmp_path: Path,
+) -> None:
+    server = ServerProcess(f"sqlite:///{tmp_path / 's.db'}", tmp_path / "log").start()
+    try:
+        with server.client() as client:
+            create(client, "q1")
+            prompt = (
+                "Use the AskUserQuestion tool to ask exactly one yes/no question, then wait for "
+                "a reply. Do not answer yourself."
+            )
+            client.post("/v1/sessions/q1/messages", json={"message": prompt})
+            wait_for(client, "q1", "question.requested")
+        server.kill()
+        server.start()
+        with server.client() as client:
+            events = events_of(client, "q1")
+            tail = [(e["type"], e["source"]) for e in events[-3:]]
+            assert tail == [
+                ("question.resolved", "daemon"),
+                ("turn.ended", "daemon"),
+                ("session.resumed", "daemon"),
+            ]
+            assert events[-3]["data"]["status"] == "rejected"
+            assert events[-3]["data"]["metadata"] == {"reason": "interrupted"}
+            assert events[-2]["data"]["reason"] == "interrupted"
+            assert events[-1]["data"]["reason"] == "server_restart"
+            check_stream(events)
+        # A graceful stop, then a start: the session resumes again and goes on.
+        assert server.stop() in (0, -15)  # uvicorn re-raises the SIGTERM it handled
+        server.start()
+        with server.client() as client:
+            assert stream_turn(client, "q1", OK_PROMPT)[-1]["type"] == "turn.ended"
+            events = events_of(client, "q1")
+            assert [e["type"] for e in events].count("session.resumed") == 2
+            check_stream(events)
+    finally:
+        server.stop()
