@@ -1,9 +1,10 @@
 """Server benchmarks (issue 4): a real ``sandbox-agent server`` process, the mock agent at zero
 delay, a SQLite store, measured from a client in this process.
 
-    python benchmarks/server.py            # the full run (about half a minute)
-    python benchmarks/server.py --quick    # small counts: a smoke test, not a measurement
-    python benchmarks/server.py --json     # the figures as JSON
+    python benchmarks/server.py                       # the full run (10-20 s)
+    python benchmarks/server.py --quick               # small counts: a smoke test only
+    python benchmarks/server.py --json                # the figures as JSON
+    python benchmarks/server.py --profile server.prof # the server under cProfile
 
 Figures, each against its goal:
 
@@ -20,6 +21,11 @@ Figures, each against its goal:
    clock;
 4. the server's ``VmRSS`` (``/proc/<pid>/status``) idle (after start-up, before any session) and
    loaded (after the runs above), and its peak ``VmHWM``.
+
+For context, not against goals: the SSE stream of step 2 read again from the start (the SSE path
+without appends), one-event appends to a SQLite store in this process (no server), and the
+server's CPU time (``/proc/<pid>/stat``, all threads) per round trip, streamed event and fan-out
+delivery, which other work on the machine disturbs less than wall times.
 
 The client is a minimal HTTP/1.1 client over asyncio streams (uvloop when installed), so that
 little of a round trip is the client's own time.

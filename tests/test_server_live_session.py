@@ -8,14 +8,11 @@ from collections.abc import Sequence
 
 from sandbox_agent.agents import AgentSettings
 from sandbox_agent.events import EventDraft, UniversalEvent
-from sandbox_agent.server.sessions import session as session_module
 from sandbox_agent.server.sessions.session import LiveSession
 from sandbox_agent.store import EventStore, SessionRecord, open_store
 
 
-async def _slow_returning_append(
-    store: EventStore,
-) -> None:
+def _slow_returning_append(store: EventStore) -> None:
     """Make ``store.append`` return a few loop turns after it committed and woke subscribers,
     as SQLite's does (the connection thread hands the result back later)."""
     append = store.append
@@ -35,8 +32,9 @@ async def test_a_message_sent_as_soon_as_turn_ended_is_streamed_is_accepted() ->
     async with await open_store("memory://") as store:
         record = await store.create_session(SessionRecord(id="s", agent="mock"))
         live = await LiveSession.load(store, record, settings=AgentSettings(mock_delay_ms=0))
-        await live.append([session_module._daemon("session.started", {"metadata": {}})])
-        await _slow_returning_append(store)
+        started = EventDraft(type="session.started", data={"metadata": {}}, source="daemon")
+        await live.append([started])
+        _slow_returning_append(store)
         ended = 0
         async with asyncio.timeout(10):
             await live.send_message("Reply with exactly the single word OK.")

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from sandbox_agent.store import StoreConfigError, open_store
 from sandbox_agent.store.migrate import database_status, head_revision
-from sandbox_agent.store.sql import SqlEventStore
+from sandbox_agent.store.sql import HEAD_REVISION, SqlEventStore
 from sandbox_agent.store.tables import tables_for
 
 from helpers.databases import driver_params
@@ -66,6 +66,10 @@ def test_db_commands_report_the_revision(store_url: str) -> None:
         [*command, "current", store_url, "--json"], capture_output=True, text=True, check=True
     )
     assert json.loads(after.stdout)["pending"] is False
+
+
+def test_the_drivers_know_the_head_revision_without_alembic() -> None:
+    assert head_revision() == HEAD_REVISION
 
 
 async def test_migrations_are_refused_for_the_memory_store() -> None:

@@ -33,7 +33,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from sandbox_agent.events import EventDraft, UniversalEvent, utc_now
-from sandbox_agent.store import migrate as migrations
 from sandbox_agent.store.base import (
     DEFAULT_PAGE,
     batch_projection,
@@ -145,9 +144,7 @@ class PostgresEventStore(SqlEventStore):
                 await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
                 await conn.commit()
             if migrate:
-                async with store._writing() as conn:
-                    await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
-                    await conn.run_sync(migrations.run_upgrade)
+                await store._upgrade()
             await store._listen()
         except Exception as exc:
             await store.close()
@@ -162,6 +159,9 @@ class PostgresEventStore(SqlEventStore):
                 raise StoreError(f"Postgres at {where}: {cause}") from exc
             raise StoreUnavailable(f"cannot connect to Postgres at {where}: {cause}") from exc
         return store
+
+    async def _lock_migrations(self, conn: AsyncConnection) -> None:
+        await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
 
     async def _listen(self) -> None:
         self._listener = await self._engine.connect()

@@ -21,6 +21,9 @@ from sandbox_agent.store.errors import InvalidCursor, SessionExists, SessionNotF
 from sandbox_agent.store.records import Page, SessionRecord, SessionStatus, Snapshot
 from sandbox_agent.store.tables import Tables, tables_for
 
+#: The newest revision in ``migrations/versions`` (a test keeps the two equal).
+HEAD_REVISION = "0001"
+
 #: Execution option that makes the SQLite driver open a write (IMMEDIATE) transaction.
 WRITE = "sandbox_agent_write"
 
@@ -52,10 +55,21 @@ class SqlEventStore(EventStore, abc.ABC):
 
     async def schema_revision(self) -> str | None:
         """The Alembic revision of the database (None if it was never migrated)."""
-        from sandbox_agent.store.migrate import current_revision
-
         async with self._reading() as conn:
-            return await conn.run_sync(current_revision)
+            return await stored_revision(conn)
+
+    async def _upgrade(self) -> None:
+        """Run pending migrations. Alembic is imported only when the database is behind: it
+        costs about 10 MB of memory in a process that never needs it."""
+        async with self._writing() as conn:
+            await self._lock_migrations(conn)
+            if await stored_revision(conn) != HEAD_REVISION:
+                from sandbox_agent.store.migrate import run_upgrade
+
+                await conn.run_sync(run_upgrade)
+
+    async def _lock_migrations(self, conn: AsyncConnection) -> None:
+        """Keep concurrent openers from migrating at once (SQLite's write lock already does)."""
 
     # -- sessions -------------------------------------------------------------------------
     async def create_session(self, record: SessionRecord) -> SessionRecord:
@@ -223,3 +237,15 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         return decode_sqlite_time(created), session_id
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidCursor(cursor) from exc
+
+
+async def stored_revision(conn: AsyncConnection) -> str | None:
+    """The revision in ``alembic_version``, read without importing Alembic (None if absent)."""
+    if conn.dialect.name == "sqlite":
+        probe = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+    else:
+        probe = "SELECT 1 WHERE to_regclass('alembic_version') IS NOT NULL"
+    if (await conn.exec_driver_sql(probe)).first() is None:
+        return None
+    row = (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).first()
+    return None if row is None else str(row[0])

@@ -25,7 +25,6 @@ from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from sandbox_agent.events import EventDraft, UniversalEvent, utc_now
-from sandbox_agent.store import migrate as migrations
 from sandbox_agent.store.base import (
     DEFAULT_PAGE,
     batch_projection,
@@ -152,8 +151,7 @@ class SqliteEventStore(SqlEventStore):
         store._pragmas = pragmas
         try:
             if migrate:
-                async with store._writing() as conn:
-                    await conn.run_sync(migrations.run_upgrade)
+                await store._upgrade()
             else:
                 async with store._reading() as conn:
                     await conn.exec_driver_sql("SELECT 1")
