@@ -1,0 +1,235 @@
+"""The persistence mirror: the server's stream of one session, copied into the local store.
+
+The mirror follows ``GET /v1/sessions/{id}/events/sse`` with ``Last-Event-ID`` and appends
+every event to the local store under the same session id, with the server's ``event_id`` as
+the idempotency key and ``expected_sequence`` set to where this mirror left the local stream.
+After a dropped connection it reconnects with capped exponential backoff and resumes after the
+last event it stored, so the local stream is the server's stream with no gap and no duplicate.
+What has arrived is appended as one batch. When the append meets a conflict, the events that
+another mirror of the same stream stored already (same ids, same places) count as stored; any
+other difference is a ``MirrorConflict``: a writer with another view of the stream.
+
+Remote sequences map onto local ones by a fixed ``offset`` (local = remote + offset). It is 0
+until the session is restored on a new sandbox; then the new remote session's
+``session.started`` (remote 1) is not copied (``session.resumed`` stands in for it, so
+``session.started`` stays once in the stream) and remote ``k`` becomes local ``L + k - 1``,
+where ``L`` is the sequence of the local ``session.resumed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+from httpx_sse import SSEError, aconnect_sse
+
+from sandbox_agent.events import EventDraft, UniversalEvent
+from sandbox_agent.replay import SessionState, SnapshotWriter, state_at
+from sandbox_agent.sdk.errors import MirrorConflict, SandboxAgentError
+from sandbox_agent.store import (
+    EventStore,
+    IdempotencyConflict,
+    SequenceConflict,
+    SessionNotFound,
+    StoreError,
+)
+
+logger = logging.getLogger(__name__)
+
+#: First and largest wait between reconnects, in seconds.
+BACKOFF_START = 0.05
+BACKOFF_MAX = 5.0
+#: Most events appended in one batch, and most events parsed ahead of the appender.
+BATCH_SIZE = 500
+QUEUE_SIZE = 2000
+#: Connect/write timeouts of the stream; reads have none (the server pings every 15 s).
+STREAM_TIMEOUT = httpx.Timeout(10.0, read=None)
+
+
+def remote_offset(state: SessionState) -> int:
+    """local sequence - remote sequence for a stored stream: set by the newest restore."""
+    for resume in reversed(state.resumes):
+        if resume.reason == "sandbox_replaced":
+            return resume.sequence - 1
+    return 0
+
+
+class RemoteSessionLost(Exception):
+    """The server no longer knows the session (404): the sandbox was replaced or wiped."""
+
+
+class _Transient(Exception):
+    """A server error worth retrying (5xx while it starts or stops)."""
+
+
+class Mirror:
+    """Copies one session's remote stream into ``store``. ``start()`` runs it as a task."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, store: EventStore, session_id: str, *, offset: int
+    ) -> None:
+        self.http = http
+        self.store = store
+        self.session_id = session_id
+        self.offset = offset
+        self.task: asyncio.Task[None] | None = None
+        self.appended = 0
+        self.reconnects = 0
+        #: The last local sequence this mirror stored or found stored.
+        self.local = 0
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def error(self) -> BaseException | None:
+        """Why the mirror stopped (None while it runs or after a clean stop)."""
+        if self.task is None or not self.task.done() or self.task.cancelled():
+            return None
+        return self.task.exception()
+
+    def start(self) -> None:
+        if not self.running:
+            self.task = asyncio.create_task(self.run(), name=f"mirror {self.session_id}")
+
+    async def stop(self) -> None:
+        task, self.task = self.task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def run(self) -> None:
+        """Follow the remote stream until cancelled. Ends with ``RemoteSessionLost`` on a 404,
+        ``MirrorConflict`` when another writer moved the local stream, ``SandboxAgentError``
+        on any other error status."""
+        try:
+            state = await state_at(self.store, self.session_id)
+        except SessionNotFound:
+            raise MirrorConflict(self.session_id, "the local session was deleted") from None
+        # The store is the one source of the mapping: a restore by another replica counts.
+        self.offset = remote_offset(state)
+        self.local = state.last_sequence
+        # Whoever writes a stream writes its snapshots, so that state_at stays cheap.
+        snapshots = SnapshotWriter(self.store, state)
+        delay = BACKOFF_START
+        while True:
+            before = self.local
+            try:
+                await self._follow(snapshots)
+            except (httpx.TransportError, SSEError, _Transient) as exc:
+                logger.debug("mirror %s: stream dropped (%r)", self.session_id, exc)
+            if self.local > before:
+                delay = BACKOFF_START
+            self.reconnects += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _follow(self, snapshots: SnapshotWriter) -> None:
+        """One connection: a reader task parses the stream into a queue, and everything queued
+        is appended as one batch (so a mirror that catches up writes big batches)."""
+        queue: asyncio.Queue[UniversalEvent | BaseException | None] = asyncio.Queue(QUEUE_SIZE)
+        reader = asyncio.create_task(self._read_into(queue, self.local - self.offset))
+        try:
+            while True:
+                batch = [await queue.get()]
+                while len(batch) < BATCH_SIZE and not queue.empty():
+                    batch.append(queue.get_nowait())
+                events = [item for item in batch if isinstance(item, UniversalEvent)]
+                if events:
+                    await self._append(events, snapshots)
+                end = batch[-1]
+                if isinstance(end, BaseException):
+                    raise end
+                if end is None:
+                    return  # the server ended the stream
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _read_into(
+        self, queue: asyncio.Queue[UniversalEvent | BaseException | None], after: int
+    ) -> None:
+        """Queue the events of the stream after remote ``after``, then None at its end or the
+        error that ended it."""
+        try:
+            async for event in self._remote_events(after):
+                await queue.put(event)
+        except Exception as exc:  # handed to the appender, which raises it in order
+            await queue.put(exc)
+        else:
+            await queue.put(None)
+
+    async def _remote_events(self, after: int) -> AsyncIterator[UniversalEvent]:
+        path = f"/v1/sessions/{self.session_id}/events/sse"
+        async with aconnect_sse(
+            self.http,
+            "GET",
+            path,
+            params={"include_raw": "true"},
+            headers={"Last-Event-ID": str(after)},
+            timeout=STREAM_TIMEOUT,
+        ) as source:
+            response = source.response
+            if response.status_code == 404:
+                raise RemoteSessionLost(self.session_id)
+            if response.status_code >= 500:
+                raise _Transient(response.status_code)
+            if response.status_code >= 400:
+                await response.aread()
+                raise SandboxAgentError.from_response(response)
+            async for sse in source.aiter_sse():
+                if sse.data:
+                    yield UniversalEvent.model_validate_json(sse.data)
+
+    async def _append(self, events: list[UniversalEvent], snapshots: SnapshotWriter) -> None:
+        """Store the remote ``events`` after ``self.local``, as one batch."""
+        pending = [e for e in events if e.sequence + self.offset > self.local]
+        for n, event in enumerate(pending, start=1):
+            if event.sequence + self.offset != self.local + n:
+                raise SandboxAgentError.of(
+                    "mirror_gap",
+                    502,
+                    f"session {self.session_id!r}: the server sent sequence {event.sequence} "
+                    f"where {self.local + n - self.offset} was due",
+                )
+        while pending:
+            drafts = [EventDraft.from_event(event) for event in pending]
+            try:
+                stored = await self.store.append(
+                    self.session_id, drafts, expected_sequence=self.local
+                )
+            except (SequenceConflict, IdempotencyConflict) as exc:
+                stored = await self._stored_already(pending, exc)
+                pending = pending[len(stored) :]
+            except SessionNotFound:
+                raise MirrorConflict(self.session_id, "the local session was deleted") from None
+            else:
+                pending = []
+                self.appended += len(stored)
+            self.local += len(stored)
+            try:
+                await snapshots.record(stored)
+            except StoreError:
+                logger.warning("mirror %s: snapshot failed", self.session_id, exc_info=True)
+
+    async def _stored_already(
+        self, pending: list[UniversalEvent], exc: StoreError
+    ) -> list[UniversalEvent]:
+        """After a conflict: the leading events of ``pending`` that another mirror of the same
+        stream stored already, at the same places. None of them: ``MirrorConflict``."""
+        there = await self.store.read(self.session_id, after=self.local, limit=len(pending))
+        same = 0
+        while same < len(there) and there[same].event_id == pending[same].event_id:
+            same += 1
+        if same == 0:
+            raise MirrorConflict(
+                self.session_id,
+                f"another writer changed the local copy of session {self.session_id!r} "
+                f"(a second mirror with another view of the stream?): {exc}",
+            ) from exc
+        return there[:same]

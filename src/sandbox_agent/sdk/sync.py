@@ -1,0 +1,168 @@
+"""``SandboxAgentSync``: the async SDK run on a private event loop thread, for scripts.
+
+Every method hands its coroutine to that loop and waits for the result; the logic stays in
+the async classes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator, Sequence
+from concurrent.futures import Future
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from sandbox_agent.events import UniversalEvent
+from sandbox_agent.replay import SessionState
+from sandbox_agent.sdk.client import SandboxAgent
+from sandbox_agent.sdk.session import PermissionReply, Session, TurnResult
+from sandbox_agent.store import Page, SessionRecord
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="sandbox-agent-sdk", daemon=True
+        )
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+class SessionSync:
+    """The blocking twin of ``Session``."""
+
+    def __init__(self, session: Session, loop: _LoopThread) -> None:
+        self.session = session
+        self.id = session.id
+        self._loop = loop
+
+    def send(self, text: str, attachments: Sequence[dict[str, Any]] | None = None) -> int:
+        return self._loop.run(self.session.send(text, attachments))
+
+    def prompt(self, text: str, attachments: Sequence[dict[str, Any]] | None = None) -> TurnResult:
+        return self._loop.run(self.session.prompt(text, attachments))
+
+    def wait(self) -> TurnResult:
+        return self._loop.run(self.session.wait())
+
+    def reply_permission(self, permission_id: str, reply: PermissionReply) -> None:
+        self._loop.run(self.session.reply_permission(permission_id, reply))
+
+    def reply_question(self, question_id: str, answers: list[list[str]]) -> None:
+        self._loop.run(self.session.reply_question(question_id, answers))
+
+    def reject_question(self, question_id: str) -> None:
+        self._loop.run(self.session.reject_question(question_id))
+
+    def cancel(self) -> None:
+        self._loop.run(self.session.cancel())
+
+    def terminate(self) -> None:
+        self._loop.run(self.session.terminate())
+
+    def state(self, at: int | None = None) -> SessionState:
+        return self._loop.run(self.session.state(at))
+
+    def events(self, after: int | None = None) -> list[UniversalEvent]:
+        """The stored events after ``after`` (no following: use the async SDK for that)."""
+
+        async def collect() -> list[UniversalEvent]:
+            return [e async for e in self.session.events(after, follow=False)]
+
+        return self._loop.run(collect())
+
+    def iter_events(self, after: int | None = None) -> Iterator[UniversalEvent]:
+        """Follow the events: yields each one as it is stored, until the caller stops."""
+        stream = self.session.events(after, follow=True).__aiter__()
+        try:
+            while True:
+                try:
+                    yield self._loop.run(_next(stream))
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._loop.run(stream.aclose())  # type: ignore[attr-defined]
+
+
+async def _next(stream: Any) -> UniversalEvent:
+    event: UniversalEvent = await anext(stream)
+    return event
+
+
+class SandboxAgentSync:
+    """The blocking twin of ``SandboxAgent``: ``SandboxAgentSync.connect(...)`` or
+    ``.start(...)`` take the same arguments; use it as a context manager or call ``close()``."""
+
+    def __init__(self, sdk: SandboxAgent, loop: _LoopThread) -> None:
+        self.sdk = sdk
+        self._loop = loop
+
+    @classmethod
+    def connect(cls, base_url: str, *args: Any, **kwargs: Any) -> SandboxAgentSync:
+        return cls._open(lambda: SandboxAgent.connect(base_url, *args, **kwargs))
+
+    @classmethod
+    def start(cls, *args: Any, **kwargs: Any) -> SandboxAgentSync:
+        return cls._open(lambda: SandboxAgent.start(*args, **kwargs))
+
+    @classmethod
+    def _open(cls, opener: Any) -> SandboxAgentSync:
+        loop = _LoopThread()
+        try:
+            sdk: SandboxAgent = loop.run(opener())
+        except BaseException:
+            loop.stop()
+            raise
+        return cls(sdk, loop)
+
+    def close(self) -> None:
+        try:
+            self._loop.run(self.sdk.close())
+        finally:
+            self._loop.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def list_agents(self) -> list[dict[str, Any]]:
+        return self._loop.run(self.sdk.list_agents())
+
+    def create_session(self, id: str | None = None, **params: Any) -> SessionSync:
+        return SessionSync(self._loop.run(self.sdk.create_session(id, **params)), self._loop)
+
+    def get_session(self, id: str) -> SessionSync:
+        return SessionSync(self._loop.run(self.sdk.get_session(id)), self._loop)
+
+    def resume_session(self, id: str) -> SessionSync:
+        return SessionSync(self._loop.run(self.sdk.resume_session(id)), self._loop)
+
+    def resume_or_create_session(self, id: str, **params: Any) -> SessionSync:
+        return SessionSync(
+            self._loop.run(self.sdk.resume_or_create_session(id, **params)), self._loop
+        )
+
+    def list_sessions(self, **params: Any) -> Page[SessionRecord]:
+        return self._loop.run(self.sdk.list_sessions(**params))
+
+    def delete_session(self, id: str) -> None:
+        self._loop.run(self.sdk.delete_session(id))

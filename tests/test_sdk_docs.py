@@ -1,0 +1,66 @@
+"""The FastAPI quickstart of docs/sdk.md runs as written (on a free port instead of 8000)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from server_process import free_port
+
+DOC = Path(__file__).parent.parent / "docs" / "sdk.md"
+
+
+def quickstart() -> tuple[str, str]:
+    """The quickstart's app.py and its shell steps."""
+    section = DOC.read_text(encoding="utf-8").split("## Quickstart: a FastAPI backend", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    app = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    steps = "\n".join(re.findall(r"```bash\n(.*?)```", section, re.S))
+    return app, steps
+
+
+def _documents(text: str) -> list[dict[str, Any]]:
+    """The JSON documents curl printed one after another (without newlines)."""
+    decoder, at = json.JSONDecoder(), 0
+    found: list[dict[str, Any]] = []
+    while at < len(text.rstrip()):
+        document, at = decoder.raw_decode(text, at)
+        found.append(document)
+    return found
+
+
+def test_the_fastapi_quickstart_and_its_recovery_run_as_written(tmp_path: Path) -> None:
+    app, steps = quickstart()
+    (tmp_path / "app.py").write_text(app, encoding="utf-8")
+    script = "set -euo pipefail\n" + steps.replace("8000", str(free_port()))
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "TMPDIR": str(tmp_path),
+    }
+    env.pop("SANDBOX_AGENT_URL", None)
+    env.pop("BACKEND_STORE", None)
+    done = subprocess.run(
+        ["bash", "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    log = (tmp_path / "backend.log").read_text(errors="replace")
+    assert done.returncode == 0, done.stderr + log
+    first, history, answer = _documents(done.stdout)
+    assert first == {"text": "remember the blue whale", "end": "completed"}
+    assert history["turns"] == 1
+    assert {"role": "assistant", "text": "remember the blue whale"} in history["messages"]
+    assert answer["end"] == "completed"
+    assert answer["text"].startswith("Previous conversation of this session, replayed")
+    assert "User: echo remember the blue whale" in answer["text"]
+    assert answer["text"].endswith("what did I ask you to remember?")
+    assert not list(tmp_path.glob("sandbox-agent-*")), "an embedded server was left behind"

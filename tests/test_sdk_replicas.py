@@ -1,0 +1,121 @@
+"""Several backend replicas on one Postgres store: every replica lists, reads and follows every
+session; mirrors of one session never duplicate an event, and a second restore is refused."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox_agent import SandboxAgent
+from sandbox_agent.events import UniversalEvent
+from sandbox_agent.sdk import MirrorConflict, Session
+from sdk_helpers import same_stream, server_events
+from server_process import OK_PROMPT, ServerProcess
+
+from helpers.databases import drop_schema, new_schema_name, pg_url, require_postgres
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def pg(tmp_path: Path) -> AsyncIterator[str]:
+    require_postgres()
+    schema = new_schema_name()
+    try:
+        yield pg_url(schema)
+    finally:
+        await drop_schema(schema)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    proc = ServerProcess(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "log", mock_delay_ms=2)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.kill()
+
+
+async def _local(session: Session) -> list[UniversalEvent]:
+    return [e async for e in session.events(follow=False)]
+
+
+async def test_a_replica_follows_every_event_of_a_session_another_replica_mirrors(
+    server: ServerProcess, pg: str
+) -> None:
+    async with (
+        await SandboxAgent.connect(server.url, store=pg) as writer,
+        await SandboxAgent.connect(server.url, store=pg) as reader,
+    ):
+        session = await writer.create_session("shared", agent="mock")
+        assert [r.id for r in (await reader.list_sessions()).items] == ["shared"]
+        followed: list[UniversalEvent] = []
+
+        async def follow() -> None:
+            watched = await reader.get_session("shared")  # no request: the store knows it
+            async for event in watched.events():
+                followed.append(event)
+                if [e.type for e in followed].count("turn.ended") == 2:
+                    return
+
+        follower = asyncio.create_task(follow())
+        await session.prompt("markdown")
+        await session.prompt(OK_PROMPT)
+        await asyncio.wait_for(follower, 15)  # LISTEN/NOTIFY woke it for each event
+        local = await _local(session)
+        same_stream(local, server_events(server.url, "shared"))
+        assert followed == local
+
+
+async def test_two_replicas_mirroring_one_session_store_each_event_once(
+    server: ServerProcess, pg: str
+) -> None:
+    async with (
+        await SandboxAgent.connect(server.url, store=pg) as one,
+        await SandboxAgent.connect(server.url, store=pg) as two,
+    ):
+        first = await one.create_session("twice", agent="mock")
+        second = await two.resume_session("twice")  # a second mirror of the same stream
+        await first.prompt("markdown")
+        assert (await second.prompt(OK_PROMPT)).text == "OK"
+        await first.prompt("tool")
+        remote = server_events(server.url, "twice")
+        for _ in range(200):
+            if len(await _local(first)) == len(remote):
+                break
+            await asyncio.sleep(0.02)
+        same_stream(await _local(first), remote)
+        assert first.mirror.error() is None and second.mirror.error() is None
+
+
+async def test_a_second_replica_restoring_the_same_lost_session_is_refused(
+    server: ServerProcess, pg: str, tmp_path: Path
+) -> None:
+    async with (
+        await SandboxAgent.connect(server.url, store=pg) as one,
+        await SandboxAgent.connect(server.url, store=pg) as two,
+    ):
+        first = await one.create_session("contested", agent="mock")
+        await first.prompt("echo keep this")
+        second = await two.get_session("contested")
+        server.stop()
+        server.store_url = f"sqlite:///{tmp_path / 'new-sandbox.db'}"
+        server.start()
+
+        outcomes = await asyncio.gather(
+            first.ensure_remote(), second.ensure_remote(), return_exceptions=True
+        )
+        refused = [o for o in outcomes if isinstance(o, MirrorConflict)]
+        assert len(refused) == 1, outcomes
+        assert refused[0].status == 409 and refused[0].name == "mirror_conflict"
+        assert "another replica" in refused[0].detail
+        winner = first if outcomes[0] is None else second
+        result = await winner.prompt("go on")
+        assert "keep this" in result.text
+        local = await _local(winner)
+        assert [e.type for e in local].count("session.resumed") == 1
+        assert [e.sequence for e in local] == list(range(1, len(local) + 1))
