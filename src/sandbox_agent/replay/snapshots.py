@@ -8,9 +8,7 @@ append; a snapshot carries ``REDUCER_VERSION`` and one of another version is nev
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from pydantic import ValidationError
 
@@ -19,6 +17,7 @@ from sandbox_agent.replay.errors import SequencePastEnd
 from sandbox_agent.replay.reducer import Replayer
 from sandbox_agent.replay.state import REDUCER_VERSION, SessionState
 from sandbox_agent.store import EventStore, Snapshot
+from sandbox_agent.store.codec import paused_gc
 
 DEFAULT_SNAPSHOT_EVERY = 1000
 PAGE_SIZE = 1000
@@ -66,30 +65,9 @@ async def state_at(
     return replayer.finish()
 
 
-class _GcPause:
-    depth = 0  # nested pauses: concurrent loads in one event loop
-    resume = False  # whether the GC was on when the first pause began
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Hold the cyclic GC while a snapshot is decoded: a large state is tens of thousands of
-    fresh containers, and the collections they trigger would otherwise double the load time."""
-    if _GcPause.depth == 0:
-        _GcPause.resume = gc.isenabled()
-        gc.disable()
-    _GcPause.depth += 1
-    try:
-        yield
-    finally:
-        _GcPause.depth -= 1
-        if _GcPause.depth == 0 and _GcPause.resume:
-            gc.enable()
-
-
 async def load_state(store: EventStore, session_id: str, at_or_before: int) -> SessionState | None:
     """The state of the newest usable snapshot at or before ``at_or_before``, if any."""
-    with _gc_paused():
+    with paused_gc():
         snapshot = await store.load_snapshot(
             session_id, at_or_before=at_or_before, version=REDUCER_VERSION
         )

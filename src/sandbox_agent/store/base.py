@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from sandbox_agent.events import EventDraft, UniversalEvent, new_event_id, utc_now
-from sandbox_agent.store.errors import IdempotencyConflict
+from sandbox_agent.store.errors import IdempotencyConflict, StoreError
 from sandbox_agent.store.notify import ChangeNotifier, wait_for
 from sandbox_agent.store.records import (
     Page,
@@ -174,7 +174,12 @@ class EventStore(abc.ABC):
         while not self._closed:
             # Take the waiter before reading so that a commit after the read still wakes us.
             waiter = self._notifier.waiter(session_id)
-            events = await self.read(session_id, after=last, limit=page_size)
+            try:
+                events = await self.read(session_id, after=last, limit=page_size)
+            except StoreError:
+                if self._closed:
+                    return  # closed while reading: end quietly, as promised
+                raise
             for event in events:
                 yield event
                 last = event.sequence

@@ -14,7 +14,7 @@ any session, and ``expected_sequence`` keeps concurrent writers honest.
 - ``?schema=name`` keeps the tables in that schema (created when missing), via ``search_path``.
 
 The append and read paths use the asyncpg connection under SQLAlchemy's pool directly, with
-``unnest`` so that a batch is one statement: an append is four round trips in all.
+``unnest``, so that an append is one statement: one round trip.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -40,7 +41,7 @@ from sandbox_agent.store.base import (
     fill_drafts,
     resolve_retry,
 )
-from sandbox_agent.store.codec import decode_event, dump_json, dump_raw
+from sandbox_agent.store.codec import decode_event, dump_json, dump_raw, paused_gc
 from sandbox_agent.store.errors import (
     SequenceConflict,
     SessionNotFound,
@@ -49,7 +50,7 @@ from sandbox_agent.store.errors import (
     StoreUnavailable,
 )
 from sandbox_agent.store.records import PositionedEvent
-from sandbox_agent.store.sql import SqlEventStore
+from sandbox_agent.store.sql import NOT_MIGRATED_HINT, SqlEventStore
 from sandbox_agent.store.url import float_option, int_option, no_more_options
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -57,25 +58,32 @@ _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _EVENT_COLUMNS = (
     "sequence, event_id, time, type, source, synthetic, native_session_id, data::text, raw::text"
 )
-_PROJECT = (
-    "UPDATE sessions SET last_sequence = last_sequence + $1, event_count = event_count + $1, "
-    "updated_at = $2, status = COALESCE($3::text, status), "
-    "ended_at = CASE WHEN $3::text IS NULL THEN ended_at WHEN $3::text = 'ended' THEN $4 "
-    "ELSE NULL END, native_session_id = COALESCE($5::text, native_session_id) "
-    "WHERE id = $6 RETURNING last_sequence"
-)
-# One statement: take positions (the row lock that orders commits), insert the batch, notify.
-_INSERT = (
-    "WITH p AS (UPDATE positions SET last_position = last_position + $2 WHERE id = 1 "
-    "RETURNING last_position - $2 AS base), "
-    "n AS (SELECT pg_notify($3, $1)) "
-    "INSERT INTO events (session_id, sequence, event_id, position, time, type, source, "
+# The whole append is one statement (one round trip, its own transaction). In order:
+# s  locks the session row, checks expected_sequence ($4, NULL: append at the end), takes the
+#    batch's sequences and updates the projection; no row when the check fails or the
+#    session is unknown, and then nothing below writes anything;
+# p  takes the batch's global positions from the one-row positions table, whose lock is held
+#    to commit, so positions become visible in commit order;
+# n  notifies subscribers (delivered at commit);
+# the INSERT writes the batch from unnest'ed arrays.
+_APPEND = (
+    "WITH s AS (UPDATE sessions SET last_sequence = last_sequence + $2, "
+    "event_count = event_count + $2, updated_at = $13, status = COALESCE($14::text, status), "
+    "ended_at = CASE WHEN $14::text IS NULL THEN ended_at WHEN $14::text = 'ended' THEN $15 "
+    "ELSE NULL END, native_session_id = COALESCE($16::text, native_session_id) "
+    "WHERE id = $1 AND ($4::bigint IS NULL OR last_sequence = $4) "
+    "RETURNING last_sequence - $2 AS base), "
+    "p AS (UPDATE positions SET last_position = last_position + $2 "
+    "WHERE id = 1 AND EXISTS (SELECT 1 FROM s) RETURNING last_position - $2 AS base), "
+    "n AS (SELECT pg_notify($3, $1) FROM s), "
+    "i AS (INSERT INTO events (session_id, sequence, event_id, position, time, type, source, "
     "synthetic, native_session_id, data, raw) "
-    "SELECT $1, $4 + t.i, t.event_id, p.base + t.i, t.time, t.type, t.source, t.synthetic, "
+    "SELECT $1, s.base + t.i, t.event_id, p.base + t.i, t.time, t.type, t.source, t.synthetic, "
     "t.native_session_id, t.data::json, t.raw::json "
-    "FROM p, n, unnest($5::text[], $6::timestamptz[], $7::text[], $8::text[], $9::bool[], "
+    "FROM s, p, unnest($5::text[], $6::timestamptz[], $7::text[], $8::text[], $9::bool[], "
     "$10::text[], $11::text[], $12::text[]) WITH ORDINALITY "
-    "AS t(event_id, time, type, source, synthetic, native_session_id, data, raw, i)"
+    "AS t(event_id, time, type, source, synthetic, native_session_id, data, raw, i)) "
+    "SELECT s.base, (SELECT count(*) FROM n) FROM s"
 )
 _READ = (
     f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = $1 AND sequence > $2 "
@@ -129,7 +137,6 @@ class PostgresEventStore(SqlEventStore):
             sa_url,
             pool_size=pool_size,
             max_overflow=2 * pool_size if max_overflow is None else max_overflow,
-            pool_pre_ping=True,
             connect_args={
                 "server_settings": {"search_path": schema},
                 "timeout": connect_timeout,
@@ -182,10 +189,23 @@ class PostgresEventStore(SqlEventStore):
             self._listener = self._listener_raw = None
         await super().close()
 
-    async def _raw(self) -> tuple[AsyncConnection, asyncpg.Connection]:
+    @asynccontextmanager
+    async def _raw(self) -> AsyncIterator[asyncpg.Connection]:
+        """The asyncpg connection under a pooled SQLAlchemy one. Without pool pre-ping (three
+        round trips per checkout), a connection found dead is invalidated on first use."""
         conn = await self._engine.connect()
-        raw = await conn.get_raw_connection()
-        return conn, raw.driver_connection
+        try:
+            raw = await conn.get_raw_connection()
+            pg: asyncpg.Connection = raw.driver_connection
+            try:
+                yield pg
+            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+                await conn.invalidate()
+                raise StoreUnavailable(f"Postgres at {self.url}: {exc}") from exc
+            except asyncpg.UndefinedTableError as exc:
+                raise StoreError(f"Postgres at {self.url}: {exc}{NOT_MIGRATED_HINT}") from exc
+        finally:
+            await conn.close()
 
     # -- append ---------------------------------------------------------------------------
     async def append(
@@ -201,46 +221,44 @@ class PostgresEventStore(SqlEventStore):
         check_batch_ids(session_id, filled)
         count = len(filled)
         status, ended_at, native = batch_projection(filled)
-        conn, pg = await self._raw()
-        try:
+        async with self._raw() as pg:
             try:
-                async with pg.transaction():
-                    top = await pg.fetchval(
-                        _PROJECT, count, utc_now(), status, ended_at, native, session_id
-                    )
-                    if top is None:
-                        raise SessionNotFound(session_id)
-                    last = top - count
-                    if expected_sequence is not None and expected_sequence != last:
-                        raise SequenceConflict(session_id, expected_sequence, last)
-                    await pg.execute(
-                        _INSERT,
-                        session_id,
-                        count,
-                        self.channel,
-                        last,
-                        [event_id for _, event_id, _ in filled],
-                        [time for _, _, time in filled],
-                        [d.type for d, _, _ in filled],
-                        [d.source for d, _, _ in filled],
-                        [d.synthetic for d, _, _ in filled],
-                        [d.native_session_id for d, _, _ in filled],
-                        [dump_json(d.data) for d, _, _ in filled],
-                        [dump_raw(d.raw) for d, _, _ in filled],
-                    )
-            except (SequenceConflict, asyncpg.UniqueViolationError) as exc:
+                row = await pg.fetchrow(
+                    _APPEND,
+                    session_id,
+                    count,
+                    self.channel,
+                    expected_sequence,
+                    [event_id for _, event_id, _ in filled],
+                    [time for _, _, time in filled],
+                    [d.type for d, _, _ in filled],
+                    [d.source for d, _, _ in filled],
+                    [d.synthetic for d, _, _ in filled],
+                    [d.native_session_id for d, _, _ in filled],
+                    [dump_json(d.data) for d, _, _ in filled],
+                    [dump_raw(d.raw) for d, _, _ in filled],
+                    utc_now(),
+                    status,
+                    ended_at,
+                    native,
+                )
+            except asyncpg.UniqueViolationError as exc:
+                # An event_id of the batch is stored already: a retry, or a conflict.
                 retried = await self._find_retry(pg, session_id, filled)
                 if retried is not None:
                     return retried
-                if isinstance(exc, StoreError):
-                    raise
                 raise StoreError(
                     f"session {session_id!r}: append failed, nothing was written: {exc}"
                 ) from exc
-            except (OSError, asyncpg.PostgresConnectionError) as exc:
-                raise StoreUnavailable(f"Postgres at {self.url}: {exc}") from exc
-        finally:
-            await conn.close()
+            if row is None:
+                actual = await pg.fetchval(_EXISTS, session_id)
+                if actual is None:
+                    raise SessionNotFound(session_id)
+                retried = await self._find_retry(pg, session_id, filled)
+                if retried is not None:
+                    return retried
+                raise SequenceConflict(session_id, expected_sequence or 0, int(actual))
+        last = int(row[0])
         return [
             draft.to_event(session_id=session_id, sequence=last + i, event_id=event_id, time=time)
             for i, (draft, event_id, time) in enumerate(filled, start=1)
@@ -264,21 +282,16 @@ class PostgresEventStore(SqlEventStore):
     async def read(
         self, session_id: str, after: int = 0, limit: int | None = None
     ) -> list[UniversalEvent]:
-        conn, pg = await self._raw()
-        try:
+        async with self._raw() as pg:
             rows = await pg.fetch(_READ, session_id, after, limit)
             if not rows and await pg.fetchval(_EXISTS, session_id) is None:
                 raise SessionNotFound(session_id)
-        finally:
-            await conn.close()
-        return [decode_event(session_id, *row) for row in rows]
+        with paused_gc():
+            return [decode_event(session_id, *row) for row in rows]
 
     async def last_sequence(self, session_id: str) -> int:
-        conn, pg = await self._raw()
-        try:
+        async with self._raw() as pg:
             value = await pg.fetchval(_EXISTS, session_id)
-        finally:
-            await conn.close()
         if value is None:
             raise SessionNotFound(session_id)
         return int(value)
@@ -286,12 +299,10 @@ class PostgresEventStore(SqlEventStore):
     async def read_all(
         self, after_position: int = 0, limit: int = DEFAULT_PAGE
     ) -> list[PositionedEvent]:
-        conn, pg = await self._raw()
-        try:
+        async with self._raw() as pg:
             rows = await pg.fetch(_READ_ALL, after_position, limit)
-        finally:
-            await conn.close()
-        return [PositionedEvent(row[0], decode_event(*row[1:])) for row in rows]
+        with paused_gc():
+            return [PositionedEvent(row[0], decode_event(*row[1:])) for row in rows]
 
 
 __all__ = ["PostgresEventStore", "channel_name"]

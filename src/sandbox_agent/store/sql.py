@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import abc
 import base64
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sandbox_agent.events import utc_now
 from sandbox_agent.events.envelope import format_time
 from sandbox_agent.store.base import EventStore
-from sandbox_agent.store.errors import InvalidCursor, SessionExists, SessionNotFound
+from sandbox_agent.store.errors import (
+    InvalidCursor,
+    SessionExists,
+    SessionNotFound,
+    StoreError,
+)
 from sandbox_agent.store.records import Page, SessionRecord, SessionStatus, Snapshot
 from sandbox_agent.store.tables import Tables, tables_for
 
@@ -39,15 +44,17 @@ class SqlEventStore(EventStore, abc.ABC):
 
     @asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncConnection]:
-        async with self._engine.connect() as conn:
-            conn = await conn.execution_options(**{WRITE: True})
-            async with conn.begin():
-                yield conn
+        with database_errors(self.url):
+            async with self._engine.connect() as conn:
+                conn = await conn.execution_options(**{WRITE: True})
+                async with conn.begin():
+                    yield conn
 
     @asynccontextmanager
     async def _reading(self) -> AsyncIterator[AsyncConnection]:
-        async with self._engine.connect() as conn:
-            yield conn
+        with database_errors(self.url):
+            async with self._engine.connect() as conn:
+                yield conn
 
     async def close(self) -> None:
         await super().close()
@@ -249,3 +256,22 @@ async def stored_revision(conn: AsyncConnection) -> str | None:
         return None
     row = (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).first()
     return None if row is None else str(row[0])
+
+
+NOT_MIGRATED_HINT = " (is the database migrated? run `sandbox-agent db upgrade URL`)"
+
+
+@contextmanager
+def database_errors(where: str) -> Iterator[None]:
+    """Turn the driver's errors (other than constraint violations, which callers map to
+    ``SessionExists`` and the like) into ``StoreError``s that say where and why."""
+    try:
+        yield
+    except (OperationalError, ProgrammingError, InterfaceError) as exc:
+        cause = exc.orig if exc.orig is not None else exc
+        hint = (
+            NOT_MIGRATED_HINT
+            if "no such table" in str(cause) or "does not exist" in str(cause)
+            else ""
+        )
+        raise StoreError(f"{where}: {cause}{hint}") from exc

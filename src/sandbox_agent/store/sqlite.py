@@ -32,7 +32,7 @@ from sandbox_agent.store.base import (
     fill_drafts,
     resolve_retry,
 )
-from sandbox_agent.store.codec import decode_event, dump_json, dump_raw
+from sandbox_agent.store.codec import decode_event, dump_json, dump_raw, paused_gc
 from sandbox_agent.store.errors import (
     SequenceConflict,
     SessionNotFound,
@@ -40,9 +40,9 @@ from sandbox_agent.store.errors import (
     StoreError,
     StoreUnavailable,
 )
-from sandbox_agent.store.records import PositionedEvent
-from sandbox_agent.store.sql import WRITE, SqlEventStore
-from sandbox_agent.store.tables import encode_sqlite_time
+from sandbox_agent.store.records import PositionedEvent, Snapshot
+from sandbox_agent.store.sql import NOT_MIGRATED_HINT, WRITE, SqlEventStore
+from sandbox_agent.store.tables import decode_sqlite_time, encode_sqlite_time
 from sandbox_agent.store.url import float_option, int_option, no_more_options
 
 T = TypeVar("T")
@@ -172,21 +172,28 @@ class SqliteEventStore(SqlEventStore):
         return connection
 
     async def close(self) -> None:
+        # Subscribers first: once woken they see the store closed and end, instead of
+        # reading through a connection that is going away.
+        self._closed = True
+        self._notifier.notify_all()
         for connection in (self._writer, self._reader):
             if connection is not None:
                 await connection.close()
         self._writer = self._reader = None
         await super().close()
 
-    @staticmethod
     async def _in_thread(
-        connection: aiosqlite.Connection | None, fn: Callable[[sqlite3.Connection], T]
+        self, connection: aiosqlite.Connection | None, fn: Callable[[sqlite3.Connection], T]
     ) -> T:
         """Run ``fn`` with the raw sqlite3 connection in aiosqlite's thread: one hop."""
         if connection is None:
-            raise StoreError("the store is closed")
-        # aiosqlite has no public "run this in your thread"; _execute is how its own methods do it.
-        return await connection._execute(lambda: fn(connection._conn))  # type: ignore[no-untyped-call,no-any-return]
+            raise StoreError(f"SQLite store {self.path} is closed")
+        try:
+            # aiosqlite has no public "run this in your thread"; its own methods use _execute.
+            return await connection._execute(lambda: fn(connection._conn))  # type: ignore[no-untyped-call,no-any-return]
+        except sqlite3.Error as exc:
+            hint = NOT_MIGRATED_HINT if "no such table" in str(exc) else ""
+            raise StoreError(f"SQLite {self.path}: {exc}{hint}") from exc
 
     # -- append ---------------------------------------------------------------------------
     async def append(
@@ -219,6 +226,18 @@ class SqliteEventStore(SqlEventStore):
         if row is None:
             raise SessionNotFound(session_id)
         return int(row[0])
+
+    async def load_snapshot(
+        self,
+        session_id: str,
+        at_or_before: int | None = None,
+        version: int | None = None,
+    ) -> Snapshot | None:
+        # In the reader thread, like read(): a snapshot can be tens of MB, and the pooled
+        # path costs several thread hops on top of decoding it.
+        return await self._in_thread(
+            self._reader, lambda db: _load_snapshot(db, session_id, at_or_before, version)
+        )
 
     async def read_all(
         self, after_position: int = 0, limit: int = DEFAULT_PAGE
@@ -339,9 +358,36 @@ def _read(
     rows = db.execute(_READ, (session_id, after, -1 if limit is None else limit)).fetchall()
     if not rows and db.execute(_EXISTS, (session_id,)).fetchone() is None:
         raise SessionNotFound(session_id)
-    return [decode_event(session_id, *row) for row in rows]
+    with paused_gc():
+        return [decode_event(session_id, *row) for row in rows]
+
+
+def _load_snapshot(
+    db: sqlite3.Connection, session_id: str, at_or_before: int | None, version: int | None
+) -> Snapshot | None:
+    query = "SELECT sequence, version, state, created_at FROM snapshots WHERE session_id = ?"
+    params: list[Any] = [session_id]
+    if at_or_before is not None:
+        query += " AND sequence <= ?"
+        params.append(at_or_before)
+    if version is not None:
+        query += " AND version = ?"
+        params.append(version)
+    row = db.execute(query + " ORDER BY sequence DESC, version DESC LIMIT 1", params).fetchone()
+    if row is None:
+        return None
+    sequence, snapshot_version, state, created_at = row
+    with paused_gc():
+        return Snapshot(
+            session_id=session_id,
+            sequence=sequence,
+            version=snapshot_version,
+            state=from_json(state),
+            created_at=decode_sqlite_time(created_at),
+        )
 
 
 def _read_all(db: sqlite3.Connection, after: int, limit: int) -> list[PositionedEvent]:
     rows = db.execute(_READ_ALL, (after, limit)).fetchall()
-    return [PositionedEvent(row[0], decode_event(*row[1:])) for row in rows]
+    with paused_gc():
+        return [PositionedEvent(row[0], decode_event(*row[1:])) for row in rows]
