@@ -388,7 +388,7 @@ async def store_stream(
 
 
 def write_sqlite(url: str, *streams: Sequence[UniversalEvent]) -> None:
-    """Write streams into the SQLite store at ``url`` (for the CLI tests)."""
+    """Write streams into the store at ``url`` (for the CLI tests)."""
 
     async def go() -> None:
         async with await open_store(url) as store:

@@ -1,5 +1,5 @@
-"""The real ``sandbox-agent`` command (a subprocess) on a real SQLite store: replay, check, diff,
-follow, export and import."""
+"""The real ``sandbox-agent`` command (a subprocess) on a real SQLite and a real Postgres
+store: replay, check, diff, follow, export and import."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import queue
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -17,6 +18,7 @@ import pytest
 
 from sandbox_agent.store import open_store
 
+from helpers.databases import driver_params, fresh_url
 from replay_helpers import Stream, canonical_session, drafts_of, write_sqlite
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -36,11 +38,13 @@ def env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "SANDBOX_AGENT_DATA_DIR": str(tmp_path / "data"), "NO_COLOR": "1"}
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'events.db'}"
-    write_sqlite(url, canonical_session().events, broken_session().events)
-    return url
+@pytest.fixture(params=driver_params(("sqlite", "postgres")))
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store holding the canonical and the broken session: a SQLite file, or a fresh
+    Postgres schema (the CLI must work on both)."""
+    with fresh_url(request.param, tmp_path) as url:
+        write_sqlite(url, canonical_session().events, broken_session().events)
+        yield url
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
