@@ -272,9 +272,7 @@ class StoreContract:
         with pytest.raises(InvalidCursor):
             await store.list_sessions(cursor="not-a-cursor!")
 
-    async def test_update_session_sets_title_and_replaces_metadata(
-        self, store: EventStore
-    ) -> None:
+    async def test_update_session_sets_title_and_replaces_metadata(self, store: EventStore) -> None:
         await new_session(store, "s1", title="old", metadata={"a": 1, "b": 2})
         before = await store.get_session("s1")
         updated = await store.update_session("s1", title="new", metadata={"c": [1, 2]})
@@ -294,9 +292,7 @@ class StoreContract:
         with pytest.raises(SessionNotFound):
             await store.update_session("nope", title="x")
 
-    async def test_delete_session_removes_its_events_and_snapshots(
-        self, store: EventStore
-    ) -> None:
+    async def test_delete_session_removes_its_events_and_snapshots(self, store: EventStore) -> None:
         await new_session(store, "s1")
         await new_session(store, "keep")
         drafts = deltas(3)
@@ -320,6 +316,84 @@ class StoreContract:
 
     async def test_delete_session_of_an_unknown_id_returns_false(self, store: EventStore) -> None:
         assert await store.delete_session("nope") is False
+
+    async def test_list_sessions_orders_by_created_at_also_when_the_caller_gives_it(
+        self, store: EventStore
+    ) -> None:
+        # Sessions imported or mirrored from elsewhere keep their creation time.
+        for sid, year in (("2020", 2020), ("2019", 2019), ("2021", 2021)):
+            created = datetime(year, 1, 1, tzinfo=UTC)
+            await store.create_session(SessionRecord(id=sid, agent="m", created_at=created))
+        now = await new_session(store, "now")
+        assert [s.id for s in (await store.list_sessions()).items] == [now, "2021", "2020", "2019"]
+        first = await store.list_sessions(limit=2)
+        rest = await store.list_sessions(limit=2, cursor=first.next_cursor)
+        assert [s.id for s in first.items + rest.items] == [now, "2021", "2020", "2019"]
+
+    async def test_list_sessions_pages_through_sessions_created_at_the_same_instant(
+        self, store: EventStore
+    ) -> None:
+        instant = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+        for i in range(7):
+            await store.create_session(SessionRecord(id=f"s{i}", agent="m", created_at=instant))
+        for limit in (1, 2, 3):
+            seen: list[str] = []
+            cursor = None
+            while True:
+                page = await store.list_sessions(limit=limit, cursor=cursor)
+                seen.extend(s.id for s in page.items)
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+            assert sorted(seen) == [f"s{i}" for i in range(7)] and len(seen) == 7, limit
+
+    async def test_session_ids_with_any_characters_work(self, store: EventStore) -> None:
+        odd = ["a'b\"c", "100%_x", "ü/🚀\\", " spaced ", "semi;colon--", "日本"]
+        for sid in odd:
+            await new_session(store, sid)
+            await store.append(sid, deltas(2))
+            assert [e.session_id for e in await store.read(sid)] == [sid, sid]
+        assert [s.id for s in (await store.list_sessions()).items] == odd[::-1]
+        assert await store.delete_session(odd[0]) is True
+        assert await store.get_session(odd[1]) is not None
+
+    async def test_overlong_ids_are_stored_or_refused_with_a_store_error(
+        self, store: EventStore
+    ) -> None:
+        # Whatever limits a driver has, it must not leak a database exception, and what it
+        # accepts it must give back.
+        long_sid = "s" * 300
+        try:
+            await new_session(store, long_sid)
+        except StoreError:
+            assert await store.get_session(long_sid) is None
+        else:
+            assert (await store.get_session(long_sid)) is not None
+        sid = await new_session(store)
+        draft = EventDraft(type="t." + "y" * 200, event_id="e" * 300, native_session_id="n" * 300)
+        try:
+            await store.append(sid, [draft])
+        except StoreError:
+            assert await store.read(sid) == []
+        else:
+            [event] = await store.read(sid)
+            assert same_as_draft(event, draft)
+
+    async def test_extreme_times_are_stored_exactly_or_refused(self, store: EventStore) -> None:
+        sid = await new_session(store)
+        for when in (
+            datetime(1, 1, 1, tzinfo=UTC),
+            datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+            datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        ):
+            before = await store.last_sequence(sid)
+            try:
+                [stored] = await store.append(sid, [delta(time=when)])
+            except (StoreError, ValueError):
+                assert await store.last_sequence(sid) == before
+                continue
+            assert [e.time for e in await store.read(sid, after=before)] == [when]
+            assert stored.time == when
 
     # -- append -------------------------------------------------------------------------
     async def test_append_numbers_events_from_one_without_gaps(self, store: EventStore) -> None:
@@ -512,6 +586,18 @@ class StoreContract:
         assert await store.get_session(sid) == before
         assert len(await store.read(sid)) == 2
 
+    async def test_a_large_batch_is_appended_and_retried_whole(self, store: EventStore) -> None:
+        sid = await new_session(store)
+        drafts = deltas(2500)
+        stored = await store.append(sid, drafts, expected_sequence=0)
+        assert [e.sequence for e in stored] == list(range(1, 2501))
+        assert dumped(await store.append(sid, drafts, expected_sequence=0)) == dumped(stored)
+        middle = await store.append(sid, drafts[1000:2100])
+        assert dumped(middle) == dumped(stored[1000:2100])
+        with pytest.raises(IdempotencyConflict):
+            await store.append(sid, [*drafts, delta()])
+        assert await store.last_sequence(sid) == 2500
+
     async def test_stored_events_do_not_change_when_the_caller_mutates_its_payload(
         self, store: EventStore
     ) -> None:
@@ -572,9 +658,7 @@ class StoreContract:
         record = await store.get_session(sid)
         assert record is not None and (record.status, record.ended_at) == ("ended", when)
 
-    async def test_native_session_id_is_projected_from_the_events(
-        self, store: EventStore
-    ) -> None:
+    async def test_native_session_id_is_projected_from_the_events(self, store: EventStore) -> None:
         sid = await new_session(store)
         await store.append(sid, [delta(native_session_id="native-a")])
         record = await store.get_session(sid)
@@ -679,7 +763,7 @@ class StoreContract:
             "negative": -2.5,
             "big": 2**62,
             "empty": {},
-            "text": "émoji 🚀 \"quotes\" \\ back\nslash\ttab",
+            "text": 'émoji 🚀 "quotes" \\ back\nslash\ttab',
         }
         draft = EventDraft(type="workspace.indexed", data=data, event_id=new_event_id())
         assert draft.data == data
@@ -690,9 +774,7 @@ class StoreContract:
         assert stored.data == data
         assert read.typed_data().model_dump() == data
 
-    async def test_unknown_content_part_types_round_trip_unchanged(
-        self, store: EventStore
-    ) -> None:
+    async def test_unknown_content_part_types_round_trip_unchanged(self, store: EventStore) -> None:
         sid = await new_session(store)
         hologram = {"type": "hologram", "frames": [1, 2, 3], "meta": {"depth": None, "fps": 2.5}}
         text_with_extra = {"type": "text", "text": "hi", "lang": "en"}
@@ -922,9 +1004,7 @@ class StoreContract:
         assert (sorted(result.sessions), result.events) == (sorted([a, b]), 3)
         assert (await store.list_sessions()).items == []
 
-    async def test_prune_with_status_active_spares_ended_sessions(
-        self, store: EventStore
-    ) -> None:
+    async def test_prune_with_status_active_spares_ended_sessions(self, store: EventStore) -> None:
         a, b = await new_session(store), await new_session(store)
         await store.append(a, deltas(2))
         await store.append(b, [ended()])
@@ -1005,7 +1085,7 @@ class StoreContract:
         consumer = asyncio.create_task(consume())
         try:
             delays = []
-            for _ in range(3):
+            for _ in range(5):
                 await asyncio.sleep(0.1)  # the consumer is parked waiting
                 started = time.monotonic()
                 [appended] = await store.append(sid, deltas(1))
@@ -1019,20 +1099,32 @@ class StoreContract:
                 await consumer
 
     async def test_close_ends_subscribers(self, store_url: str) -> None:
-        store = await open_store(store_url)
-        sid = await new_session(store)
-        await store.append(sid, deltas(2))
-        got: list[UniversalEvent] = []
+        # Many subscribers, started a millisecond apart so that whatever polling a driver does
+        # is at every phase when the store closes: none may raise, all must end.
+        for _ in range(5):
+            store = await open_store(store_url)
+            sid = await new_session(store)
+            await store.append(sid, deltas(2))
+            got: list[list[int]] = []
 
-        async def consume() -> None:
-            async for event in store.subscribe(sid):
-                got.append(event)
+            async def consume(
+                delay: float,
+                store: EventStore = store,
+                sid: str = sid,
+                got: list[list[int]] = got,
+            ) -> None:
+                await asyncio.sleep(delay)
+                seen: list[int] = []
+                got.append(seen)
+                async for event in store.subscribe(sid):
+                    seen.append(event.sequence)
 
-        consumer = asyncio.create_task(consume())
-        await asyncio.sleep(0.1)
-        await store.close()
-        await asyncio.wait_for(consumer, 5)  # ends, without an error
-        assert [e.sequence for e in got] == [1, 2]
+            consumers = [asyncio.create_task(consume(i * 0.001)) for i in range(50)]
+            await asyncio.sleep(0.12)
+            await store.close()
+            async with asyncio.timeout(5):
+                await asyncio.gather(*consumers)  # they end, without an error
+            assert got == [[1, 2]] * 50
 
     async def test_subscribe_to_an_unknown_session_raises_session_not_found(
         self, store: EventStore

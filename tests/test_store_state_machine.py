@@ -563,7 +563,7 @@ def run_machine(driver: str, examples: int, steps: int) -> None:
 
 
 # Memory is cheap, so it gets more examples; each SQL example opens (and migrates) a new database.
-EXAMPLES = {"memory": 100, "sqlite": 40, "postgres": 25}
+EXAMPLES = {"memory": 150, "sqlite": 60, "postgres": 40}
 
 
 @pytest.mark.parametrize("driver", driver_params())
