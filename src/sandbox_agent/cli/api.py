@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
+
+if TYPE_CHECKING:
+    import httpx
 
 from sandbox_agent.cli.app import app, fail, print_json
 
@@ -29,6 +31,8 @@ Token = Annotated[
 
 
 def _client(endpoint: str, token: str | None) -> httpx.Client:
+    import httpx  # here, not at the top: the server command must not pay for it
+
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=endpoint, headers=headers, timeout=60)
 
@@ -37,6 +41,8 @@ def call(
     endpoint: str, token: str | None, method: str, path: str, body: Any = None, **params: Any
 ) -> Any:
     """One request; prints nothing. Exits 1 with the problem's detail on an error status."""
+    import httpx
+
     try:
         with _client(endpoint, token) as client:
             response = client.request(
@@ -60,6 +66,8 @@ def call(
 def _stream(
     endpoint: str, token: str | None, method: str, path: str, body: Any = None, **params: Any
 ) -> None:
+    import httpx
+
     try:
         with (
             _client(endpoint, token) as client,

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
 
 from sandbox_agent.cli.app import app, err_console, fail
@@ -37,6 +36,8 @@ def daemon_files(host: str, port: int) -> tuple[Path, Path]:
 
 
 def healthy(host: str, port: int) -> bool:
+    import httpx  # here, not at the top: the server command must not pay for it
+
     with contextlib.suppress(httpx.HTTPError):
         return httpx.get(f"http://{host}:{port}/v1/health", timeout=2).status_code == 200
     return False

@@ -42,6 +42,7 @@ def serve(config: ServerConfig, log_level: str = "info") -> None:
         log_level=log_level.lower(),
         timeout_graceful_shutdown=5,
         lifespan="on",
+        ws="none",  # no WebSocket routes: skip loading a WebSocket library (memory)
     )
     _Server(uv_config, application.state.stopping).run()
 
