@@ -22,13 +22,15 @@ Example::
 from __future__ import annotations
 
 import abc
+import base64
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from sandbox_agent.events import EventDraft, UniversalEvent, new_event_id, utc_now
-from sandbox_agent.store.errors import IdempotencyConflict, StoreError
+from sandbox_agent.events import EventDraft, UniversalEvent, format_time, new_event_id, utc_now
+from sandbox_agent.events.envelope import TIME_FORMAT
+from sandbox_agent.store.errors import IdempotencyConflict, InvalidCursor, StoreError
 from sandbox_agent.store.notify import ChangeNotifier, wait_for
 from sandbox_agent.store.records import (
     Page,
@@ -367,3 +369,20 @@ def batch_projection(
             status = new_status
             ended_at = time if new_status == "ended" else None
     return status, ended_at, native
+
+
+def encode_session_cursor(record: SessionRecord) -> str:
+    """The opaque ``list_sessions`` cursor after ``record``: its (created_at, id) key."""
+    raw = f"s:{format_time(record.created_at)}|{record.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def decode_session_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        kind, _, rest = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        created, sep, session_id = rest.partition("|")
+        if kind != "s" or not sep:
+            raise ValueError(cursor)
+        return datetime.strptime(created, TIME_FORMAT).replace(tzinfo=UTC), session_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidCursor(cursor) from exc

@@ -6,7 +6,7 @@ import gc
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic_core import from_json, to_json
@@ -40,6 +40,10 @@ def decode_event(
     raw: str | bytes | None,
 ) -> UniversalEvent:
     """A stored row as a validated ``UniversalEvent``."""
+    if isinstance(time, datetime) and time.tzinfo is None:
+        # asyncpg hands back timestamptz values at the edge of its range (year 1) without a
+        # timezone; they are UTC like every other.
+        time = time.replace(tzinfo=UTC)
     return UniversalEvent.model_validate(
         {
             "event_id": event_id,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from collections import deque
@@ -15,11 +14,12 @@ from sandbox_agent.store.base import (
     EventStore,
     Projection,
     check_batch_ids,
+    decode_session_cursor,
+    encode_session_cursor,
     fill_drafts,
     resolve_retry,
 )
 from sandbox_agent.store.errors import (
-    InvalidCursor,
     SequenceConflict,
     SessionExists,
     SessionNotFound,
@@ -64,7 +64,7 @@ class MemoryEventStore(EventStore):
         self._max_sessions = max_sessions
         self._max_events = max_events_per_session
         self._streams: dict[str, _Stream] = {}
-        self._created: dict[str, int] = {}  # session id -> creation order, for listing
+        self._created: dict[str, int] = {}  # session id -> creation order, for eviction
         self._counter = 0
         self._position = 0
         self.evicted_sessions = 0
@@ -116,20 +116,22 @@ class MemoryEventStore(EventStore):
         status: SessionStatus | None = None,
         agent: str | None = None,
     ) -> Page[SessionRecord]:
-        before = _decode_cursor(cursor)
-        ordered = sorted(self._created.items(), key=lambda kv: kv[1], reverse=True)
+        key = None if cursor is None else decode_session_cursor(cursor)
+        records = sorted(
+            (stream.record for stream in self._streams.values()),
+            key=lambda r: (r.created_at, r.id),
+            reverse=True,
+        )
         items: list[SessionRecord] = []
-        for session_id, order in ordered:
-            if before is not None and order >= before:
+        for record in records:
+            if key is not None and (record.created_at, record.id) >= key:
                 continue
-            record = self._streams[session_id].record
             if status is not None and record.status != status:
                 continue
             if agent is not None and record.agent != agent:
                 continue
             if len(items) == limit:
-                last = self._created[items[-1].id]
-                return Page(items=items, next_cursor=_encode_cursor(last))
+                return Page(items=items, next_cursor=encode_session_cursor(items[-1]))
             items.append(record)
         return Page(items=items, next_cursor=None)
 
@@ -286,19 +288,3 @@ def _copy(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return json.loads(json.dumps(value))
-
-
-def _encode_cursor(order: int) -> str:
-    return base64.urlsafe_b64encode(f"m:{order}".encode()).decode()
-
-
-def _decode_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    try:
-        kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if kind != "m":
-            raise ValueError(kind)
-        return int(value)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidCursor(cursor) from exc

@@ -204,6 +204,8 @@ class PostgresEventStore(SqlEventStore):
                 raise StoreUnavailable(f"Postgres at {self.url}: {exc}") from exc
             except asyncpg.UndefinedTableError as exc:
                 raise StoreError(f"Postgres at {self.url}: {exc}{NOT_MIGRATED_HINT}") from exc
+            except asyncpg.PostgresError as exc:  # e.g. a value too long for its column
+                raise StoreError(f"Postgres at {self.url}: {exc}") from exc
         finally:
             await conn.close()
 

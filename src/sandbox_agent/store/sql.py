@@ -4,21 +4,17 @@ sessions, snapshots and listings. Each driver adds its own append and read paths
 from __future__ import annotations
 
 import abc
-import base64
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sandbox_agent.events import utc_now
-from sandbox_agent.events.envelope import format_time
-from sandbox_agent.store.base import EventStore
+from sandbox_agent.store.base import EventStore, decode_session_cursor, encode_session_cursor
 from sandbox_agent.store.errors import (
-    InvalidCursor,
     SessionExists,
     SessionNotFound,
     StoreError,
@@ -116,7 +112,7 @@ class SqlEventStore(EventStore, abc.ABC):
     ) -> Page[SessionRecord]:
         query = sa.select(self._tables.sessions)
         if cursor is not None:
-            created, last_id = _decode_cursor(cursor)
+            created, last_id = decode_session_cursor(cursor)
             query = query.where(
                 sa.or_(
                     self._tables.sessions.c.created_at < created,
@@ -137,7 +133,7 @@ class SqlEventStore(EventStore, abc.ABC):
             rows = (await conn.execute(query)).all()
         items = [SessionRecord.model_validate(dict(r._mapping)) for r in rows[:limit]]
         more = len(rows) > limit
-        return Page(items=items, next_cursor=_encode_cursor(items[-1]) if more else None)
+        return Page(items=items, next_cursor=encode_session_cursor(items[-1]) if more else None)
 
     async def update_session(
         self,
@@ -166,6 +162,11 @@ class SqlEventStore(EventStore, abc.ABC):
 
     async def delete_session(self, session_id: str) -> bool:
         async with self._writing() as conn:
+            # The session row first: it waits for an append in flight (which holds that row)
+            # and stops later ones, so the events deleted next include every committed one.
+            result = await conn.execute(
+                self._tables.sessions.delete().where(self._tables.sessions.c.id == session_id)
+            )
             await conn.execute(
                 self._tables.events.delete().where(self._tables.events.c.session_id == session_id)
             )
@@ -173,9 +174,6 @@ class SqlEventStore(EventStore, abc.ABC):
                 self._tables.snapshots.delete().where(
                     self._tables.snapshots.c.session_id == session_id
                 )
-            )
-            result = await conn.execute(
-                self._tables.sessions.delete().where(self._tables.sessions.c.id == session_id)
             )
         self._notifier.notify(session_id)
         return bool(result.rowcount)
@@ -228,22 +226,25 @@ class SqlEventStore(EventStore, abc.ABC):
         return None if row is None else Snapshot.model_validate(dict(row._mapping))
 
 
-def _encode_cursor(record: SessionRecord) -> str:
-    raw = f"s:{format_time(record.created_at)}|{record.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode()
+NOT_MIGRATED_HINT = " (is the database migrated? run `sandbox-agent db upgrade URL`)"
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    from sandbox_agent.store.tables import decode_sqlite_time
-
+@contextmanager
+def database_errors(where: str) -> Iterator[None]:
+    """Turn the driver's errors (other than constraint violations, which callers map to
+    ``SessionExists`` and the like) into ``StoreError``s that say where and why."""
     try:
-        kind, _, rest = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        created, sep, session_id = rest.partition("|")
-        if kind != "s" or not sep:
-            raise ValueError(cursor)
-        return decode_sqlite_time(created), session_id
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidCursor(cursor) from exc
+        yield
+    except IntegrityError:
+        raise
+    except DBAPIError as exc:
+        cause = exc.orig if exc.orig is not None else exc
+        hint = (
+            NOT_MIGRATED_HINT
+            if "no such table" in str(cause) or "does not exist" in str(cause)
+            else ""
+        )
+        raise StoreError(f"{where}: {cause}{hint}") from exc
 
 
 async def stored_revision(conn: AsyncConnection) -> str | None:
@@ -256,22 +257,3 @@ async def stored_revision(conn: AsyncConnection) -> str | None:
         return None
     row = (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).first()
     return None if row is None else str(row[0])
-
-
-NOT_MIGRATED_HINT = " (is the database migrated? run `sandbox-agent db upgrade URL`)"
-
-
-@contextmanager
-def database_errors(where: str) -> Iterator[None]:
-    """Turn the driver's errors (other than constraint violations, which callers map to
-    ``SessionExists`` and the like) into ``StoreError``s that say where and why."""
-    try:
-        yield
-    except (OperationalError, ProgrammingError, InterfaceError) as exc:
-        cause = exc.orig if exc.orig is not None else exc
-        hint = (
-            NOT_MIGRATED_HINT
-            if "no such table" in str(cause) or "does not exist" in str(cause)
-            else ""
-        )
-        raise StoreError(f"{where}: {cause}{hint}") from exc
