@@ -379,6 +379,39 @@ class StoreContract:
             [event] = await store.read(sid)
             assert same_as_draft(event, draft)
 
+    async def test_text_with_a_nul_character_is_stored_or_refused_with_a_store_error(
+        self, store: EventStore
+    ) -> None:
+        # NUL is valid in a Python string and in JSON; a driver whose database cannot keep it
+        # in a text column must say so with a StoreError, never leak a database exception.
+        nul = "a\x00b"
+        try:
+            created = await store.create_session(
+                SessionRecord(id="s1", agent="mock", title=nul, directory=nul)
+            )
+        except StoreError:
+            assert await store.get_session("s1") is None
+        else:
+            assert (created.title, created.directory) == (nul, nul)
+            fetched = await store.get_session("s1")
+            assert fetched is not None and fetched.title == nul
+        sid = await new_session(store)
+        try:
+            updated = await store.update_session(sid, title=nul)
+        except StoreError:
+            record = await store.get_session(sid)
+            assert record is not None and record.title is None
+        else:
+            assert updated.title == nul
+        draft = delta(native_session_id=nul, event_id="evt\x00nul")
+        try:
+            await store.append(sid, [draft])
+        except StoreError:
+            assert await store.read(sid) == []
+        else:
+            [event] = await store.read(sid)
+            assert same_as_draft(event, draft)
+
     async def test_extreme_times_are_stored_exactly_or_refused(self, store: EventStore) -> None:
         sid = await new_session(store)
         for when in (
@@ -892,13 +925,15 @@ class StoreContract:
         assert await store.load_snapshot(sid, version=3) is None
         assert await store.load_snapshot(sid, at_or_before=3, version=2) is None
 
-    async def test_newest_snapshot_wins_at_the_same_sequence(self, store: EventStore) -> None:
+    async def test_highest_version_wins_at_the_same_sequence(self, store: EventStore) -> None:
         sid = await new_session(store)
-        await store.save_snapshot(sid, 5, {"v": 1}, 1)
-        await asyncio.sleep(0.002)
         await store.save_snapshot(sid, 5, {"v": 2}, 2)
+        await store.save_snapshot(sid, 5, {"v": 1}, 1)
+        await store.save_snapshot(sid, 4, {"v": 3}, 3)
         snap = await store.load_snapshot(sid)
-        assert snap is not None and (snap.version, snap.state) == (2, {"v": 2})
+        assert snap is not None and (snap.sequence, snap.version, snap.state) == (5, 2, {"v": 2})
+        snap = await store.load_snapshot(sid, version=1)
+        assert snap is not None and (snap.sequence, snap.version) == (5, 1)
 
     async def test_save_snapshot_replaces_one_with_the_same_sequence_and_version(
         self, store: EventStore

@@ -110,6 +110,7 @@ def test_sigkill_mid_turn_loses_nothing_acknowledged(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3000)  # about 4 s a trial on a loaded 2-core machine
 def test_sigkill_mid_turn_300_trials(tmp_path: Path) -> None:
     _run_trials(tmp_path, 300, seed=300)
 

@@ -75,6 +75,7 @@ async def test_killed_writers_leave_whole_batches_and_lose_no_acknowledged_one(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("driver", driver_params(PERSISTENT_DRIVERS), indirect=True)
 async def test_killed_writers_leave_whole_batches_over_many_trials(store_url: str) -> None:
     await run_crash_trials(store_url, trials=300)

@@ -38,6 +38,7 @@ from sandbox_agent.store import (
     SessionExists,
     SessionNotFound,
     SessionRecord,
+    StoreError,
     open_store,
 )
 
@@ -85,7 +86,7 @@ class ModelSession:
     status: str = "active"
     ended_at: datetime | None = None
     native_session_id: str | None = None
-    snapshots: dict[tuple[int, int], tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    snapshots: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
 
 
 class Model:
@@ -95,7 +96,6 @@ class Model:
         self.sessions: dict[str, ModelSession] = {}
         self.log: list[tuple[str, str]] = []  # (session id, event id) in commit order
         self.created = 0
-        self.saves = 0
 
     def create(self, session_id: str, agent: str, **fields: Any) -> ModelSession:
         self.created += 1
@@ -170,6 +170,8 @@ class StoreMachine(RuleBasedStateMachine):
             return "ok", self.run(coro)
         except (SessionExists, SessionNotFound, SequenceConflict, IdempotencyConflict) as exc:
             return type(exc).__name__, exc
+        except StoreError as exc:
+            return "StoreError", exc
 
     @property
     def store(self) -> EventStore:
@@ -231,6 +233,8 @@ class StoreMachine(RuleBasedStateMachine):
         if session is None:
             assert got == "SessionNotFound", (got, value)
             return
+        if got == "StoreError" and title is not None and "\x00" in title:
+            return  # a driver may refuse a NUL character in text, as long as it says so
         assert got == "ok", (got, value)
         if title is not None:
             session.title = title
@@ -509,8 +513,7 @@ class StoreMachine(RuleBasedStateMachine):
             assert got == "SessionNotFound", (got, saved)
             return
         assert got == "ok", (got, saved)
-        self.model.saves += 1
-        session.snapshots[(sequence, version)] = (self.model.saves, state)
+        session.snapshots[(sequence, version)] = state
         self.load_snapshot(sid, sequence, version)
 
     @rule(
@@ -523,15 +526,17 @@ class StoreMachine(RuleBasedStateMachine):
         if session is None:
             return
         snap = self.run(self.store.load_snapshot(sid, at_or_before=at_or_before, version=version))
+        # The highest sequence wins; at one sequence, the highest version.
         matching = [
-            (seq, order, ver, state)
-            for (seq, ver), (order, state) in session.snapshots.items()
+            (seq, ver)
+            for seq, ver in session.snapshots
             if (at_or_before is None or seq <= at_or_before) and (version is None or ver == version)
         ]
         if not matching:
             assert snap is None
             return
-        seq, _, ver, state = max(matching)
+        seq, ver = max(matching)
+        state = session.snapshots[(seq, ver)]
         assert snap is not None
         assert (snap.session_id, snap.sequence, snap.version, snap.state) == (sid, seq, ver, state)
 
@@ -572,6 +577,7 @@ def test_store_behaves_like_the_model(driver: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("driver", driver_params())
 def test_store_behaves_like_the_model_for_longer(driver: str) -> None:
-    run_machine(driver, examples=300, steps=60)
+    run_machine(driver, examples=4 * EXAMPLES[driver], steps=60)
