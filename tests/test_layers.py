@@ -1,5 +1,6 @@
 """The architecture's import rule: a layer imports only the layers below it
-(events <- store <- replay <- server/sdk/cli; agents know only events)."""
+(events <- store <- replay <- server/sdk/cli; agents know only events; ``paths``, the data
+dir, is open to all)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "sandbox_agent"
 
 ALLOWED: dict[str, set[str]] = {
     "events": {"events"},
-    "store": {"events", "store"},
-    "replay": {"events", "store", "replay"},
-    "agents": {"events", "agents"},
-    "sdk": {"events", "store", "replay", "sdk"},
+    "store": {"events", "paths", "store"},
+    "replay": {"events", "paths", "store", "replay"},
+    "agents": {"events", "paths", "agents"},
+    "sdk": {"events", "paths", "store", "replay", "sdk"},
 }
 
 

@@ -1,18 +1,23 @@
 """Agent ids and the factory that makes a session's adapter.
 
 Ids: ``claude``, ``codex``, ``opencode``, ``amp``, ``mock``, and ``acp:<name>`` for any Agent
-Client Protocol agent configured by command line. This build runs only the mock; the others are
-known ids whose adapters come later, and ``create_adapter`` says so.
+Client Protocol agent. ``acp:claude``, ``acp:codex`` and ``acp:opencode`` are built in (pinned npm
+packages, ``install.py``); others are configured by command line (``--acp-agent NAME=COMMAND``).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from sandbox_agent.agents.base import AgentAdapter, EventSink
 from sandbox_agent.agents.errors import UnsupportedAgent
+from sandbox_agent.agents.install import PACKAGES, agents_dir, command_of
 from sandbox_agent.agents.mock import DEFAULT_DELAY, MockAgent
+from sandbox_agent.agents.shared import SharedServers
+from sandbox_agent.paths import data_dir
 
 #: The built-in agent ids, in the order ``GET /v1/agents`` lists them.
 AGENT_IDS: tuple[str, ...] = ("claude", "codex", "opencode", "amp", "mock")
@@ -27,6 +32,43 @@ class AgentSettings:
 
     #: Milliseconds the mock waits before each event (``--mock-delay-ms``).
     mock_delay_ms: int = round(DEFAULT_DELAY * 1000)
+    #: Where agent CLIs are installed (None: ``install.agents_dir()``).
+    agents_dir: Path | None = None
+    #: Where agent stderr goes, one file per agent process (None: ``<data dir>/logs/agents``).
+    log_dir: Path | None = None
+    #: ACP agents configured by command line: name -> argv.
+    acp_commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Environment added to every agent process (credentials; never logged).
+    extra_env: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Install a missing agent when a session asks for it (``--auto-install``).
+    auto_install: bool = False
+    #: The shared agent servers (Codex app-server, OpenCode serve) of this server.
+    shared: SharedServers = field(default_factory=SharedServers, compare=False, repr=False)
+
+    def logs(self) -> Path:
+        return self.log_dir or data_dir() / "logs" / "agents"
+
+    def installed_in(self) -> Path:
+        return self.agents_dir or agents_dir()
+
+    def command(self, agent_id: str) -> list[str] | None:
+        """The command line that starts ``agent_id``; None when it is not installed."""
+        if agent_id.startswith(ACP_PREFIX):
+            configured = self.acp_commands.get(agent_id.removeprefix(ACP_PREFIX))
+            if configured:
+                return list(configured)
+        return command_of(agent_id, self.installed_in())
+
+
+def parse_acp_command(value: str) -> tuple[str, tuple[str, ...]]:
+    """``NAME=COMMAND ARGS...`` (``--acp-agent``) as (name, argv); ``ValueError`` if malformed."""
+    name, sep, command = value.partition("=")
+    argv = tuple(shlex.split(command))
+    if not sep or not _ACP_NAME.fullmatch(name) or not argv:
+        raise ValueError(
+            f"expected NAME=COMMAND (name of letters, digits, '.', '_', '-'): {value!r}"
+        )
+    return name, argv
 
 
 def parse_agent_id(value: str) -> str:
@@ -42,15 +84,48 @@ def parse_agent_id(value: str) -> str:
     raise UnsupportedAgent(value, f"known agents are {', '.join(AGENT_IDS)} and acp:<name>")
 
 
+def known_acp_agents(settings: AgentSettings) -> list[str]:
+    """The ACP agent ids this server knows: the built-in ones and those configured."""
+    names = {a for a in PACKAGES if a.startswith(ACP_PREFIX)}
+    names |= {ACP_PREFIX + n for n in settings.acp_commands}
+    return sorted(names)
+
+
 def create_adapter(
     agent_id: str, sink: EventSink, settings: AgentSettings | None = None
 ) -> AgentAdapter:
     """A new, unstarted adapter of ``agent_id`` emitting to ``sink``.
 
-    Raises ``UnsupportedAgent`` for an unknown id, or one whose adapter this build lacks.
+    Raises ``UnsupportedAgent`` for an unknown id (an ACP name neither built in nor configured).
+    Whether the agent's CLI is installed is checked when the adapter starts.
     """
     agent_id = parse_agent_id(agent_id)
     settings = settings or AgentSettings()
     if agent_id == "mock":
         return MockAgent(sink, delay=settings.mock_delay_ms / 1000)
-    raise UnsupportedAgent(agent_id, "this build cannot run it yet (only the mock agent)")
+    if agent_id == "claude":
+        from sandbox_agent.agents.claude import ClaudeAgent
+
+        return ClaudeAgent(sink, settings)
+    if agent_id == "codex":
+        from sandbox_agent.agents.codex import CodexAgent
+
+        return CodexAgent(sink, settings)
+    if agent_id == "opencode":
+        from sandbox_agent.agents.opencode import OpenCodeAgent
+
+        return OpenCodeAgent(sink, settings)
+    if agent_id == "amp":
+        from sandbox_agent.agents.amp import AmpAgent
+
+        return AmpAgent(sink, settings)
+    if agent_id not in known_acp_agents(settings):
+        raise UnsupportedAgent(
+            agent_id,
+            "unknown ACP agent: built in are "
+            + ", ".join(known_acp_agents(AgentSettings()))
+            + "; configure others with --acp-agent NAME=COMMAND",
+        )
+    from sandbox_agent.agents.acp import AcpAgent
+
+    return AcpAgent(sink, settings, agent_id)

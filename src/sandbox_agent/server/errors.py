@@ -81,6 +81,10 @@ def agent_not_installed(agent: str) -> ApiError:
     return ApiError("agent_not_installed", 404, f"agent not installed: {agent}", agent=agent)
 
 
+def install_failed(agent: str, reason: str) -> ApiError:
+    return ApiError("install_failed", 500, f"install failed: {agent}: {reason}", agent=agent)
+
+
 def mode_not_supported(agent: str, mode: str) -> ApiError:
     return ApiError(
         "mode_not_supported",

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-from platformdirs import user_data_dir
+from sandbox_agent.paths import data_dir
 
-
-def data_dir() -> Path:
-    """``$SANDBOX_AGENT_DATA_DIR``, else the user data dir (``~/.local/share/sandbox-agent``)."""
-    configured = os.environ.get("SANDBOX_AGENT_DATA_DIR")
-    return Path(configured) if configured else Path(user_data_dir("sandbox-agent", appauthor=False))
+__all__ = ["data_dir", "default_store_url"]
 
 
 def default_store_url() -> str:

@@ -8,12 +8,13 @@ from sandbox_agent.agents import (
     AGENT_IDS,
     AgentCapabilities,
     AgentModels,
+    AgentSettings,
     UnsupportedAgent,
     create_adapter,
     parse_agent_id,
 )
 from sandbox_agent.agents.mock import MOCK_CAPABILITIES
-from sandbox_agent.server.errors import ApiError, unsupported_agent
+from sandbox_agent.server.errors import unsupported_agent
 from sandbox_agent.server.models import (
     AgentInfo,
     AgentListResponse,
@@ -22,7 +23,7 @@ from sandbox_agent.server.models import (
     ServerStatus,
 )
 from sandbox_agent.server.routes.deps import Manager
-from sandbox_agent.server.sessions.manager import RUNNABLE
+from sandbox_agent.server.sessions.manager import is_installed
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
@@ -79,8 +80,8 @@ async def _ignore(drafts: object) -> None:
     return None
 
 
-def agent_info(agent: str) -> AgentInfo:
-    runnable = agent in RUNNABLE
+def agent_info(agent: str, settings: AgentSettings) -> AgentInfo:
+    runnable = is_installed(agent, settings)
     shared = KNOWN_CAPABILITIES.get(agent, AgentCapabilities()).shared_process
     return AgentInfo(
         id=agent,
@@ -95,7 +96,7 @@ def agent_info(agent: str) -> AgentInfo:
 @router.get("", response_model=AgentListResponse, response_model_exclude_none=True)
 async def list_agents(manager: Manager) -> AgentListResponse:
     """Every known agent; those this build cannot run are listed as not installed."""
-    return AgentListResponse(agents=[agent_info(a) for a in AGENT_IDS])
+    return AgentListResponse(agents=[agent_info(a, manager.settings) for a in AGENT_IDS])
 
 
 @router.post("/{agent}/install", status_code=204)
@@ -103,20 +104,15 @@ async def install_agent(
     agent: str, manager: Manager, body: InstallAgentRequest | None = None
 ) -> Response:
     agent = _agent(agent)
-    if agent not in RUNNABLE:
-        raise ApiError(
-            "install_failed",
-            500,
-            f"install failed: {agent} (this build cannot install agents yet)",
-            agent=agent,
-        )
+    if agent != "mock":
+        await manager.install(agent, reinstall=bool(body and body.reinstall))
     return Response(status_code=204)
 
 
 @router.get("/{agent}/modes", response_model=AgentModesResponse)
 async def agent_modes(agent: str, manager: Manager) -> AgentModesResponse:
     agent = _agent(agent)
-    if agent in RUNNABLE:
+    if is_installed(agent, manager.settings):
         adapter = create_adapter(agent, _ignore, manager.settings)
         modes = [m.model_dump(by_alias=True) for m in await adapter.modes()]
         return AgentModesResponse(modes=modes)
@@ -126,6 +122,6 @@ async def agent_modes(agent: str, manager: Manager) -> AgentModesResponse:
 @router.get("/{agent}/models", response_model=AgentModels, response_model_exclude_none=True)
 async def agent_models(agent: str, manager: Manager) -> AgentModels:
     agent = _agent(agent)
-    if agent in RUNNABLE:
+    if is_installed(agent, manager.settings):
         return await create_adapter(agent, _ignore, manager.settings).models()
     return AgentModels()

@@ -17,9 +17,12 @@ from sandbox_agent.agents import (
     create_adapter,
     parse_agent_id,
 )
+from sandbox_agent.agents.install import InstallError
+from sandbox_agent.agents.install import install as install_agent
 from sandbox_agent.events import EventDraft, SessionStartedData
 from sandbox_agent.server.errors import (
     agent_not_installed,
+    install_failed,
     invalid_request,
     mode_not_supported,
     session_already_exists,
@@ -48,8 +51,11 @@ AGENT_PERMISSION_MODES: dict[str, tuple[str, ...]] = {
     "amp": ("default", "bypass"),
     "opencode": ("default", "bypass"),
 }
-#: Agents this build can run.
-RUNNABLE = frozenset({"mock"})
+
+
+def is_installed(agent: str, settings: AgentSettings) -> bool:
+    """Whether ``agent`` can run here (the mock always; others once their CLI is found)."""
+    return agent == "mock" or settings.command(agent) is not None
 
 
 class SessionManager:
@@ -69,6 +75,7 @@ class SessionManager:
         self.snapshot_every = snapshot_every
         self._sessions: dict[str, LiveSession] = {}
         self._loading = asyncio.Lock()
+        self._installing = asyncio.Lock()
 
     async def get(self, session_id: str) -> LiveSession:
         """The session, loaded from the store if needed; 404 ``session_not_found``."""
@@ -105,8 +112,10 @@ class SessionManager:
             raise unsupported_agent(request.agent, str(exc)) from exc
         if await self.store.get_session(session_id) is not None:
             raise session_already_exists(session_id)
-        if agent not in RUNNABLE:
-            raise agent_not_installed(agent)
+        if not is_installed(agent, self.settings):
+            if not self.settings.auto_install:
+                raise agent_not_installed(agent)
+            await self.install(agent, request.agent_version)
         agent_mode, permission_mode = normalise_modes(agent, request)
         model = request.model
         if model is None:
@@ -202,13 +211,31 @@ class SessionManager:
                 return records
             cursor = page.next_cursor
 
+    async def install(self, agent: str, version: str | None = None, reinstall: bool = False) -> str:
+        """Install ``agent``'s CLI (one install at a time); 500 ``install_failed`` on failure."""
+        async with self._installing:
+            try:
+                return await install_agent(
+                    agent,
+                    version=version,
+                    reinstall=reinstall,
+                    directory=self.settings.installed_in(),
+                )
+            except InstallError as exc:
+                raise install_failed(agent, exc.reason) from exc
+
     async def shutdown(self) -> None:
-        """Stop every agent (their sessions stay active: the next server resumes them)."""
+        """Stop every agent (their sessions stay active: the next server resumes them), then
+        the shared agent servers."""
         for live in list(self._sessions.values()):
             try:
                 await live.stop_agent()
             except Exception:
                 logger.exception("session %s: stopping its agent failed", live.id)
+        try:
+            await self.settings.shared.stop_all()
+        except Exception:
+            logger.exception("stopping the shared agent servers failed")
 
 
 def normalise_modes(agent: str, request: CreateSessionRequest) -> tuple[str, str]:

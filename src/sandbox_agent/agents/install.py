@@ -1,0 +1,177 @@
+"""Installing agent CLIs from the npm registry, and finding them.
+
+Each agent is a pinned npm package (versions proven offline on 2026-11-26, ``spec/agents.md``),
+installed with ``npm install --prefix <agents dir> --save-exact`` so that installing one agent
+never re-resolves another. Binaries are looked up in ``<agents dir>/node_modules/.bin`` first,
+then on ``PATH``. The agents dir is ``$SANDBOX_AGENT_AGENTS_DIR``, else ``<data dir>/agents``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox_agent.agents.errors import AgentError
+from sandbox_agent.paths import data_dir
+
+
+@dataclass(frozen=True)
+class AgentPackage:
+    """Where an agent comes from and how it is started."""
+
+    package: str
+    version: str
+    #: The executable the package puts in ``node_modules/.bin``.
+    binary: str
+    #: Arguments that come before ours (``opencode acp``).
+    args: tuple[str, ...] = ()
+
+
+PACKAGES: dict[str, AgentPackage] = {
+    "claude": AgentPackage("@anthropic-ai/claude-code", "2.1.332", "claude"),
+    "codex": AgentPackage("@openai/codex", "0.169.0", "codex"),
+    "opencode": AgentPackage("opencode-ai", "1.18.33", "opencode"),
+    "amp": AgentPackage("@ampcode/cli", "0.0.1790142911-g7618fb", "amp"),
+    "acp:claude": AgentPackage(
+        "@agentclientprotocol/claude-agent-acp", "0.49.0", "claude-agent-acp"
+    ),
+    "acp:codex": AgentPackage("@zed-industries/codex-acp", "0.16.0", "codex-acp"),
+    "acp:opencode": AgentPackage("opencode-ai", "1.18.33", "opencode", ("acp",)),
+}
+
+#: Seconds an install may take before it is stopped (the biggest package is about 500 MB).
+INSTALL_TIMEOUT_SECONDS = 900.0
+
+
+class InstallError(AgentError):
+    """npm is missing, the registry cannot be reached, or the package did not install."""
+
+    def __init__(self, agent: str, reason: str) -> None:
+        super().__init__(f"install failed: {agent}: {reason}")
+        self.agent = agent
+        self.reason = reason
+
+
+def agents_dir() -> Path:
+    configured = os.environ.get("SANDBOX_AGENT_AGENTS_DIR")
+    return Path(configured) if configured else data_dir() / "agents"
+
+
+def package_of(agent: str) -> AgentPackage | None:
+    return PACKAGES.get(agent)
+
+
+def find_binary(name: str, directory: Path | None = None) -> Path | None:
+    """``name`` in the agents dir's ``node_modules/.bin``, else on ``PATH``; None if neither."""
+    local = (directory or agents_dir()) / "node_modules" / ".bin" / name
+    if local.is_file() and os.access(local, os.X_OK):
+        return local
+    found = shutil.which(name)
+    return Path(found) if found else None
+
+
+def installed_version(agent: str, directory: Path | None = None) -> str | None:
+    """The version of ``agent``'s package in the agents dir (None: not installed there)."""
+    package = PACKAGES.get(agent)
+    if package is None:
+        return None
+    manifest = (directory or agents_dir()) / "node_modules" / package.package / "package.json"
+    try:
+        version = json.loads(manifest.read_text()).get("version")
+    except (OSError, ValueError):
+        return None
+    return version if isinstance(version, str) else None
+
+
+def command_of(agent: str, directory: Path | None = None) -> list[str] | None:
+    """The command line that starts ``agent`` (without per-session flags); None: not found."""
+    package = PACKAGES.get(agent)
+    if package is None:
+        return None
+    binary = find_binary(package.binary, directory)
+    return None if binary is None else [str(binary), *package.args]
+
+
+async def install(
+    agent: str,
+    *,
+    version: str | None = None,
+    reinstall: bool = False,
+    directory: Path | None = None,
+    on_output: Callable[[str], None] | None = None,
+) -> str:
+    """Install ``agent``'s pinned package (or ``version``); returns the installed version.
+
+    A no-op when that version is installed already, unless ``reinstall``. ``on_output`` gets
+    npm's output line by line (the CLI shows it as progress).
+    """
+    package = PACKAGES.get(agent)
+    if package is None:
+        raise InstallError(agent, "no npm package is known for this agent")
+    wanted = version or package.version
+    target = directory or agents_dir()
+    if not reinstall and installed_version(agent, target) == wanted:
+        return wanted
+    npm = shutil.which("npm")
+    if npm is None:
+        raise InstallError(agent, "npm was not found on PATH (install Node.js 20+ and npm)")
+    await asyncio.to_thread(target.mkdir, parents=True, exist_ok=True)
+    argv = [
+        npm, "install", "--prefix", str(target), "--save-exact", "--no-audit", "--no-fund",
+        "--loglevel", "http", f"{package.package}@{wanted}",
+    ]  # fmt: skip
+    if reinstall:
+        argv.insert(2, "--force")
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+    tail: list[str] = []
+    assert proc.stdout is not None
+
+    async def pump() -> None:
+        assert proc.stdout is not None
+        async for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            tail.append(line)
+            del tail[:-20]
+            if on_output is not None:
+                on_output(line)
+
+    try:
+        await asyncio.wait_for(asyncio.gather(pump(), proc.wait()), INSTALL_TIMEOUT_SECONDS)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise InstallError(
+            agent, f"npm did not finish in {INSTALL_TIMEOUT_SECONDS:.0f} s"
+        ) from None
+    if proc.returncode != 0:
+        raise InstallError(agent, _npm_reason(tail, proc.returncode))
+    got = installed_version(agent, target)
+    if got is None or command_of(agent, target) is None:
+        raise InstallError(agent, f"npm succeeded but {package.binary} is not in {target}")
+    return got
+
+
+def _npm_reason(tail: list[str], code: int | None) -> str:
+    text = "\n".join(tail)
+    for marker, reason in (
+        ("ENOTFOUND", "the npm registry could not be reached (ENOTFOUND)"),
+        ("ECONNREFUSED", "the npm registry refused the connection"),
+        ("ETIMEDOUT", "the npm registry timed out"),
+        ("E404", "the package or version does not exist on the registry (E404)"),
+        ("ETARGET", "no such version on the registry (ETARGET)"),
+    ):
+        if marker in text:
+            return reason
+    errors = [line for line in tail if "ERR" in line] or tail[-3:]
+    return f"npm exited with {code}: " + " | ".join(errors)[-500:]
