@@ -71,7 +71,7 @@ async def test_a_replica_follows_every_event_of_a_session_another_replica_mirror
         assert followed == local
 
 
-async def test_two_replicas_mirroring_one_session_store_each_event_once(
+async def test_a_second_mirror_of_one_session_is_refused_and_stores_each_event_once(
     server: ServerProcess, pg: str
 ) -> None:
     async with (
@@ -90,6 +90,12 @@ async def test_two_replicas_mirroring_one_session_store_each_event_once(
             await asyncio.sleep(0.02)
         same_stream(await _local(first), remote)
         assert first.mirror.error() is None and second.mirror.error() is None
+        # One writer: the other mirror's appends were refused and it says so.
+        mirrors = (first.mirror, second.mirror)
+        assert sorted(m.standby for m in mirrors) == [False, True], [m.refused for m in mirrors]
+        standby = next(m for m in mirrors if m.standby)
+        assert standby.refused >= 1
+        assert first.mirror.appended + second.mirror.appended == len(remote)
 
 
 async def test_a_second_replica_restoring_the_same_lost_session_is_refused(

@@ -5,9 +5,15 @@ every event to the local store under the same session id, with the server's ``ev
 the idempotency key and ``expected_sequence`` set to where this mirror left the local stream.
 After a dropped connection it reconnects with capped exponential backoff and resumes after the
 last event it stored, so the local stream is the server's stream with no gap and no duplicate.
-What has arrived is appended as one batch. When the append meets a conflict, the events that
-another mirror of the same stream stored already (same ids, same places) count as stored; any
-other difference is a ``MirrorConflict``: a writer with another view of the stream.
+What has arrived is appended as one batch.
+
+One writer per session: a second mirror of the same session (another replica, another SDK
+instance) has its append refused by ``expected_sequence``. It says so (a warning in the log,
+``refused`` and ``standby`` on the mirror) and becomes a standby: from then on it waits up to
+``STANDBY_GRACE`` for the writer to store each batch and only writes what the writer did not
+(so it takes over if the writer dies), never duplicating an event. Events another mirror stored
+at the same places count as stored; any other difference is a ``MirrorConflict``: a writer with
+another view of the stream.
 
 Remote sequences map onto local ones by a fixed ``offset`` (local = remote + offset). It is 0
 until the session is restored on a new sandbox; then the new remote session's
@@ -47,6 +53,8 @@ BATCH_SIZE = 500
 QUEUE_SIZE = 2000
 #: Connect/write timeouts of the stream; reads have none (the server pings every 15 s).
 STREAM_TIMEOUT = httpx.Timeout(10.0, read=None)
+#: Seconds a standby mirror waits for the writer to store a batch before it writes it itself.
+STANDBY_GRACE = 2.0
 
 
 def remote_offset(state: SessionState) -> int:
@@ -80,6 +88,10 @@ class Mirror:
         self.reconnects = 0
         #: The last local sequence this mirror stored or found stored.
         self.local = 0
+        #: Appends refused because another mirror had stored the events.
+        self.refused = 0
+        #: Another mirror writes this session; this one writes only what that one does not.
+        self.standby = False
 
     @property
     def running(self) -> bool:
@@ -197,20 +209,30 @@ class Mirror:
                     f"session {self.session_id!r}: the server sent sequence {event.sequence} "
                     f"where {self.local + n - self.offset} was due",
                 )
+        if pending and self.standby:
+            await self._wait_for_writer(self.local + len(pending))
         while pending:
-            drafts = [EventDraft.from_event(event) for event in pending]
-            try:
-                stored = await self.store.append(
-                    self.session_id, drafts, expected_sequence=self.local
-                )
-            except (SequenceConflict, IdempotencyConflict) as exc:
-                stored = await self._stored_already(pending, exc)
+            # A stream ahead of this mirror was written by another one; an append would only
+            # find its events there (the store's idempotency), so check first.
+            head = await self.store.last_sequence(self.session_id)
+            if head > self.local:
+                reason = f"the local stream is at {head}, this mirror at {self.local}"
+                stored = await self._stored_already(pending, reason)
                 pending = pending[len(stored) :]
-            except SessionNotFound:
-                raise MirrorConflict(self.session_id, "the local session was deleted") from None
             else:
-                pending = []
-                self.appended += len(stored)
+                drafts = [EventDraft.from_event(event) for event in pending]
+                try:
+                    stored = await self.store.append(
+                        self.session_id, drafts, expected_sequence=self.local
+                    )
+                except (SequenceConflict, IdempotencyConflict) as exc:
+                    stored = await self._stored_already(pending, str(exc))
+                    pending = pending[len(stored) :]
+                except SessionNotFound:
+                    raise MirrorConflict(self.session_id, "the local session was deleted") from None
+                else:
+                    pending = []
+                    self.appended += len(stored)
             self.local += len(stored)
             try:
                 await snapshots.record(stored)
@@ -218,7 +240,7 @@ class Mirror:
                 logger.warning("mirror %s: snapshot failed", self.session_id, exc_info=True)
 
     async def _stored_already(
-        self, pending: list[UniversalEvent], exc: StoreError
+        self, pending: list[UniversalEvent], reason: str
     ) -> list[UniversalEvent]:
         """After a conflict: the leading events of ``pending`` that another mirror of the same
         stream stored already, at the same places. None of them: ``MirrorConflict``."""
@@ -230,6 +252,23 @@ class Mirror:
             raise MirrorConflict(
                 self.session_id,
                 f"another writer changed the local copy of session {self.session_id!r} "
-                f"(a second mirror with another view of the stream?): {exc}",
-            ) from exc
+                f"(a second mirror with another view of the stream?): {reason}",
+            )
+        self.refused += 1
+        if not self.standby:
+            self.standby = True
+            logger.warning(
+                "mirror %s: append refused (%s): another mirror writes this session; this one "
+                "stands by and writes only what that one does not",
+                self.session_id,
+                reason,
+            )
         return there[:same]
+
+    async def _wait_for_writer(self, target: int) -> None:
+        """Standby: give the writer ``STANDBY_GRACE`` to store up to ``target``."""
+        deadline = asyncio.get_running_loop().time() + STANDBY_GRACE
+        while await self.store.last_sequence(self.session_id) < target:
+            if asyncio.get_running_loop().time() >= deadline:
+                return
+            await asyncio.sleep(0.02)
