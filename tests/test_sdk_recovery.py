@@ -137,6 +137,12 @@ async def test_a_lost_sandbox_is_restored_by_replay_into_the_same_local_session(
             assert result.text.endswith("what did I ask you to remember?")
             assert (await session.prompt(OK_PROMPT)).text == "OK"  # replayed only once
             local = [e async for e in session.events(follow=False)]
+            # The new server went on numbering items and turns: one clean stream.
+            state = await session.state()
+            assert state.anomalies == []
+            assert len({item.item_id for item in state.items}) == len(state.items)
+            turn_ids = [turn.turn_id for turn in state.turns]
+            assert len(turn_ids) == 4 and len(set(turn_ids)) == 4, turn_ids
         mark = _check_continued(local, server_events(server.url, "lost"))
         resumed = local[mark - 1]
         assert resumed.data["replayed_events"] == 4  # two prompts and two answers

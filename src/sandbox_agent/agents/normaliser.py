@@ -93,6 +93,10 @@ class Normaliser:
         """Whether the stream has a ``turn.started`` not yet ended."""
         return self._state.turn_open
 
+    def continue_from(self, next_item: int) -> None:
+        """Give no ``itm_<n>`` below ``next_item`` (a stream continued from another server's)."""
+        self._state.next_item = max(self._state.next_item, next_item)
+
     def new_item_id(self) -> str:
         """A fresh ``itm_<n>`` of this session (e.g. for the user's message item)."""
         item_id = f"itm_{self._state.next_item}"

@@ -308,7 +308,8 @@ class Session:
                 f"(another replica restores or mirrors it): {exc}",
             ) from exc
         try:
-            await self._sdk.request("POST", f"/v1/sessions/{self.id}", json=self.record.init)
+            body = {**self.record.init, "continueFrom": _continue_from(state)}
+            await self._sdk.request("POST", f"/v1/sessions/{self.id}", json=body)
         except SandboxAgentError as exc:
             if exc.status != 409:  # 409: it exists already, which is what we want
                 raise
@@ -318,6 +319,19 @@ class Session:
     async def close(self) -> None:
         """Stop mirroring (what is stored stays)."""
         await self._mirror.stop()
+
+
+_OUR_ITEM_ID = re.compile(r"itm_(\d+)")
+
+
+def _continue_from(state: SessionState) -> dict[str, int]:
+    """Where the new server's numbering continues, so that no item id or turn repeats."""
+    numbers = [
+        int(match.group(1))
+        for item in state.items
+        if (match := _OUR_ITEM_ID.fullmatch(item.item_id)) is not None
+    ]
+    return {"turns": len(state.turns), "nextItem": max(numbers, default=0) + 1}
 
 
 def _translate(session_id: str, error: BaseException) -> BaseException:

@@ -30,8 +30,18 @@ class HealthResponse(ApiModel):
     status: Literal["ok"] = "ok"
 
 
+class ContinueFrom(ApiModel):
+    """Ours: where a session restored by replay on a new sandbox continues its numbering, so
+    that its item ids and turn numbers never repeat those of the stream it continues."""
+
+    #: Turns the continued stream had.
+    turns: int = Field(0, ge=0)
+    #: The first ``itm_<n>`` this server may give.
+    next_item: int = Field(1, ge=1)
+
+
 class CreateSessionRequest(ApiModel):
-    """``POST /v1/sessions/{id}`` (v0.1 fields)."""
+    """``POST /v1/sessions/{id}`` (v0.1 fields, plus ``continueFrom``)."""
 
     agent: str
     agent_mode: str | None = None
@@ -43,6 +53,7 @@ class CreateSessionRequest(ApiModel):
     title: str | None = None
     mcp: dict[str, Any] | None = None
     skills: dict[str, Any] | None = None
+    continue_from: ContinueFrom | None = None
 
 
 class CreateSessionResponse(ApiModel):

@@ -139,6 +139,9 @@ class SessionManager:
                     "mcp": request.mcp,
                     "skills": request.skills,
                     "agentVersion": request.agent_version,
+                    "continueFrom": request.continue_from.model_dump(by_alias=True)
+                    if request.continue_from is not None
+                    else None,
                 }.items()
                 if v is not None
             },

@@ -98,6 +98,7 @@ class LiveSession:
     ) -> LiveSession:
         """The session as its stored stream leaves it (newest snapshot, then the rest)."""
         normaliser, replayer = await _fold(store, record.id)
+        normaliser.continue_from(_continued(record).get("nextItem", 1))
         return cls(
             store,
             record,
@@ -189,7 +190,7 @@ class LiveSession:
                 title=self.record.title,
                 mcp=self.record.init.get("mcp"),
                 skills=self.record.init.get("skills"),
-                prior_turns=len(state.turns),
+                prior_turns=len(state.turns) + _continued(self.record).get("turns", 0),
             )
             native = state.native_session_id if resume else None
             await adapter.start(config, resume=native)
@@ -215,7 +216,7 @@ class LiveSession:
                 resumed = SessionResumedData(reason="reopened", native_resume=True)
                 await self.append([_daemon("session.resumed", resumed)])
             before = self.last_sequence
-            turn_id = f"turn_{len(self.state.turns) + 1}"
+            turn_id = f"turn_{len(self.state.turns) + _continued(self.record).get('turns', 0) + 1}"
 
             def build(normaliser: Normaliser) -> list[EventDraft]:
                 item_id = normaliser.new_item_id()
@@ -320,6 +321,12 @@ class LiveSession:
             )
             drafts.append(_daemon("session.resumed", resumed))
             await self.append(drafts)
+
+
+def _continued(record: SessionRecord) -> dict[str, int]:
+    """The ``continueFrom`` of a session restored by replay (empty for others)."""
+    value = record.init.get("continueFrom")
+    return value if isinstance(value, dict) else {}
 
 
 async def _fold(store: EventStore, session_id: str) -> tuple[Normaliser, Replayer]:
