@@ -17,6 +17,7 @@ from sandbox_agent.replay.render import TranscriptFormat, render_transcript
 from sandbox_agent.replay.restore import (
     DEFAULT_MAX_CHARS,
     DEFAULT_MAX_EVENTS,
+    replayed_entries,
     restore_entries,
     restore_text,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "import_sessions",
     "render_transcript",
     "replay",
+    "replayed_entries",
     "restore_entries",
     "restore_text",
     "state_at",

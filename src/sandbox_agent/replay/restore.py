@@ -9,6 +9,7 @@ how many were left out.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, NamedTuple
 
 from sandbox_agent.replay.state import ItemState, SessionState
@@ -78,6 +79,9 @@ def restore_entries(state: SessionState) -> list[RestoreEntry]:
     return entries
 
 
+_OMITTED_LINE = re.compile(r"^\[(\d+) earlier entr")
+
+
 def _omitted(count: int) -> str:
     return f"[{count} earlier entr{'y' if count == 1 else 'ies'} left out]"
 
@@ -116,3 +120,13 @@ def restore_text(
             return str(newest)[-max_chars:]
         kept[first] = head + newest.body[len(newest.body) - (budget - len(head)) :]
     return "\n".join([*lines, *kept[first:]])
+
+
+def replayed_entries(state: SessionState, text: str) -> int:
+    """How many entries of ``state`` the restore ``text`` holds (``session.resumed``'s
+    ``replayed_events``)."""
+    if not text:
+        return 0
+    lines = text.splitlines()
+    omitted = _OMITTED_LINE.match(lines[1]) if len(lines) > 1 else None
+    return len(restore_entries(state)) - (int(omitted.group(1)) if omitted else 0)

@@ -16,7 +16,7 @@ from sandbox_agent.replay import (
     QuestionState,
     SessionState,
     replay,
-    restore_entries,
+    replayed_entries,
     restore_text,
     state_at,
 )
@@ -32,7 +32,6 @@ PermissionReply = Literal["once", "always", "reject"]
 #: Events after which ``prompt`` returns: the turn ended, or it waits for an answer.
 _TURN_END = frozenset({"turn.ended", "session.ended"})
 _REQUESTS = frozenset({"permission.requested", "question.requested"})
-_OMITTED = re.compile(r"^\[(\d+) earlier entr")
 
 
 @dataclass(frozen=True)
@@ -81,14 +80,6 @@ class TurnResult:
             pending_questions=list(state.pending_questions.values()),
             events=events,
         )
-
-
-def _replayed_count(state: SessionState, text: str) -> int:
-    if not text:
-        return 0
-    lines = text.splitlines()
-    omitted = _OMITTED.match(lines[1]) if len(lines) > 1 else None
-    return len(restore_entries(state)) - (int(omitted.group(1)) if omitted else 0)
 
 
 class Session:
@@ -292,7 +283,7 @@ class Session:
             data=SessionResumedData(
                 reason="sandbox_replaced",
                 native_resume=False,
-                replayed_events=_replayed_count(state, text),
+                replayed_events=replayed_entries(state, text),
             ),
             source="client",
             synthetic=True,

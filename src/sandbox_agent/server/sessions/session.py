@@ -38,7 +38,15 @@ from sandbox_agent.events import (
     SessionResumedData,
     UniversalEvent,
 )
-from sandbox_agent.replay import Replayer, SessionState, write_snapshot_if_due
+from sandbox_agent.replay import (
+    DEFAULT_MAX_CHARS,
+    DEFAULT_MAX_EVENTS,
+    Replayer,
+    SessionState,
+    replayed_entries,
+    restore_text,
+    write_snapshot_if_due,
+)
 from sandbox_agent.replay.snapshots import load_state
 from sandbox_agent.server.errors import (
     ApiError,
@@ -81,10 +89,14 @@ class LiveSession:
         self._settings = settings
         self._root = root
         self._snapshot_every = snapshot_every
+        self._replay_max_events = DEFAULT_MAX_EVENTS
+        self._replay_max_chars = DEFAULT_MAX_CHARS
         self._append_lock = asyncio.Lock()
         #: One control operation (message, cancel, terminate, reply) at a time.
         self.control = asyncio.Lock()
         self.adapter: AgentAdapter | None = None
+        #: The replay text owed to the next prompt: the agent could not resume natively.
+        self._restore: str | None = None
 
     @classmethod
     async def load(
@@ -193,7 +205,23 @@ class LiveSession:
                 prior_turns=len(state.turns) + _continued(self.record).get("turns", 0),
             )
             native = state.native_session_id if resume else None
-            await adapter.start(config, resume=native)
+            try:
+                await adapter.start(config, resume=native)
+            except Exception:
+                if native is None:
+                    raise
+                # The agent lost its native session (a wiped HOME, an expired thread): start
+                # afresh and restore by replay, as the SDK does on a new sandbox.
+                logger.warning(
+                    "session %s: native resume of %s failed", self.id, native, exc_info=True
+                )
+                await adapter.stop()
+                adapter = create_adapter(self.record.agent, self.sink, self._settings)
+                await adapter.start(config, resume=None)
+            if native is not None and adapter.native_session_id != native:
+                # No native resume: the next prompt carries the conversation so far.
+                text = restore_text(state, self._replay_max_events, self._replay_max_chars)
+                self._restore = text or None
             self.adapter = adapter
         return self.adapter
 
@@ -223,8 +251,9 @@ class LiveSession:
                 return prompt_drafts(prompt, attachments, item_id=item_id, turn_id=turn_id)
 
             await self.append(build)
+            restore, self._restore = self._restore, None
             try:
-                await adapter.send(prompt, attachments)
+                await adapter.send(f"{restore}\n\n{prompt}" if restore else prompt, attachments)
             except Exception as exc:
                 error = ErrorData(message=f"the agent did not take the prompt: {exc}", code="send")
                 await self.append([_daemon("error", error), turn_ended_draft("error")])
@@ -316,10 +345,15 @@ class LiveSession:
             native = state.native_session_id
             adapter = await self.ensure_adapter(resume=True)
             native_resume = native is not None and adapter.native_session_id == native
+            replayed = replayed_entries(state, self._restore) if self._restore else 0
             resumed = SessionResumedData(
-                reason="server_restart", native_resume=native_resume, replayed_events=0
+                reason="server_restart", native_resume=native_resume, replayed_events=replayed
             )
-            drafts.append(_daemon("session.resumed", resumed))
+            mark = _daemon("session.resumed", resumed)
+            if adapter.native_session_id is not None and not native_resume:
+                # The new native session, so that the next restart resumes that one.
+                mark = mark.model_copy(update={"native_session_id": adapter.native_session_id})
+            drafts.append(mark)
             await self.append(drafts)
 
 
