@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import secrets
 import time
 from datetime import UTC, datetime, timedelta, timezone
@@ -924,6 +925,24 @@ class StoreContract:
         assert snap is not None and (snap.sequence, snap.state) == (2, {"v": 1})
         assert await store.load_snapshot(sid, version=3) is None
         assert await store.load_snapshot(sid, at_or_before=3, version=2) is None
+
+    async def test_load_snapshot_json_gives_what_load_snapshot_gives(
+        self, store: EventStore
+    ) -> None:
+        sid = await new_session(store)
+        state = {"text": 'caf\u00e9 \u0000 "q"', "n": [1, 2.5, None, True], "nested": {"a": {}}}
+        await store.save_snapshot(sid, 2, {"v": 1}, 1)
+        await store.save_snapshot(sid, 4, state, 2)
+        await store.save_snapshot(sid, 6, {"v": 3}, 1)
+        for at, version in ((None, None), (5, None), (None, 2), (3, 1), (6, 1), (1, None)):
+            snap = await store.load_snapshot(sid, at_or_before=at, version=version)
+            text = await store.load_snapshot_json(sid, at_or_before=at, version=version)
+            if snap is None:
+                assert text is None, (at, version)
+            else:
+                assert text is not None and text[0] == snap.sequence, (at, version)
+                assert json.loads(text[1]) == snap.state, (at, version)
+        assert await store.load_snapshot_json("no-such-session") is None
 
     async def test_highest_version_wins_at_the_same_sequence(self, store: EventStore) -> None:
         sid = await new_session(store)

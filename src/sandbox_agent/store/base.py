@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import base64
+import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -146,6 +147,20 @@ class EventStore(abc.ABC):
     ) -> Snapshot | None:
         """The snapshot with the highest ``sequence <= at_or_before`` (any when None), of
         ``version`` when given; between versions at one sequence, the highest version."""
+
+    async def load_snapshot_json(
+        self,
+        session_id: str,
+        at_or_before: int | None = None,
+        version: int | None = None,
+    ) -> tuple[int, str] | None:
+        """The snapshot ``load_snapshot`` would give, as its sequence and its state as JSON
+        text: the reader validates it in one pass (``state_at``'s fast path). Drivers that
+        keep the text override this to skip building the dict."""
+        snapshot = await self.load_snapshot(session_id, at_or_before, version)
+        if snapshot is None:
+            return None
+        return snapshot.sequence, json.dumps(snapshot.state, separators=(",", ":"))
 
     # -- lifecycle ------------------------------------------------------------------------
     async def close(self) -> None:

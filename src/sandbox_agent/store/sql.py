@@ -225,6 +225,25 @@ class SqlEventStore(EventStore, abc.ABC):
             row = (await conn.execute(query)).first()
         return None if row is None else Snapshot.model_validate(dict(row._mapping))
 
+    async def load_snapshot_json(
+        self,
+        session_id: str,
+        at_or_before: int | None = None,
+        version: int | None = None,
+    ) -> tuple[int, str] | None:
+        snapshots = self._tables.snapshots
+        query = sa.select(snapshots.c.sequence, sa.cast(snapshots.c.state, sa.Text)).where(
+            snapshots.c.session_id == session_id
+        )
+        if at_or_before is not None:
+            query = query.where(snapshots.c.sequence <= at_or_before)
+        if version is not None:
+            query = query.where(snapshots.c.version == version)
+        query = query.order_by(snapshots.c.sequence.desc(), snapshots.c.version.desc()).limit(1)
+        async with self._reading() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else (int(row[0]), str(row[1]))
+
 
 NOT_MIGRATED_HINT = " (is the database migrated? run `sandbox-agent db upgrade URL`)"
 

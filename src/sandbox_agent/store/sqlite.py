@@ -239,6 +239,18 @@ class SqliteEventStore(SqlEventStore):
             self._reader, lambda db: _load_snapshot(db, session_id, at_or_before, version)
         )
 
+    async def load_snapshot_json(
+        self,
+        session_id: str,
+        at_or_before: int | None = None,
+        version: int | None = None,
+    ) -> tuple[int, str] | None:
+        def load(db: sqlite3.Connection) -> tuple[int, str] | None:
+            row = _snapshot_row(db, session_id, at_or_before, version)
+            return None if row is None else (row[0], row[2])
+
+        return await self._in_thread(self._reader, load)
+
     async def read_all(
         self, after_position: int = 0, limit: int = DEFAULT_PAGE
     ) -> list[PositionedEvent]:
@@ -365,15 +377,7 @@ def _read(
 def _load_snapshot(
     db: sqlite3.Connection, session_id: str, at_or_before: int | None, version: int | None
 ) -> Snapshot | None:
-    query = "SELECT sequence, version, state, created_at FROM snapshots WHERE session_id = ?"
-    params: list[Any] = [session_id]
-    if at_or_before is not None:
-        query += " AND sequence <= ?"
-        params.append(at_or_before)
-    if version is not None:
-        query += " AND version = ?"
-        params.append(version)
-    row = db.execute(query + " ORDER BY sequence DESC, version DESC LIMIT 1", params).fetchone()
+    row = _snapshot_row(db, session_id, at_or_before, version)
     if row is None:
         return None
     sequence, snapshot_version, state, created_at = row
@@ -385,6 +389,20 @@ def _load_snapshot(
             state=from_json(state),
             created_at=decode_sqlite_time(created_at),
         )
+
+
+def _snapshot_row(
+    db: sqlite3.Connection, session_id: str, at_or_before: int | None, version: int | None
+) -> Any:
+    query = "SELECT sequence, version, state, created_at FROM snapshots WHERE session_id = ?"
+    params: list[Any] = [session_id]
+    if at_or_before is not None:
+        query += " AND sequence <= ?"
+        params.append(at_or_before)
+    if version is not None:
+        query += " AND version = ?"
+        params.append(version)
+    return db.execute(query + " ORDER BY sequence DESC, version DESC LIMIT 1", params).fetchone()
 
 
 def _read_all(db: sqlite3.Connection, after: int, limit: int) -> list[PositionedEvent]:
