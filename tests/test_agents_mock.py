@@ -624,15 +624,20 @@ def test_unknown_agent_ids_are_refused_clearly(agent_id: str) -> None:
         parse_agent_id(agent_id)
 
 
-async def test_only_the_mock_can_be_created_in_this_build() -> None:
+async def test_the_registry_makes_each_known_agent_and_refuses_unknown_ones() -> None:
     async def sink(drafts: Sequence[EventDraft]) -> None:
         pass
 
     assert isinstance(create_adapter("mock", sink), MockAgent)
-    with pytest.raises(UnsupportedAgent, match="cannot run it yet"):
-        create_adapter("claude", sink)
+    for agent in ("claude", "codex", "opencode", "amp", "acp:claude", "acp:opencode"):
+        assert create_adapter(agent, sink).id == agent
     with pytest.raises(UnsupportedAgent, match="known agents are claude, codex"):
         create_adapter("nope", sink)
+    with pytest.raises(UnsupportedAgent, match="unknown ACP agent"):
+        create_adapter("acp:not-configured", sink)
+    configured = AgentSettings(acp_commands={"mine": ("my-acp-agent", "--stdio")})
+    assert create_adapter("acp:mine", sink, configured).id == "acp:mine"
+    assert configured.command("acp:mine") == ["my-acp-agent", "--stdio"]
 
 
 async def test_mock_modes_models_and_capabilities_match_v01() -> None:

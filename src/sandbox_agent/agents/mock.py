@@ -188,6 +188,9 @@ class MockAgent(AgentAdapter):
         return any(r in self._permissions or r in self._questions for r in turn.requests)
 
     async def _run(self, turn: _Turn, script: list[EventDraft]) -> None:
+        if self.delay == 0:
+            await self._run_at_once(turn, script)
+            return
         for draft in script:
             await asyncio.sleep(self.delay)
             async with self._lock:
@@ -196,13 +199,37 @@ class MockAgent(AgentAdapter):
                 await self._emit_scripted(turn, draft)
         await asyncio.sleep(self.delay)
         async with self._lock:
-            last = script[-1].type if script else None
-            if turn.cancelled or last == "session.ended":
-                return
-            if last in _REQUESTS and self._pending(turn):
-                turn.waiting = True
-                return
-            await self.emit(turn_ended_draft("completed"))
+            await self._finish(turn, script)
+
+    async def _run_at_once(self, turn: _Turn, script: list[EventDraft]) -> None:
+        """Zero delay: the events between two requests go to the sink as one batch (one
+        commit), and the turn's end with the last of them."""
+        await asyncio.sleep(0)  # send() returns before the first event, as with a delay
+        async with self._lock:
+            batch: list[EventDraft] = []
+            for draft in script:
+                if turn.cancelled:
+                    return
+                if draft.type in _REQUESTS:
+                    await self.emit(*batch)
+                    batch = []
+                    await self._emit_scripted(turn, draft)
+                else:
+                    batch.append(draft)
+            await self._finish(turn, script, batch)
+
+    async def _finish(
+        self, turn: _Turn, script: list[EventDraft], batch: Sequence[EventDraft] = ()
+    ) -> None:
+        """Emit ``batch`` and, unless the turn waits for answers or was cut short, its end."""
+        last = script[-1].type if script else None
+        if turn.cancelled:
+            return
+        if last == "session.ended" or (last in _REQUESTS and self._pending(turn)):
+            await self.emit(*batch)
+            turn.waiting = last != "session.ended"
+            return
+        await self.emit(*batch, turn_ended_draft("completed"))
 
     async def _emit_scripted(self, turn: _Turn, draft: EventDraft) -> None:
         # Called under the lock, so a reply cannot look for a request still being emitted.
