@@ -24,13 +24,23 @@ from server_process import (
     wait_for,
 )
 
+from helpers.fake_npm import path_without_agents
+
 _ids = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     tmp = tmp_path_factory.mktemp("server")
-    with running(f"sqlite:///{tmp / 's.db'}", tmp / "server.log") as process:
+    # No real agent is installed for this server, whatever this machine has: an empty agents
+    # dir, and no agent CLI on PATH.
+    (tmp / "agents").mkdir()
+    env = {
+        "SANDBOX_AGENT_AGENTS_DIR": str(tmp / "agents"),
+        "PATH": path_without_agents(),
+        "SANDBOX_AGENT_TOKEN": "",
+    }
+    with running(f"sqlite:///{tmp / 's.db'}", tmp / "server.log", env=env) as process:
         yield process
 
 

@@ -9,9 +9,11 @@ then on ``PATH``. The agents dir is ``$SANDBOX_AGENT_AGENTS_DIR``, else ``<data 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,17 +151,27 @@ async def install(
     try:
         await asyncio.wait_for(asyncio.gather(pump(), proc.wait()), INSTALL_TIMEOUT_SECONDS)
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
+        await _kill_group(proc)
         raise InstallError(
             agent, f"npm did not finish in {INSTALL_TIMEOUT_SECONDS:.0f} s"
         ) from None
+    except BaseException:  # cancelled (Ctrl-C, server shutdown): npm and its scripts go too
+        await asyncio.shield(_kill_group(proc))
+        raise
     if proc.returncode != 0:
         raise InstallError(agent, _npm_reason(tail, proc.returncode))
     got = installed_version(agent, target)
     if got is None or command_of(agent, target) is None:
         raise InstallError(agent, f"npm succeeded but {package.binary} is not in {target}")
     return got
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL npm's process group (it leads one: ``start_new_session``), then reap npm."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    await proc.wait()
 
 
 def _npm_reason(tail: list[str], code: int | None) -> str:

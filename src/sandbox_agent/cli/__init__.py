@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from sandbox_agent.cli import api, daemon, db, replay, schema, server, sessions, transfer  # noqa: F401  (registers the commands)
+from sandbox_agent.cli import (  # noqa: F401  (registers the commands)
+    agents,
+    api,
+    credentials,
+    daemon,
+    db,
+    replay,
+    schema,
+    server,
+    sessions,
+    transfer,
+)
 from sandbox_agent.cli.app import app
 
 

@@ -30,21 +30,33 @@ Token = Annotated[
 ]
 
 
-def _client(endpoint: str, token: str | None) -> httpx.Client:
+#: Seconds a request may take; an agent install downloads up to about 500 MB.
+REQUEST_TIMEOUT = 60.0
+INSTALL_TIMEOUT = 900.0
+
+
+def _client(endpoint: str, token: str | None, timeout: float = REQUEST_TIMEOUT) -> httpx.Client:
     import httpx  # here, not at the top: the server command must not pay for it
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=endpoint, headers=headers, timeout=60)
+    return httpx.Client(base_url=endpoint, headers=headers, timeout=timeout)
 
 
 def call(
-    endpoint: str, token: str | None, method: str, path: str, body: Any = None, **params: Any
+    endpoint: str,
+    token: str | None,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    timeout: float = REQUEST_TIMEOUT,
+    **params: Any,
 ) -> Any:
     """One request; prints nothing. Exits 1 with the problem's detail on an error status."""
     import httpx
 
     try:
-        with _client(endpoint, token) as client:
+        with _client(endpoint, token, timeout) as client:
             response = client.request(
                 method,
                 path,
@@ -109,7 +121,14 @@ def agents_install(
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     token: Token = None,
 ) -> None:
-    call(endpoint, token, "POST", f"/v1/agents/{agent}/install", {"reinstall": reinstall})
+    call(
+        endpoint,
+        token,
+        "POST",
+        f"/v1/agents/{agent}/install",
+        {"reinstall": reinstall},
+        timeout=INSTALL_TIMEOUT,
+    )
 
 
 @agents_app.command("modes")

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from sandbox_agent.agents.registry import parse_acp_command
 from sandbox_agent.cli.app import app, fail
 from sandbox_agent.server import ServerConfig, create_app
 from sandbox_agent.server.config import DEFAULT_HOST, DEFAULT_PORT, check_bind
@@ -92,6 +93,34 @@ def server_command(
     sse_ping_seconds: Annotated[
         float, typer.Option("--sse-ping-seconds", min=0.01, hidden=True)
     ] = 15.0,
+    agents_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--agents-dir",
+            help="Where agent CLIs are installed (default: $SANDBOX_AGENT_AGENTS_DIR, then "
+            "<data dir>/agents).",
+        ),
+    ] = None,
+    auto_install: Annotated[
+        bool,
+        typer.Option("--auto-install", help="Install a missing agent when a session asks for it."),
+    ] = False,
+    acp_agent: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--acp-agent",
+            metavar="NAME=COMMAND",
+            help="An ACP agent, then known as acp:NAME (repeat). Example: "
+            "--acp-agent 'gemini=gemini --experimental-acp'.",
+        ),
+    ] = None,
+    no_credentials: Annotated[
+        bool,
+        typer.Option(
+            "--no-credentials",
+            help="Do not pass the API keys found in agents' config files to agent processes.",
+        ),
+    ] = False,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = "info",
@@ -111,6 +140,13 @@ def server_command(
         fail(str(exc))
     if root is not None and not root.is_dir():
         fail(f"--root {root} is not a directory")
+    acp_commands: dict[str, tuple[str, ...]] = {}
+    for value in acp_agent or ():
+        try:
+            name, argv = parse_acp_command(value)
+        except ValueError as exc:
+            fail(f"--acp-agent: {exc}")
+        acp_commands[name] = argv
     config = ServerConfig(
         host=host,
         port=port,
@@ -124,5 +160,9 @@ def server_command(
         mock_delay_ms=mock_delay_ms,
         max_body_bytes=max_body_bytes,
         sse_ping_seconds=sse_ping_seconds,
+        agents_dir=str(agents_dir.resolve()) if agents_dir is not None else None,
+        auto_install=auto_install,
+        acp_commands=acp_commands,
+        pass_credentials=not no_credentials,
     )
     serve(config, log_level)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
@@ -19,6 +20,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from sandbox_agent import __version__
 from sandbox_agent.agents import AgentSettings
+from sandbox_agent.agents.credentials import agent_env, extract_all
 from sandbox_agent.server.auth import TokenAuth
 from sandbox_agent.server.config import ServerConfig
 from sandbox_agent.server.errors import install_error_handlers
@@ -39,6 +41,23 @@ BANNER = (
 )
 
 
+async def agent_settings(config: ServerConfig) -> AgentSettings:
+    """The adapters' settings; credentials found now go into every agent's environment (the
+    variable names are logged, never the values)."""
+    extra_env: dict[str, str] = {}
+    if config.pass_credentials:
+        extra_env = agent_env(await asyncio.to_thread(extract_all))
+        if extra_env:
+            logger.info("passing credentials to agents: %s", ", ".join(sorted(extra_env)))
+    return AgentSettings(
+        mock_delay_ms=config.mock_delay_ms,
+        agents_dir=Path(config.agents_dir) if config.agents_dir else None,
+        acp_commands=dict(config.acp_commands),
+        extra_env=extra_env,
+        auto_install=config.auto_install,
+    )
+
+
 def create_app(config: ServerConfig | None = None) -> FastAPI:
     """The server app for ``config`` (defaults: loopback, no token, the default store)."""
     config = config or ServerConfig()
@@ -48,7 +67,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         store = await open_store(config.store_url or default_store_url())
         manager = SessionManager(
             store,
-            settings=AgentSettings(mock_delay_ms=config.mock_delay_ms),
+            settings=await agent_settings(config),
             root=config.root,
             snapshot_every=config.snapshot_every,
         )

@@ -36,6 +36,14 @@ class ServerConfig:
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
     #: Seconds between ``: ping`` comments on an idle SSE stream.
     sse_ping_seconds: float = 15.0
+    #: Where agent CLIs are installed (None: ``$SANDBOX_AGENT_AGENTS_DIR``, else the data dir's).
+    agents_dir: str | None = None
+    #: Install a missing agent when a session asks for it (``--auto-install``).
+    auto_install: bool = False
+    #: ACP agents configured by ``--acp-agent NAME=COMMAND``: name -> argv.
+    acp_commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Pass the credentials found (``agents.credentials``) to agent processes.
+    pass_credentials: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from pathlib import Path
 
 from sandbox_agent.agents import (
@@ -17,6 +18,7 @@ from sandbox_agent.agents import (
     create_adapter,
     parse_agent_id,
 )
+from sandbox_agent.agents.catalog import models_of
 from sandbox_agent.agents.install import InstallError
 from sandbox_agent.agents.install import install as install_agent
 from sandbox_agent.events import EventDraft, SessionStartedData
@@ -36,6 +38,8 @@ from sandbox_agent.store import EventStore, SessionRecord, SessionStatus
 logger = logging.getLogger(__name__)
 
 PERMISSION_MODES = ("default", "plan", "bypass", "acceptEdits")
+#: Seconds a session's creation waits for the agent's live model list.
+MODEL_LOOKUP_SECONDS = 10.0
 #: Agent modes each agent accepts (v0.1 normalisation); missing: any.
 AGENT_MODES: dict[str, tuple[str, ...]] = {
     "mock": ("build", "plan"),
@@ -54,8 +58,12 @@ AGENT_PERMISSION_MODES: dict[str, tuple[str, ...]] = {
 
 
 def is_installed(agent: str, settings: AgentSettings) -> bool:
-    """Whether ``agent`` can run here (the mock always; others once their CLI is found)."""
-    return agent == "mock" or settings.command(agent) is not None
+    """Whether ``agent`` can run here (the mock always; others once their CLI is found, for an
+    ``--acp-agent`` command its first word)."""
+    if agent == "mock":
+        return True
+    command = settings.command(agent)
+    return command is not None and len(command) > 0 and shutil.which(command[0]) is not None
 
 
 class SessionManager:
@@ -119,8 +127,7 @@ class SessionManager:
         agent_mode, permission_mode = normalise_modes(agent, request)
         model = request.model
         if model is None:
-            probe = create_adapter(agent, _discard, self.settings)
-            model = (await probe.models()).default_model
+            model = await self._default_model(agent)
         directory = request.directory
         if directory is not None and not await asyncio.to_thread(Path(directory).is_dir):
             raise invalid_request(f"directory does not exist: {directory}")
@@ -214,6 +221,17 @@ class SessionManager:
                 return records
             cursor = page.next_cursor
 
+    async def _default_model(self, agent: str) -> str | None:
+        """The agent's default model: a live lookup bounded by ``MODEL_LOOKUP_SECONDS``, else
+        the catalog's; a failed lookup never fails the session."""
+        probe = create_adapter(agent, _discard, self.settings)
+        try:
+            models = await asyncio.wait_for(probe.models(), MODEL_LOOKUP_SECONDS)
+        except Exception:
+            logger.warning("%s: model lookup failed; using the catalog's default", agent)
+            models = models_of(agent)
+        return models.default_model or models_of(agent).default_model
+
     async def install(self, agent: str, version: str | None = None, reinstall: bool = False) -> str:
         """Install ``agent``'s CLI (one install at a time); 500 ``install_failed`` on failure."""
         async with self._installing:
@@ -226,6 +244,8 @@ class SessionManager:
                 )
             except InstallError as exc:
                 raise install_failed(agent, exc.reason) from exc
+            except OSError as exc:  # the agents dir cannot be created, npm cannot start
+                raise install_failed(agent, str(exc)) from exc
 
     async def shutdown(self) -> None:
         """Stop every agent (their sessions stay active: the next server resumes them), then
