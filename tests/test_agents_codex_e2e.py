@@ -1,0 +1,420 @@
+"""The real ``codex app-server`` through a real sandbox-agent server, against the fake LLM.
+
+Every test starts ``sandbox-agent server`` (a subprocess on 127.0.0.1 over a SQLite store) with
+the offline environment of ``helpers.agent_env`` (``CODEX_HOME`` with the fake provider), talks
+HTTP to it, and checks the stored stream with the replay invariant checker. Run with
+``.venv/bin/pytest -m agents tests/test_agents_codex_e2e.py``.
+
+``TMPDIR`` points away from the test's ``CODEX_HOME`` (which lives under ``/tmp``): Codex refuses
+to set up its sandbox helper under the temporary directory, and every sandboxed command would
+fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sandbox_agent.agents import AgentSessionConfig, AgentSettings, EventSink
+from sandbox_agent.agents.codex import CodexAgent
+from server_process import ServerProcess, check_stream, events_of
+
+from agent_contract import AgentContract, SessionHarness, stream_violations
+from helpers.agent_env import AGENTS_DIR, offline_env, require_agent
+from helpers.databases import sqlite_url
+from helpers.fake_llm import FakeLLM
+
+pytestmark = pytest.mark.agents
+
+TURN_TIMEOUT = 45.0
+
+
+class Codex:
+    """A server process with the codex environment, and the test's workspace."""
+
+    def __init__(self, tmp_path: Path, llm: FakeLLM) -> None:
+        self.llm = llm
+        self.workspace = tmp_path / "ws"
+        self.workspace.mkdir()
+        env = offline_env(llm.url, tmp_path / "home")
+        tmpdir = tmp_path / "tmpdir"
+        tmpdir.mkdir()
+        env["TMPDIR"] = str(tmpdir)
+        env["SANDBOX_AGENT_DATA_DIR"] = str(tmp_path / "data")
+        self.server = ServerProcess(
+            sqlite_url(tmp_path / "store.db"), tmp_path / "server.log", env=env
+        )
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.server.url, timeout=60)
+
+    def create(self, client: httpx.Client, session_id: str, **body: Any) -> dict[str, Any]:
+        response = client.post(
+            f"/v1/sessions/{session_id}",
+            json={"agent": "codex", "directory": str(self.workspace), **body},
+        )
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+
+@pytest.fixture
+def codex(tmp_path: Path) -> Iterator[Codex]:
+    require_agent("codex")
+    with FakeLLM() as llm:
+        setup = Codex(tmp_path, llm)
+        setup.server.start()
+        try:
+            yield setup
+        finally:
+            try:
+                setup.server.stop()
+            finally:
+                setup.server.kill()
+
+
+def last_sequence(client: httpx.Client, session_id: str) -> int:
+    events = events_of(client, session_id)
+    return int(events[-1]["sequence"]) if events else 0
+
+
+def wait_event(
+    client: httpx.Client,
+    session_id: str,
+    event_type: str,
+    after: int,
+    timeout: float = TURN_TIMEOUT,
+) -> list[dict[str, Any]]:
+    """The events after ``after`` once one of ``event_type`` is among them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = events_of(client, session_id, offset=after)
+        if any(e["type"] == event_type for e in events):
+            return events
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {event_type} after {after}: {[e['type'] for e in events]}")
+        time.sleep(0.05)
+
+
+def send(client: httpx.Client, session_id: str, message: str) -> int:
+    """POST the prompt; the last sequence before it."""
+    before = last_sequence(client, session_id)
+    response = client.post(f"/v1/sessions/{session_id}/messages", json={"message": message})
+    assert response.status_code == 204, response.text
+    return before
+
+
+def turn(client: httpx.Client, session_id: str, message: str) -> list[dict[str, Any]]:
+    """Send a prompt and return the turn's events (up to its turn.ended)."""
+    before = send(client, session_id, message)
+    return wait_event(client, session_id, "turn.ended", before)
+
+
+def assistant_texts(events: list[dict[str, Any]]) -> list[str]:
+    texts = []
+    for event in events:
+        item = event["data"].get("item") if event["type"] == "item.completed" else None
+        if item and item["kind"] == "message" and item["role"] == "assistant":
+            texts += [p["text"] for p in item["content"] if p["type"] == "text"]
+    return texts
+
+
+def seen(text: str) -> int:
+    """N of the fake LLM's "I saw N input message(s)": how much history the agent sent."""
+    return int(text.split("I saw ")[1].split()[0])
+
+
+def check(client: httpx.Client, session_id: str) -> list[dict[str, Any]]:
+    """The whole stream, checked; no agent.unparsed in it."""
+    events = events_of(client, session_id)
+    check_stream(events)
+    unparsed = [e for e in events if e["type"] == "agent.unparsed"]
+    assert unparsed == [], unparsed
+    return events
+
+
+def ended(events: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(e for e in events if e["type"] == "turn.ended")["data"]
+
+
+def test_plain_turn_then_second_turn_carries_history(codex: Codex) -> None:
+    with codex.client() as client:
+        created = codex.create(client, "plain")
+        thread = created["nativeSessionId"]
+        assert thread
+
+        first = turn(client, "plain", "Say hello")
+        assert ended(first)["reason"] == "completed"
+        [text] = assistant_texts(first)
+        assert text.startswith("Hello from fake LLM. I saw ")
+        seen_first = seen(text)
+        # The prompt is recorded once, by the session layer (codex's userMessage is ignored).
+        users = [
+            e
+            for e in first
+            if e["type"] == "item.completed" and e["data"]["item"]["role"] == "user"
+        ]
+        assert len(users) == 1 and users[0]["source"] == "client"
+        deltas = [e for e in first if e["type"] == "item.delta"]
+        assert deltas and all(not e["synthetic"] for e in deltas)
+
+        second = turn(client, "plain", "Say hello again")
+        assert ended(second)["reason"] == "completed"
+        [text] = assistant_texts(second)
+        # History carried natively: more input messages than the first turn saw.
+        assert seen(text) > seen_first
+
+        events = check(client, "plain")
+        assert {e["native_session_id"] for e in events} == {thread}
+
+
+def test_tool_turn_runs_the_command(codex: Codex) -> None:
+    with codex.client() as client:
+        codex.create(client, "tool")
+        events = turn(client, "tool", "CMD<<echo codex-data > tool_ok.txt>>")
+        assert ended(events)["reason"] == "completed"
+        assert (codex.workspace / "tool_ok.txt").read_text() == "codex-data\n"
+        completed = [e["data"]["item"] for e in events if e["type"] == "item.completed"]
+        calls = [i for i in completed if i["kind"] == "tool_call"]
+        results = [i for i in completed if i["kind"] == "tool_result"]
+        assert calls and calls[0]["content"][0]["name"] == "commandExecution"
+        assert "tool_ok.txt" in calls[0]["content"][0]["arguments"]
+        assert results and results[0]["status"] == "completed"
+        assert results[0]["parent_id"] == calls[0]["item_id"]
+        assert any("Tool result received" in t for t in assistant_texts(events))
+        check(client, "tool")
+
+
+@pytest.mark.parametrize(("reply", "runs"), [("once", True), ("reject", False)])
+def test_permission(codex: Codex, reply: str, runs: bool) -> None:
+    target = codex.workspace / f"escalated_{reply}.txt"
+    with codex.client() as client:
+        codex.create(client, "perm")
+        before = send(client, "perm", f"ESCALATE CMD<<echo escalated > {target.name}>>")
+        events = wait_event(client, "perm", "permission.requested", before)
+        [asked] = [e["data"] for e in events if e["type"] == "permission.requested"]
+        assert asked["action"] == "commandExecution"
+        assert target.name in asked["metadata"]["command"]
+        assert not target.exists()
+
+        response = client.post(
+            f"/v1/sessions/perm/permissions/{asked['permission_id']}/reply",
+            json={"reply": reply},
+        )
+        assert response.status_code == 204, response.text
+        events = wait_event(client, "perm", "turn.ended", before)
+        assert ended(events)["reason"] == "completed"
+        [resolved] = [e for e in events if e["type"] == "permission.resolved"]
+        assert resolved["data"]["status"] == ("accept" if reply == "once" else "reject")
+        assert resolved["source"] == "client"
+        assert target.exists() is runs
+        if not runs:
+            assert any("rejected by user" in t for t in assistant_texts(events))
+        check(client, "perm")
+
+
+def test_plan_mode_asks_before_any_write(codex: Codex) -> None:
+    target = codex.workspace / "planned.txt"
+    with codex.client() as client:
+        codex.create(client, "plan", agentMode="plan", permissionMode="plan")
+        before = send(client, "plan", f"CMD<<echo planned > {target.name}>>")
+        events = wait_event(client, "plan", "permission.requested", before)
+        [asked] = [e["data"] for e in events if e["type"] == "permission.requested"]
+        response = client.post(
+            f"/v1/sessions/plan/permissions/{asked['permission_id']}/reply",
+            json={"reply": "reject"},
+        )
+        assert response.status_code == 204, response.text
+        events = wait_event(client, "plan", "turn.ended", before)
+        assert ended(events)["reason"] == "completed"
+        assert not target.exists()
+        check(client, "plan")
+    # Agent mode plan: the prompt reached the model with the plan prefix.
+    bodies = [json.dumps(r.get("body")) for r in codex.llm.requests]
+    assert any("Make a plan before acting." in b and target.name in b for b in bodies)
+
+
+def test_bypass_runs_without_asking(codex: Codex) -> None:
+    target = codex.workspace / "bypassed.txt"
+    with codex.client() as client:
+        codex.create(client, "bypass", permissionMode="bypass")
+        # No ESCALATE: under approvalPolicy "never" codex itself refuses a request to escalate.
+        events = turn(client, "bypass", f"CMD<<echo free > {target.name}>>")
+        assert ended(events)["reason"] == "completed"
+        assert not [e for e in events if e["type"] == "permission.requested"]
+        assert target.read_text() == "free\n"
+        check(client, "bypass")
+
+
+def test_session_mcp_servers_reach_the_thread(codex: Codex) -> None:
+    # /bin/true is no MCP server: codex reports that it failed to start, which shows that the
+    # session's mcp map reached the thread's config.
+    mcp = {"broken": {"type": "local", "command": "/bin/true", "timeoutMs": 5000}}
+    with codex.client() as client:
+        codex.create(client, "mcp", mcp=mcp)
+        events = turn(client, "mcp", "Say hello")
+        assert ended(events)["reason"] == "completed"
+        statuses = [
+            p
+            for e in events_of(client, "mcp")
+            if e["type"] == "item.completed"
+            for p in e["data"]["item"]["content"]
+            if p["type"] == "status"
+        ]
+        [failed] = [p for p in statuses if p["label"] == "mcp.startup.failed"]
+        assert json.loads(failed["detail"])["name"] == "broken"
+        check(client, "mcp")
+
+
+def test_cancel_then_new_prompt(codex: Codex) -> None:
+    with codex.client() as client:
+        codex.create(client, "cancel")
+        before = send(client, "cancel", "SLOW please")
+        wait_event(client, "cancel", "item.delta", before)
+        started = time.monotonic()
+        response = client.post("/v1/sessions/cancel/cancel")
+        assert response.status_code == 204, response.text
+        assert time.monotonic() - started < 20
+        events = events_of(client, "cancel", offset=before)
+        ends = [e for e in events if e["type"] == "turn.ended"]
+        assert [e["data"]["reason"] for e in ends] == ["cancelled"]
+        # The interrupted message is closed, with what had streamed.
+        closed = [
+            e["data"]["item"]
+            for e in events
+            if e["type"] == "item.completed" and e["data"]["item"]["role"] == "assistant"
+        ]
+        assert closed and closed[0]["status"] == "failed"
+        assert closed[0]["content"][0]["text"].startswith("slow0")
+
+        after = turn(client, "cancel", "Say hello")
+        assert ended(after)["reason"] == "completed"
+        assert assistant_texts(after)[0].startswith("Hello from fake LLM.")
+        time.sleep(1)  # nothing late from the cancelled turn
+        events = check(client, "cancel")
+        assert [e["data"]["reason"] for e in events if e["type"] == "turn.ended"] == [
+            "cancelled",
+            "completed",
+        ]
+
+
+def test_resume_after_server_restart(codex: Codex) -> None:
+    with codex.client() as client:
+        created = codex.create(client, "resume")
+        thread = created["nativeSessionId"]
+        first = turn(client, "resume", "Say hello")
+        [text] = assistant_texts(first)
+        seen_first = seen(text)
+
+    codex.server.stop()
+    codex.server.start()
+
+    with codex.client() as client:
+        events = events_of(client, "resume")
+        resumed = [e for e in events if e["type"] == "session.resumed"]
+        assert resumed and resumed[-1]["data"]["native_resume"] is True
+        second = turn(client, "resume", "What did I ask before?")
+        assert ended(second)["reason"] == "completed"
+        [text] = assistant_texts(second)
+        assert seen(text) > seen_first
+        events = check(client, "resume")
+        assert events[-1]["native_session_id"] == thread
+
+
+def app_server_pid(server_pid: int) -> int:
+    """The pid of the server's ``codex app-server`` child (the leader of its process group)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == server_pid and b"app-server" in cmdline:
+            return int(entry.name)
+    raise AssertionError("no codex app-server child")
+
+
+def test_app_server_death_ends_sessions_and_next_message_resumes(codex: Codex) -> None:
+    with codex.client() as client:
+        codex.create(client, "a")
+        codex.create(client, "b")
+        first = turn(client, "a", "Say hello")
+        [text] = assistant_texts(first)
+        seen_first = seen(text)
+        before_a, before_b = last_sequence(client, "a"), last_sequence(client, "b")
+
+        assert codex.server.proc is not None
+        os.killpg(app_server_pid(codex.server.proc.pid), signal.SIGKILL)
+        for session_id, before in (("a", before_a), ("b", before_b)):
+            events = wait_event(client, session_id, "session.ended", before)
+            [error] = [e for e in events if e["type"] == "error"]
+            assert error["data"]["code"] == "server_exit"
+            [end] = [e for e in events if e["type"] == "session.ended"]
+            assert end["data"]["reason"] == "error"
+
+        # The next message starts a new app-server and resumes the thread there.
+        second = turn(client, "a", "Say hello again")
+        assert ended(second)["reason"] == "completed"
+        [text] = assistant_texts(second)
+        assert seen(text) > seen_first
+        events = check(client, "a")
+        assert [e["data"]["reason"] for e in events if e["type"] == "session.resumed"] == [
+            "reopened"
+        ]
+        check(client, "b")
+
+
+# -- the shared adapter contract, in-process, on the real app-server --------------------------
+class PatientHarness(SessionHarness):
+    """A busy machine makes codex slower than the contract's default wait."""
+
+    async def wait_for(
+        self, predicate: Any, *, after: int = 0, seconds: float = TURN_TIMEOUT
+    ) -> Any:
+        return await super().wait_for(predicate, after=after, seconds=seconds)
+
+
+class TestCodexContract(AgentContract):
+    plain_prompt = "Say hello"
+    long_prompt = "SLOW please"
+
+    @pytest.fixture(autouse=True)
+    async def _codex(self, tmp_path: Path) -> AsyncIterator[None]:
+        require_agent("codex")
+        with FakeLLM() as llm:
+            env = offline_env(llm.url, tmp_path / "home")
+            tmpdir = tmp_path / "tmpdir"
+            tmpdir.mkdir()
+            env["TMPDIR"] = str(tmpdir)
+            self.settings = AgentSettings(
+                agents_dir=AGENTS_DIR, log_dir=tmp_path / "logs", extra_env=env
+            )
+            self.directory = tmp_path / "ws"
+            self.directory.mkdir()
+            try:
+                yield
+            finally:
+                await self.settings.shared.stop_all()
+
+    def make_adapter(self, sink: EventSink) -> CodexAgent:
+        return CodexAgent(sink, self.settings)
+
+    @pytest.fixture
+    async def harness(self) -> AsyncIterator[SessionHarness]:
+        harness = PatientHarness()
+        config = AgentSessionConfig(session_id="s1", agent="codex", directory=str(self.directory))
+        await harness.create(self.make_adapter, config)
+        yield harness
+        await harness.adapter.stop()
+        assert stream_violations(harness.events, lifecycle=False) == []
