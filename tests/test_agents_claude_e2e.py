@@ -460,6 +460,34 @@ def test_restart_before_any_message_starts_afresh(claude: Claude) -> None:
         assert stream[-1]["native_session_id"] not in (None, native)
 
 
+def test_a_lost_native_session_is_restored_by_replay(claude: Claude, tmp_path: Path) -> None:
+    """Claude's own transcript is gone after the restart (a wiped HOME): the server starts a
+    fresh claude session and puts the replay of the conversation before the next prompt."""
+    with claude.client() as client:
+        native = claude.create(client, "wiped")["nativeSessionId"]
+        turn(client, "wiped", "Remember the word zebra-42")
+    claude.server.stop()
+    transcripts = list((tmp_path / "home" / ".claude" / "projects").rglob(f"{native}.jsonl"))
+    assert transcripts, "claude keeps its transcript under HOME"
+    for path in transcripts:
+        path.unlink()
+    claude.server.start()
+    with claude.client() as client:
+        (resumed,) = of_type(events_of(client, "wiped"), "session.resumed")
+        assert resumed["data"]["native_resume"] is False
+        assert resumed["data"]["replayed_events"] == 2  # the prompt and the answer
+        asked = len(claude.llm.requests)
+        events = turn(client, "wiped", "Which word?")
+        assert turn_reasons(events) == ["completed"]
+        # The user item holds what the user typed; the agent got the replay first.
+        (user,) = [i for i in items(events, "message") if i["role"] == "user"]
+        assert [p["text"] for p in user["content"]] == ["Which word?"]
+        sent = json.dumps([r["body"] for r in claude.llm.requests[asked:]])
+        assert "zebra-42" in sent and "Which word?" in sent
+        stream = check(client, "wiped")
+        assert stream[-1]["native_session_id"] not in (None, native)
+
+
 def test_bypass_writes_without_asking(claude: Claude) -> None:
     # offline_env sets IS_SANDBOX=1, without which claude refuses bypass as root.
     with claude.client() as client:
