@@ -4,7 +4,9 @@ Every agent CLI runs through ``AgentProcess``: it starts in its own session (so 
 the whole group, grandchildren included: several CLIs are node wrappers around a native binary),
 in the session's directory with ``PWD`` set to match (OpenCode finds its project config through
 ``$PWD``), with stdin and stdout as pipes and stderr appended to a per-agent log file, never read
-by a parser.
+by a parser. On Linux it starts through ``setpriv --pdeathsig KILL``, so that an agent (a shared
+``opencode serve`` above all, which reads no stdin) dies with a server that was SIGKILLed instead
+of living on as an orphan in its own process group.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
+import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,7 +66,7 @@ class AgentProcess:
         log = await asyncio.to_thread(open, log_path, "ab")
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv,
+                *_with_parent_death_signal(argv),
                 cwd=cwd,
                 env=dict(env),
                 stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
@@ -152,3 +156,13 @@ class AgentProcess:
                 return log.read().decode(errors="replace")
         except OSError:
             return ""
+
+
+_SETPRIV = shutil.which("setpriv") if sys.platform == "linux" else None
+
+
+def _with_parent_death_signal(argv: Sequence[str]) -> list[str]:
+    """``argv`` behind ``setpriv --pdeathsig KILL`` where setpriv exists (util-linux)."""
+    if _SETPRIV is None:
+        return list(argv)
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
