@@ -140,7 +140,7 @@ def stream_turn(client: httpx.Client, session_id: str, message: str) -> list[dic
         client, "POST", f"/v1/sessions/{session_id}/messages/stream", json={"message": message}
     ) as source:
         assert source.response.status_code == 200, source.response.read()
-        return [json.loads(sse.data) for sse in source.iter_sse()]
+        return [json.loads(sse.data) for sse in source.iter_sse() if sse.data]  # not pings
 
 
 def wait_for(
