@@ -71,7 +71,6 @@ from acp.exceptions import RequestError
 from sandbox_agent import __version__
 from sandbox_agent.agents.acp_mapping import AcpMapper, new_native_id, unparsed
 from sandbox_agent.agents.base import (
-    AgentCapabilities,
     AgentMode,
     AgentModel,
     AgentModels,
@@ -80,6 +79,7 @@ from sandbox_agent.agents.base import (
     EventSink,
     PermissionReply,
 )
+from sandbox_agent.agents.catalog import ACP_CAPABILITIES
 from sandbox_agent.agents.errors import AgentError, AgentNotStarted, TurnInProgress, UnknownRequest
 from sandbox_agent.agents.native import NativeAgent
 from sandbox_agent.agents.process import AgentProcess
@@ -104,23 +104,6 @@ CANCEL_TIMEOUT = 15.0
 #: Largest image sent inline with a prompt; bigger ones go as a link.
 MAX_INLINE_IMAGE = 10 * 1024 * 1024
 
-ACP_CAPABILITIES = AgentCapabilities(
-    permissions=True,
-    tool_calls=True,
-    tool_results=True,
-    text_messages=True,
-    images=True,
-    file_attachments=True,
-    session_lifecycle=True,
-    error_events=True,
-    reasoning=True,
-    status=True,
-    command_execution=True,
-    file_changes=True,
-    mcp_tools=True,
-    streaming_deltas=True,
-    item_started=True,
-)
 
 _CANCELLED = {"outcome": {"outcome": "cancelled"}}
 _OPTION_KINDS: dict[str, tuple[str, ...]] = {

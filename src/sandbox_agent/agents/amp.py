@@ -47,7 +47,6 @@ from typing import Any, ClassVar
 
 from sandbox_agent.agents.amp_mapping import AmpStreamMapper
 from sandbox_agent.agents.base import (
-    AgentCapabilities,
     AgentModel,
     AgentModels,
     AgentSessionConfig,
@@ -55,6 +54,7 @@ from sandbox_agent.agents.base import (
     EventSink,
     PermissionReply,
 )
+from sandbox_agent.agents.catalog import CAPABILITIES
 from sandbox_agent.agents.errors import AgentError, TurnInProgress, UnknownRequest
 from sandbox_agent.agents.native import NativeAgent
 from sandbox_agent.agents.process import AgentProcess
@@ -64,18 +64,7 @@ from sandbox_agent.events import ErrorData, EventDraft, PermissionData
 
 logger = logging.getLogger(__name__)
 
-AMP_CAPABILITIES = AgentCapabilities(
-    tool_calls=True,
-    tool_results=True,
-    text_messages=True,
-    # Image blocks on stdin reach Amp's server (checked against the fake server).
-    images=True,
-    error_events=True,
-    # Thinking blocks, with --stream-json-thinking.
-    reasoning=True,
-    # Amp's own MCP servers' tools show as tool calls (the session's mcp config is not passed).
-    mcp_tools=True,
-)
+AMP_CAPABILITIES = CAPABILITIES["amp"]
 
 #: Image types sent as image blocks; other attachments are named in the prompt's text.
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})

@@ -1,8 +1,8 @@
 """What each agent can do, when nothing better is known: capabilities, modes, models.
 
-The one table the adapters and ``GET /v1/agents`` read. An adapter class sets
-``capabilities = CAPABILITIES["<id>"]`` (or its own); the route prefers the adapter's class when it
-imports, and asks the adapter for modes and models (which may be live lookups), falling back to
+The one table the adapters and ``GET /v1/agents`` read: every adapter class sets
+``capabilities = CAPABILITIES["<id>"]`` (``ACP_CAPABILITIES`` for ACP agents); the route asks the
+adapter, and asks the adapter for modes and models (which may be live lookups), falling back to
 ``modes_of`` / ``models_of`` here when the agent is not installed or the lookup fails.
 
 Values start from upstream v0.1's (``reference/upstream-behaviour.md`` sections 3.3 and 3.4) and
@@ -20,7 +20,8 @@ ACP_PREFIX = "acp:"
 CAPABILITIES: dict[str, AgentCapabilities] = {
     "claude": AgentCapabilities(
         plan_mode=True, permissions=True, questions=True, tool_calls=True, tool_results=True,
-        text_messages=True, error_events=True, streaming_deltas=True, item_started=True,
+        text_messages=True, error_events=True, status=True, mcp_tools=True,
+        streaming_deltas=True, item_started=True,
     ),
     "codex": AgentCapabilities(
         plan_mode=True, permissions=True, questions=True, tool_calls=True, tool_results=True,
@@ -48,8 +49,8 @@ CAPABILITIES: dict[str, AgentCapabilities] = {
 ACP_CAPABILITIES = AgentCapabilities(
     permissions=True, tool_calls=True, tool_results=True, text_messages=True, images=True,
     file_attachments=True, session_lifecycle=True, error_events=True, reasoning=True,
-    status=True, command_execution=True, file_changes=True, streaming_deltas=True,
-    item_started=True,
+    status=True, command_execution=True, file_changes=True, mcp_tools=True,
+    streaming_deltas=True, item_started=True,
 )  # fmt: skip
 
 _BUILD = AgentMode(id="build", name="Build", description="Default build mode")

@@ -57,15 +57,14 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from sandbox_agent.agents.base import (
-    AgentCapabilities,
     AgentMode,
-    AgentModel,
     AgentModels,
     AgentSessionConfig,
     Attachment,
     EventSink,
     PermissionReply,
 )
+from sandbox_agent.agents.catalog import CAPABILITIES, models_of
 from sandbox_agent.agents.claude_mapping import (
     ClaudeMapper,
     Mapped,
@@ -96,19 +95,7 @@ CANCEL_TIMEOUT = 15.0
 #: Bytes of stderr kept in ``session.ended``.
 STDERR_TAIL_BYTES = 4000
 
-CLAUDE_CAPABILITIES = AgentCapabilities(
-    mcp_tools=True,
-    plan_mode=True,
-    permissions=True,
-    questions=True,
-    tool_calls=True,
-    tool_results=True,
-    text_messages=True,
-    error_events=True,
-    status=True,
-    streaming_deltas=True,
-    item_started=True,
-)
+CLAUDE_CAPABILITIES = CAPABILITIES["claude"]
 
 DENIED = "The user denied permission to use this tool."
 
@@ -146,16 +133,8 @@ class ClaudeAgent(NativeAgent):
 
     # -- discovery -------------------------------------------------------------------------
     async def models(self) -> AgentModels:
-        # The fallback aliases of v0.1: no network lookup.
-        return AgentModels(
-            models=[
-                AgentModel(id="default", name="Default (recommended)"),
-                AgentModel(id="sonnet", name="Sonnet"),
-                AgentModel(id="opus", name="Opus"),
-                AgentModel(id="haiku", name="Haiku"),
-            ],
-            default_model="default",
-        )
+        # The aliases of v0.1: no network lookup.
+        return models_of("claude")
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, session: AgentSessionConfig, resume: str | None = None) -> None:

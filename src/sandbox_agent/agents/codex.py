@@ -64,7 +64,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sandbox_agent.agents.base import (
-    AgentCapabilities,
     AgentMode,
     AgentModel,
     AgentModels,
@@ -73,6 +72,7 @@ from sandbox_agent.agents.base import (
     EventSink,
     PermissionReply,
 )
+from sandbox_agent.agents.catalog import CAPABILITIES
 from sandbox_agent.agents.codex_mapping import CodexMapper, status_item, unparsed
 from sandbox_agent.agents.codex_server import (
     CodexAppServer,
@@ -108,27 +108,7 @@ POLICIES: dict[str, tuple[str, str]] = {
     "bypass": ("never", "danger-full-access"),
 }
 
-CODEX_CAPABILITIES = AgentCapabilities(
-    plan_mode=True,
-    permissions=True,
-    questions=True,
-    tool_calls=True,
-    tool_results=True,
-    text_messages=True,
-    images=True,
-    file_attachments=True,
-    session_lifecycle=True,
-    error_events=True,
-    reasoning=True,
-    status=True,
-    command_execution=True,
-    file_changes=True,
-    mcp_tools=True,
-    streaming_deltas=True,
-    item_started=True,
-    variants=True,
-    shared_process=True,
-)
+CODEX_CAPABILITIES = CAPABILITIES["codex"]
 
 _COMMAND_REQUESTS = ("item/commandExecution/requestApproval", "execCommandApproval")
 _FILE_REQUESTS = ("item/fileChange/requestApproval", "applyPatchApproval")

@@ -54,7 +54,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from sandbox_agent.agents.base import (
-    AgentCapabilities,
     AgentMode,
     AgentModel,
     AgentModels,
@@ -63,6 +62,7 @@ from sandbox_agent.agents.base import (
     EventSink,
     PermissionReply,
 )
+from sandbox_agent.agents.catalog import CAPABILITIES
 from sandbox_agent.agents.errors import AgentNotStarted, TurnInProgress
 from sandbox_agent.agents.hitl import permission_resolved
 from sandbox_agent.agents.native import NativeAgent
@@ -113,27 +113,7 @@ class _Turn:
 
 class OpenCodeAgent(NativeAgent):
     id = "opencode"
-    capabilities = AgentCapabilities(
-        plan_mode=True,
-        permissions=True,
-        questions=True,
-        tool_calls=True,
-        tool_results=True,
-        text_messages=True,
-        images=True,
-        file_attachments=True,
-        session_lifecycle=True,
-        error_events=True,
-        reasoning=True,
-        status=True,
-        command_execution=True,
-        file_changes=True,
-        mcp_tools=True,
-        streaming_deltas=True,
-        item_started=True,
-        variants=True,
-        shared_process=True,
-    )
+    capabilities = CAPABILITIES["opencode"]
     #: Seconds without events (and no message open) after ``session.idle`` before the turn ends.
     IDLE_QUIET: ClassVar[float] = 0.3
     #: Seconds after ``session.idle`` when the turn ends whatever is still open.
