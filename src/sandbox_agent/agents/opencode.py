@@ -10,7 +10,7 @@
 - Turn: ``POST /session/{id}/prompt_async {parts, agent: agentMode, model?, variant?}``; the
   output is mapped by ``OpenCodeMapper`` (``opencode_mapping.py``, which lists what is ignored);
   ``session.idle`` ends the turn (``completed``, or ``error`` after a ``session.error``, which
-  is emitted as an ``error`` event) once the turn's messages completed and no event came for
+  is emitted as an ``error`` event) once the turn's messages completed and no content came for
   ``IDLE_QUIET`` s (at most ``IDLE_GRACE`` s): the stream is not strictly ordered (a message's
   last parts were seen arriving after the idle).
 - Late events of a cancelled turn: OpenCode sends the aborted message's last updates and a second
@@ -115,7 +115,7 @@ class OpenCodeAgent(NativeAgent):
     id = "opencode"
     capabilities = CAPABILITIES["opencode"]
     #: Seconds without events (and no message open) after ``session.idle`` before the turn ends.
-    IDLE_QUIET: ClassVar[float] = 0.3
+    IDLE_QUIET: ClassVar[float] = 0.15
     #: Seconds after ``session.idle`` when the turn ends whatever is still open.
     IDLE_GRACE: ClassVar[float] = 5.0
     MODES: ClassVar[list[AgentMode]] = [
@@ -360,10 +360,13 @@ class OpenCodeAgent(NativeAgent):
     async def handle(self, payload: dict[str, Any]) -> None:
         """Map one event of this session and act on it (the consumer task; tests call it)."""
         async with self._events_lock:
-            self._last_event = asyncio.get_running_loop().time()
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("opencode %s: %s", self.native_session_id, json.dumps(payload))
             out = self._mapper.map(payload)
+            if out.drafts or out.permission is not None or out.question is not None:
+                # Only content restarts the quiet wait: OpenCode's bookkeeping after an idle
+                # (session.updated, session.diff, the user message's update) maps to nothing.
+                self._last_event = asyncio.get_running_loop().time()
             await self._act(out, payload)
 
     async def _act(self, out: Outcome, raw: dict[str, Any]) -> None:
