@@ -26,48 +26,33 @@ import pytest
 
 from sandbox_agent.agents import AgentError, AgentSessionConfig, AgentSettings, EventSink
 from sandbox_agent.agents.claude import ClaudeAgent
-from server_process import ServerProcess, check_stream, events_of
+from server_process import check_stream, events_of
 
 from agent_contract import AgentContract, SessionHarness, stream_violations
 from helpers import fake_llm
 from helpers.agent_env import AGENTS_DIR, offline_env, require_agent
-from helpers.databases import sqlite_url
+from helpers.agent_server import (
+    TURN_TIMEOUT,
+    AgentServer,
+    last_sequence,
+    send,
+    turn,
+    wait_event,
+)
 from helpers.fake_llm import FakeLLM
 
 pytestmark = pytest.mark.agents
 
-TURN_TIMEOUT = 45.0
 WRITE_PROMPT = "CMD<<echo hi > out.txt>>"
 
 
-class Claude:
+class Claude(AgentServer):
     """A server process with the claude environment, and the test's workspace."""
 
     def __init__(self, tmp_path: Path, llm: FakeLLM) -> None:
-        self.llm = llm
-        self.workspace = tmp_path / "ws"
-        self.workspace.mkdir()
-        env = offline_env(llm.url, tmp_path / "home")
-        env["SANDBOX_AGENT_DATA_DIR"] = str(tmp_path / "data")
         # Claude 2.1.332 defers MCP tools and ExitPlanMode behind ToolSearch, which the fake LLM
         # cannot use; off, every tool is offered to the model directly.
-        env["ENABLE_TOOL_SEARCH"] = "false"
-        self.logs = tmp_path / "data" / "logs" / "agents" / "claude"
-        self.server = ServerProcess(
-            sqlite_url(tmp_path / "store.db"), tmp_path / "server.log", env=env
-        )
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.server.url, timeout=60)
-
-    def create(self, client: httpx.Client, session_id: str, **body: Any) -> dict[str, Any]:
-        response = client.post(
-            f"/v1/sessions/{session_id}",
-            json={"agent": "claude", "directory": str(self.workspace), **body},
-        )
-        assert response.status_code == 200, response.text
-        result: dict[str, Any] = response.json()
-        return result
+        super().__init__(tmp_path, llm, "claude", {"ENABLE_TOOL_SEARCH": "false"})
 
 
 @pytest.fixture
@@ -83,43 +68,6 @@ def claude(tmp_path: Path) -> Iterator[Claude]:
                 setup.server.stop()
             finally:
                 setup.server.kill()
-
-
-def last_sequence(client: httpx.Client, session_id: str) -> int:
-    events = events_of(client, session_id)
-    return int(events[-1]["sequence"]) if events else 0
-
-
-def wait_event(
-    client: httpx.Client,
-    session_id: str,
-    event_type: str,
-    after: int,
-    timeout: float = TURN_TIMEOUT,
-) -> list[dict[str, Any]]:
-    """The events after ``after`` once one of ``event_type`` is among them."""
-    deadline = time.monotonic() + timeout
-    while True:
-        events = events_of(client, session_id, offset=after)
-        if any(e["type"] == event_type for e in events):
-            return events
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {event_type} after {after}: {[e['type'] for e in events]}")
-        time.sleep(0.05)
-
-
-def send(client: httpx.Client, session_id: str, message: str) -> int:
-    """POST the prompt; the last sequence before it."""
-    before = last_sequence(client, session_id)
-    response = client.post(f"/v1/sessions/{session_id}/messages", json={"message": message})
-    assert response.status_code == 204, response.text
-    return before
-
-
-def turn(client: httpx.Client, session_id: str, message: str) -> list[dict[str, Any]]:
-    """Send a prompt and return the turn's events (up to its turn.ended)."""
-    before = send(client, session_id, message)
-    return wait_event(client, session_id, "turn.ended", before)
 
 
 def of_type(events: list[dict[str, Any]], event_type: str) -> list[dict[str, Any]]:
