@@ -1160,21 +1160,29 @@ class StoreContract:
             sid = await new_session(store)
             await store.append(sid, deltas(2))
             got: list[list[int]] = []
+            all_caught_up = asyncio.Event()
 
             async def consume(
                 delay: float,
                 store: EventStore = store,
                 sid: str = sid,
                 got: list[list[int]] = got,
+                all_caught_up: asyncio.Event = all_caught_up,
             ) -> None:
                 await asyncio.sleep(delay)
                 seen: list[int] = []
                 got.append(seen)
                 async for event in store.subscribe(sid):
                     seen.append(event.sequence)
+                    if len(got) == 50 and all(len(s) == 2 for s in got):
+                        all_caught_up.set()
 
             consumers = [asyncio.create_task(consume(i * 0.001)) for i in range(50)]
-            await asyncio.sleep(0.12)
+            # Close once every subscriber has both events (on a loaded machine that can take
+            # longer than the stagger), each then waiting at its own phase of the driver's loop.
+            async with asyncio.timeout(10):
+                await all_caught_up.wait()
+            await asyncio.sleep(0.01)
             await store.close()
             async with asyncio.timeout(5):
                 await asyncio.gather(*consumers)  # they end, without an error
