@@ -10,7 +10,7 @@ class AgentError(Exception):
 
 
 class UnsupportedAgent(AgentError):
-    """The agent id is unknown, or names an agent this build cannot run yet."""
+    """The agent id is unknown (a name neither built in nor configured)."""
 
     def __init__(self, agent_id: str, reason: str) -> None:
         super().__init__(f"unsupported agent {agent_id!r}: {reason}")
