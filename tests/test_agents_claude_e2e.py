@@ -32,8 +32,8 @@ from agent_contract import AgentContract, SessionHarness, stream_violations
 from helpers import fake_llm
 from helpers.agent_env import AGENTS_DIR, offline_env, require_agent
 from helpers.agent_server import (
-    TURN_TIMEOUT,
     AgentServer,
+    PatientHarness,
     last_sequence,
     send,
     turn,
@@ -468,15 +468,6 @@ def test_always_answers_the_next_request_at_once(claude: Claude) -> None:
 
 
 # -- the shared adapter contract, in-process, on the real CLI -------------------------------
-class PatientHarness(SessionHarness):
-    """A busy machine makes claude slower than the contract's default wait."""
-
-    async def wait_for(
-        self, predicate: Any, *, after: int = 0, seconds: float = TURN_TIMEOUT
-    ) -> Any:
-        return await super().wait_for(predicate, after=after, seconds=seconds)
-
-
 class TestClaudeContract(AgentContract):
     plain_prompt = "Say hello"
     long_prompt = "SLOW please"

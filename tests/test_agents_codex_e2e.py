@@ -30,8 +30,8 @@ from server_process import check_stream, events_of
 from agent_contract import AgentContract, SessionHarness, stream_violations
 from helpers.agent_env import AGENTS_DIR, offline_env, require_agent
 from helpers.agent_server import (
-    TURN_TIMEOUT,
     AgentServer,
+    PatientHarness,
     last_sequence,
     send,
     turn,
@@ -322,15 +322,6 @@ def test_app_server_death_ends_sessions_and_next_message_resumes(codex: Codex) -
 
 
 # -- the shared adapter contract, in-process, on the real app-server --------------------------
-class PatientHarness(SessionHarness):
-    """A busy machine makes codex slower than the contract's default wait."""
-
-    async def wait_for(
-        self, predicate: Any, *, after: int = 0, seconds: float = TURN_TIMEOUT
-    ) -> Any:
-        return await super().wait_for(predicate, after=after, seconds=seconds)
-
-
 class TestCodexContract(AgentContract):
     plain_prompt = "Say hello"
     long_prompt = "SLOW please"

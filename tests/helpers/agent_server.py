@@ -16,6 +16,7 @@ import httpx
 
 from server_process import ServerProcess, events_of, wait_for
 
+from agent_contract import SessionHarness
 from helpers.agent_env import offline_env
 from helpers.databases import sqlite_url
 from helpers.fake_llm import FakeLLM
@@ -87,3 +88,12 @@ def turn(client: httpx.Client, session_id: str, message: str) -> list[dict[str, 
     """Send a prompt and return the turn's events (up to its turn.ended)."""
     before = send(client, session_id, message)
     return wait_event(client, session_id, "turn.ended", before)
+
+
+class PatientHarness(SessionHarness):
+    """The adapter contract's harness, waiting as long as a real CLI needs on a busy machine."""
+
+    async def wait_for(
+        self, predicate: Any, *, after: int = 0, seconds: float = TURN_TIMEOUT
+    ) -> Any:
+        return await super().wait_for(predicate, after=after, seconds=seconds)

@@ -64,7 +64,7 @@ from sandbox_agent.agents.base import (
     EventSink,
     PermissionReply,
 )
-from sandbox_agent.agents.catalog import CAPABILITIES, models_of
+from sandbox_agent.agents.catalog import CAPABILITIES, MODES, models_of
 from sandbox_agent.agents.claude_mapping import (
     ClaudeMapper,
     Mapped,
@@ -109,10 +109,7 @@ class ClaudeAgent(NativeAgent):
 
     id = "claude"
     capabilities = CLAUDE_CAPABILITIES
-    MODES: ClassVar[list[AgentMode]] = [
-        AgentMode(id="build", name="Build", description="Default build mode"),
-        AgentMode(id="plan", name="Plan", description="Plan mode (--permission-mode plan)"),
-    ]
+    MODES: ClassVar[list[AgentMode]] = MODES["claude"]
 
     def __init__(self, sink: EventSink, settings: AgentSettings) -> None:
         super().__init__(sink, settings)

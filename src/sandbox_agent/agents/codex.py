@@ -72,7 +72,7 @@ from sandbox_agent.agents.base import (
     EventSink,
     PermissionReply,
 )
-from sandbox_agent.agents.catalog import CAPABILITIES
+from sandbox_agent.agents.catalog import CAPABILITIES, MODES
 from sandbox_agent.agents.codex_mapping import CodexMapper, status_item, unparsed
 from sandbox_agent.agents.codex_server import (
     CodexAppServer,
@@ -143,10 +143,7 @@ class CodexAgent(NativeAgent):
 
     id = "codex"
     capabilities = CODEX_CAPABILITIES
-    MODES: ClassVar[list[AgentMode]] = [
-        AgentMode(id="build", name="Build", description="Default build mode"),
-        AgentMode(id="plan", name="Plan", description="Planning mode via prompt prefix"),
-    ]
+    MODES: ClassVar[list[AgentMode]] = MODES["codex"]
 
     def __init__(self, sink: EventSink, settings: AgentSettings) -> None:
         super().__init__(sink, settings)

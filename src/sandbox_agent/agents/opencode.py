@@ -62,7 +62,7 @@ from sandbox_agent.agents.base import (
     EventSink,
     PermissionReply,
 )
-from sandbox_agent.agents.catalog import CAPABILITIES
+from sandbox_agent.agents.catalog import CAPABILITIES, MODES
 from sandbox_agent.agents.errors import AgentNotStarted, TurnInProgress
 from sandbox_agent.agents.hitl import permission_resolved
 from sandbox_agent.agents.native import NativeAgent
@@ -118,11 +118,7 @@ class OpenCodeAgent(NativeAgent):
     IDLE_QUIET: ClassVar[float] = 0.15
     #: Seconds after ``session.idle`` when the turn ends whatever is still open.
     IDLE_GRACE: ClassVar[float] = 5.0
-    MODES: ClassVar[list[AgentMode]] = [
-        AgentMode(id="build", name="Build", description="Default build mode"),
-        AgentMode(id="plan", name="Plan", description="Planning mode"),
-        AgentMode(id="custom", name="Custom", description="Any user-defined OpenCode agent name"),
-    ]
+    MODES: ClassVar[list[AgentMode]] = MODES["opencode"]
 
     def __init__(self, sink: EventSink, settings: AgentSettings) -> None:
         super().__init__(sink, settings)
