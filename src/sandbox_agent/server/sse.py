@@ -3,7 +3,7 @@
 Framing: ``id: <sequence>``, ``data: <UniversalEvent JSON>``, a blank line (the default
 ``message`` event, for ``EventSource.onmessage`` and v0.1 clients); a ``: ping`` comment after
 ``ping_seconds`` without an event. Events are read from the store as the client consumes them,
-so a slow client is never dropped events and the server never buffers more than one.
+so a slow client is never dropped events and the server never buffers more than one batch.
 """
 
 from __future__ import annotations
@@ -63,40 +63,44 @@ async def event_stream(
 ) -> AsyncIterator[bytes]:
     """SSE frames of the session's events after ``after``, then live ones; ends when ``until``
     says so (after sending that event), when the session is deleted, the store closes or the
-    server stops."""
-    events = store.subscribe(session_id, after=after).__aiter__()
+    server stops. The frames of one batch of the store (what one commit, or one read, gave) go
+    out as one chunk: one socket write, not one per event."""
+    batches = store.subscribe_batches(session_id, after=after)
     stopping = asyncio.ensure_future(stop.wait())
-    next_event: asyncio.Future[UniversalEvent] | None = None
+    next_batch: asyncio.Future[list[UniversalEvent]] | None = None
     try:
         yield b": connected\n\n"
         while True:
-            if next_event is None:
-                next_event = asyncio.ensure_future(anext(events))
-            waiting: set[asyncio.Future[Any]] = {next_event, stopping}
+            if next_batch is None:
+                next_batch = asyncio.ensure_future(anext(batches))
+            waiting: set[asyncio.Future[Any]] = {next_batch, stopping}
             done, _ = await asyncio.wait(
                 waiting, timeout=ping_seconds, return_when=asyncio.FIRST_COMPLETED
             )
-            if next_event in done:
-                future, next_event = next_event, None
+            if next_batch in done:
+                future, next_batch = next_batch, None
                 try:
-                    event = future.result()
+                    batch = future.result()
                 except (StopAsyncIteration, StoreError):
                     return
-                yield frame(event, include_raw)
-                if until is not None and until(event):
-                    return
+                if until is not None:
+                    end = next((n for n, event in enumerate(batch, 1) if until(event)), None)
+                    if end is not None:
+                        yield b"".join(frame(event, include_raw) for event in batch[:end])
+                        return
+                yield b"".join(frame(event, include_raw) for event in batch)
             elif stopping in done:
                 return
             else:
                 yield PING
     finally:
         stopping.cancel()
-        if next_event is not None:
-            next_event.cancel()
+        if next_batch is not None:
+            next_batch.cancel()
             with contextlib.suppress(BaseException):
-                await next_event
+                await next_batch
         with contextlib.suppress(BaseException):
-            await events.aclose()  # type: ignore[attr-defined]
+            await batches.aclose()
 
 
 def sse_response(stream: AsyncIterator[bytes]) -> StreamingResponse:

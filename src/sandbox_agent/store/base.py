@@ -5,10 +5,10 @@ An ``EventStore`` keeps one append-only stream of ``UniversalEvent`` per session
 of reducer state. Drivers: ``memory.py``, ``sqlite.py``, ``postgres.py``.
 
 To write a driver, subclass ``EventStore`` and implement the abstract methods; ``subscribe``,
-``fork_session`` and ``prune`` come for free on top of them. Call ``self._notifier.notify(id)``
-after every committed append (and ``notify_all()`` on close), and set ``_poll_interval`` when
-other processes can append without notifying this one. Then run the shared behavioural suite
-(``tests/store_contract.py``) against it.
+``fork_session`` and ``prune`` come for free on top of them. Call ``self._appended(id, stored)``
+after every committed append, ``self._deleted(id)`` after a delete (and ``notify_all()`` on
+close), and set ``_poll_interval`` when other processes can append without notifying this one.
+Then run the shared behavioural suite (``tests/store_contract.py``) against it.
 
 Example::
 
@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import abc
 import base64
+import contextlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -41,6 +42,7 @@ from sandbox_agent.store.records import (
     SessionStatus,
     Snapshot,
 )
+from sandbox_agent.store.tail import StreamTails
 
 DEFAULT_PAGE = 1000
 
@@ -54,7 +56,18 @@ class EventStore(abc.ABC):
 
     def __init__(self) -> None:
         self._notifier = ChangeNotifier()
+        self._tails = StreamTails()
         self._closed = False
+
+    def _appended(self, session_id: str, stored: Sequence[UniversalEvent]) -> None:
+        """After a committed append: its events go to the session's subscribers."""
+        self._tails.add(session_id, stored)
+        self._notifier.notify(session_id)
+
+    def _deleted(self, session_id: str) -> None:
+        """After a delete: subscribers wake and find the session gone."""
+        self._tails.drop(session_id)
+        self._notifier.notify(session_id)
 
     # -- sessions -------------------------------------------------------------------------
     @abc.abstractmethod
@@ -187,21 +200,40 @@ class EventStore(abc.ABC):
         process or another using the same database. Never skips or repeats an event, however
         slow the consumer: it reads from the store, it is not fed from a buffer. Ends when the
         store closes; raises ``SessionNotFound`` if the session is (or becomes) unknown."""
+        async with contextlib.aclosing(
+            self.subscribe_batches(session_id, after, page_size=page_size)
+        ) as batches:
+            async for batch in batches:
+                for event in batch:
+                    yield event
+
+    async def subscribe_batches(
+        self, session_id: str, after: int = 0, *, page_size: int = DEFAULT_PAGE
+    ) -> AsyncGenerator[list[UniversalEvent], None]:
+        """``subscribe`` a batch at a time: each batch (never empty, at most ``page_size``
+        events) is what one read found, or what appends in this process committed since the
+        last batch, which is served from memory (``store/tail.py``) instead of read back."""
         last = after
-        while not self._closed:
-            # Take the waiter before reading so that a commit after the read still wakes us.
-            waiter = self._notifier.waiter(session_id)
-            try:
-                events = await self.read(session_id, after=last, limit=page_size)
-            except StoreError:
-                if self._closed:
-                    return  # closed while reading: end quietly, as promised
-                raise
-            for event in events:
-                yield event
-                last = event.sequence
-            if len(events) < page_size:
-                await wait_for(waiter, self._poll_interval)
+        self._tails.subscribe(session_id)
+        try:
+            while not self._closed:
+                # Take the waiter before reading so that a commit after the read still wakes us.
+                waiter = self._notifier.waiter(session_id)
+                events = self._tails.after(session_id, last, page_size)
+                if not events:
+                    try:
+                        events = await self.read(session_id, after=last, limit=page_size)
+                    except StoreError:
+                        if self._closed:
+                            return  # closed while reading: end quietly, as promised
+                        raise
+                if events:
+                    last = events[-1].sequence
+                    yield events
+                if len(events) < page_size:
+                    await wait_for(waiter, self._poll_interval)
+        finally:
+            self._tails.unsubscribe(session_id)
 
     async def fork_session(
         self, source_id: str, new_id: str, at: int | None = None

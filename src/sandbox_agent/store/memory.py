@@ -155,7 +155,7 @@ class MemoryEventStore(EventStore):
         if self._streams.pop(session_id, None) is None:
             return False
         del self._created[session_id]
-        self._notifier.notify(session_id)
+        self._deleted(session_id)
         return True
 
     async def append(
@@ -208,7 +208,7 @@ class MemoryEventStore(EventStore):
                 "native_session_id": projection.native_session_id,
             }
         )
-        self._notifier.notify(session_id)
+        self._appended(session_id, stored)
         return stored
 
     def _evict(self, stream: _Stream) -> None:

@@ -261,10 +261,13 @@ class PostgresEventStore(SqlEventStore):
                     return retried
                 raise SequenceConflict(session_id, expected_sequence or 0, int(actual))
         last = int(row[0])
-        return [
+        stored = [
             draft.to_event(session_id=session_id, sequence=last + i, event_id=event_id, time=time)
             for i, (draft, event_id, time) in enumerate(filled, start=1)
         ]
+        # Local subscribers at once; the NOTIFY wakes those of other processes.
+        self._appended(session_id, stored)
+        return stored
 
     async def _find_retry(
         self,

@@ -175,7 +175,7 @@ class SqlEventStore(EventStore, abc.ABC):
                     self._tables.snapshots.c.session_id == session_id
                 )
             )
-        self._notifier.notify(session_id)
+        self._deleted(session_id)
         return bool(result.rowcount)
 
     # -- snapshots ------------------------------------------------------------------------

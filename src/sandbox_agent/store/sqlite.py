@@ -210,7 +210,7 @@ class SqliteEventStore(SqlEventStore):
         stored = await self._in_thread(
             self._writer, lambda db: _append(db, session_id, filled, expected_sequence)
         )
-        self._notifier.notify(session_id)
+        self._appended(session_id, stored)
         return stored
 
     # -- reads ----------------------------------------------------------------------------
