@@ -42,13 +42,30 @@ def resume_after(request: Request, offset: int) -> int:
     return offset
 
 
+#: Frames recently built, so that N subscribers of a session serialise each event once: at
+#: most this many, of at most ``FRAME_CACHE_MAX_BYTES`` each (8 MB in all).
+FRAME_CACHE_SIZE = 1024
+FRAME_CACHE_MAX_BYTES = 8192
+_frames: dict[tuple[str, int, str, bool], bytes] = {}
+
+
 def frame(event: UniversalEvent, include_raw: bool) -> bytes:
-    if not include_raw:
-        event = event.without_raw()
+    # The session, sequence and event id together name one stored event (a session deleted and
+    # made again reuses sequences, not event ids).
+    key = (event.session_id, event.sequence, event.event_id, include_raw)
+    cached = _frames.get(key)
+    if cached is not None:
+        return cached
+    shown = event if include_raw else event.without_raw()
     # pydantic's serializer writes the same compact UTF-8 JSON as json.dumps(model_dump()), at
-    # less than half the cost, and this runs once per event per subscriber.
-    data = event.model_dump_json()
-    return f"id: {event.sequence}\ndata: {data}\n\n".encode()
+    # less than half the cost.
+    data = shown.model_dump_json()
+    built = f"id: {event.sequence}\ndata: {data}\n\n".encode()
+    if len(built) <= FRAME_CACHE_MAX_BYTES:
+        _frames[key] = built
+        if len(_frames) > FRAME_CACHE_SIZE:
+            del _frames[next(iter(_frames))]  # the oldest
+    return built
 
 
 async def event_stream(

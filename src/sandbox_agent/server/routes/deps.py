@@ -1,4 +1,7 @@
-"""What routes share: the manager and the store from the app, id and flag parameters."""
+"""What routes share: the manager and the store from the app, id and flag parameters.
+
+The dependencies are ``async def`` although they never wait: FastAPI runs a plain ``def``
+dependency in its thread pool, a thread hop per dependency per request."""
 
 from __future__ import annotations
 
@@ -12,17 +15,17 @@ from sandbox_agent.server.models import ID_PATTERN
 from sandbox_agent.server.sessions import SessionManager
 
 
-def get_manager(request: Request) -> SessionManager:
+async def get_manager(request: Request) -> SessionManager:
     manager: SessionManager = request.app.state.manager
     return manager
 
 
-def get_config(request: Request) -> ServerConfig:
+async def get_config(request: Request) -> ServerConfig:
     config: ServerConfig = request.app.state.config
     return config
 
 
-def get_stop(request: Request) -> asyncio.Event:
+async def get_stop(request: Request) -> asyncio.Event:
     stop: asyncio.Event = request.app.state.stopping
     return stop
 
@@ -36,7 +39,7 @@ SessionId = Annotated[
 RequestId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
-def include_raw_flag(
+async def include_raw_flag(
     include_raw: Annotated[bool, Query(description="Return each event's raw payload.")] = False,
     includeRaw: Annotated[bool | None, Query(include_in_schema=False)] = None,
 ) -> bool:
