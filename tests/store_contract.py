@@ -975,6 +975,24 @@ class StoreContract:
         with pytest.raises(SessionNotFound):
             await store.save_snapshot("nope", 1, {}, 1)
 
+    async def test_save_snapshot_json_stores_the_text_as_that_state(
+        self, store: EventStore
+    ) -> None:
+        sid = await new_session(store)
+        await store.save_snapshot_json(sid, 3, '{"old":1}', 1)
+        await store.save_snapshot_json(sid, 3, '{"a":[1,{"b":null}],"t":"\\u00e9"}', 1)
+        await store.save_snapshot(sid, 2, {"v": 2}, 1)
+        snap = await store.load_snapshot(sid)
+        assert snap is not None and (snap.sequence, snap.version) == (3, 1)
+        assert snap.state == {"a": [1, {"b": None}], "t": "\u00e9"}
+        loaded = await store.load_snapshot_json(sid, version=1)
+        assert loaded is not None and loaded[0] == 3
+        assert json.loads(loaded[1]) == snap.state
+        with pytest.raises(SessionNotFound):
+            await store.save_snapshot_json("nope", 1, "{}", 1)
+        with pytest.raises(ValueError):
+            await store.save_snapshot_json(sid, 4, "[1, 2]", 1)
+
     # -- fork ---------------------------------------------------------------------------
     async def test_fork_session_copies_the_whole_stream_with_new_ids(
         self, store: EventStore

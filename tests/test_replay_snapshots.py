@@ -118,9 +118,9 @@ async def test_a_snapshot_writer_saves_when_appends_cross_a_multiple(
         stored = await replay_store.append(
             "s1", drafts_of(batch), expected_sequence=writer.last_sequence
         )
-        snapshot = await writer.record(stored)
-        if snapshot is not None:
-            saved_at.append(snapshot.sequence)
+        saved = await writer.record(stored)
+        if saved is not None:
+            saved_at.append(saved)
     assert saved_at == [12, 21, 30, 42, 51]  # the end of each batch that passed 10, 20, ...
     assert writer.state == replay(events)
     for sequence in saved_at:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from sandbox_agent.agents import UnsupportedAgent, parse_agent_id
 from sandbox_agent.agents.install import (
@@ -65,7 +64,7 @@ def install_agent_command(
         except UnsupportedAgent as exc:
             fail(str(exc))
         if agent == "mock":
-            console.print(
+            console().print(
                 "mock is built in: nothing to install", highlight=False, markup=False, emoji=False
             )
             continue
@@ -74,7 +73,7 @@ def install_agent_command(
             fail(f"{agent}: no npm package is known; configure it with --acp-agent NAME=COMMAND")
         wanted = agent_version or package.version
         if not reinstall and installed_version(agent, target) == wanted:
-            console.print(
+            console().print(
                 f"{agent} {wanted} is installed already in {target}",
                 highlight=False,
                 markup=False,
@@ -83,7 +82,7 @@ def install_agent_command(
             continue
         spec = f"{package.package}@{wanted}"
         version = _install(agent, spec, agent_version, reinstall, target, verbose)
-        console.print(
+        console().print(
             f"installed {agent} {version} in {target}", highlight=False, markup=False, emoji=False
         )
 
@@ -93,6 +92,8 @@ def _install(
 ) -> str:
     """Run the install, showing npm's progress: every line with ``verbose``, else the latest
     one next to a spinner on a terminal (nothing otherwise)."""
+    from rich.markup import escape
+
     title = f"installing {escape(agent)} ({escape(spec)})"
 
     def run(on_output: Callable[[str], None] | None) -> str:
@@ -104,12 +105,12 @@ def _install(
 
     try:
         if verbose:
-            err_console.print(title, highlight=False, markup=False, emoji=False)
-            return run(lambda line: err_console.print(line, markup=False))
-        if not err_console.is_terminal:
+            err_console().print(title, highlight=False, markup=False, emoji=False)
+            return run(lambda line: err_console().print(line, markup=False))
+        if not err_console().is_terminal:
             return run(None)
-        with err_console.status(title) as status:
-            width = max(20, err_console.width - len(spec) - len(agent) - 20)
+        with err_console().status(title) as status:
+            width = max(20, err_console().width - len(spec) - len(agent) - 20)
 
             def show(line: str) -> None:
                 if line.strip():

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from sandbox_agent.store import StoreError, default_store_url
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 T = TypeVar("T")
 
@@ -24,8 +26,24 @@ app = typer.Typer(
     add_completion=False,
 )
 
-console = Console()
-err_console = Console(stderr=True)
+
+# Rich is imported on first use: the server command prints through it only to fail, and a
+# long-running ``sandbox-agent server`` should not keep it in memory (about 2 MB).
+@functools.cache
+def console() -> Console:
+    """The console of stdout."""
+    from rich.console import Console
+
+    return Console()
+
+
+@functools.cache
+def err_console() -> Console:
+    """The console of stderr."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
 
 StoreOption = Annotated[
     str | None,
@@ -44,8 +62,10 @@ def store_url(value: str | None) -> str:
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print a one-line reason to stderr and exit non-zero."""
+    from rich.markup import escape
+
     # The message is plain text: no markup, no emoji codes (``acp:gemini:`` is not one).
-    err_console.print(
+    err_console().print(
         f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True, emoji=False
     )
     raise typer.Exit(code)

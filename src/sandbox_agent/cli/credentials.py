@@ -76,7 +76,7 @@ def extract_command(
         print(chosen.api_key)
     else:
         print(chosen.redacted)
-        err_console.print(
+        err_console().print(
             f"({chosen.provider}, from {chosen.source}; redacted: pass --reveal for the key)",
             highlight=False,
         )
@@ -97,7 +97,7 @@ def extract_env_command(
     <PROVIDER>_API_KEY. Values are shell-quoted."""
     lines = env_lines(extract_all(home, include_oauth=not no_oauth))
     if not lines:
-        err_console.print("no credentials found", highlight=False)
+        err_console().print("no credentials found", highlight=False)
     prefix = "export " if export else ""
     for name, value in lines:
         print(f"{prefix}{name}={shlex.quote(value)}")

@@ -65,7 +65,7 @@ def start(
     """Start the server in the background (no-op when it already runs)."""
     pid_file, log_file = daemon_files(host, port)
     if healthy(host, port):
-        err_console.print(f"daemon already running on {host}:{port}")
+        err_console().print(f"daemon already running on {host}:{port}")
         return
     command = [sys.executable, "-m", "sandbox_agent", "server", "-H", host, "-p", str(port)]
     command += ["--token", token] if token else []
@@ -81,7 +81,7 @@ def start(
             pid_file.unlink(missing_ok=True)
             fail(f"the server exited with {process.returncode}; see {log_file}")
         if healthy(host, port):
-            err_console.print(f"daemon running (PID {process.pid}, logs: {log_file})")
+            err_console().print(f"daemon running (PID {process.pid}, logs: {log_file})")
             return
         time.sleep(0.2)
     fail(f"the server did not answer within 30 s; see {log_file}")
@@ -93,7 +93,7 @@ def stop(host: Host = DEFAULT_HOST, port: Port = DEFAULT_PORT) -> None:
     pid_file, _ = daemon_files(host, port)
     pid = _pid(pid_file)
     if pid is None:
-        err_console.print("daemon not running")
+        err_console().print("daemon not running")
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
@@ -106,7 +106,7 @@ def stop(host: Host = DEFAULT_HOST, port: Port = DEFAULT_PORT) -> None:
     else:
         os.kill(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
-    err_console.print(f"daemon stopped (PID {pid})")
+    err_console().print(f"daemon stopped (PID {pid})")
 
 
 @daemon_app.command("status")
@@ -115,7 +115,7 @@ def status(host: Host = DEFAULT_HOST, port: Port = DEFAULT_PORT) -> None:
     pid_file, log_file = daemon_files(host, port)
     pid = _pid(pid_file)
     if pid is not None or healthy(host, port):
-        err_console.print(f"daemon running (PID {pid or 0}, logs: {log_file})")
+        err_console().print(f"daemon running (PID {pid or 0}, logs: {log_file})")
         return
-    err_console.print("daemon not running")
+    err_console().print("daemon not running")
     raise typer.Exit(1)

@@ -23,7 +23,7 @@ def upgrade_command(url: UrlArgument, json_output: JsonOption = False) -> None:
     if json_output:
         print_json({"current": current, "head": head})
     else:
-        console.print(f"database at revision [bold]{current}[/] (head {head})")
+        console().print(f"database at revision [bold]{current}[/] (head {head})")
 
 
 @db_app.command("current")
@@ -35,9 +35,9 @@ def current_command(url: UrlArgument, json_output: JsonOption = False) -> None:
     if json_output:
         print_json({"current": current, "head": head, "pending": current != head})
     elif current == head:
-        console.print(f"database at revision [bold]{current}[/] (head: up to date)")
+        console().print(f"database at revision [bold]{current}[/] (head: up to date)")
     else:
-        console.print(
+        console().print(
             f"database at revision [bold]{current or 'none'}[/], head is {head}: "
             "run `sandbox-agent db upgrade URL`"
         )

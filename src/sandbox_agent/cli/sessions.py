@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, cast, get_args
 
 import typer
-from rich.table import Table
 
 from sandbox_agent.cli.app import JsonOption, StoreOption, app, console, print_json, run, store_url
 from sandbox_agent.events import format_time
@@ -53,6 +52,8 @@ def list_command(
     if json_output:
         print_json([r.model_dump(mode="json") for r in records])
         return
+    from rich.table import Table
+
     table = Table(title=f"{len(records)} session(s)", title_justify="left")
     for column in ("id", "agent", "status", "events", "last activity", "title"):
         table.add_column(column, justify="right" if column == "events" else "left")
@@ -65,4 +66,4 @@ def list_command(
             format_time(r.updated_at),
             r.title or "",
         )
-    console.print(table)
+    console().print(table)

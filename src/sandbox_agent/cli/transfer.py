@@ -8,19 +8,9 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Annotated, BinaryIO, TextIO
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from sandbox_agent.cli.app import (
     JsonOption,
@@ -35,15 +25,20 @@ from sandbox_agent.cli.replay import open_existing, run_replay
 from sandbox_agent.replay import ExportSummary, ImportSummary, export_sessions, import_sessions
 from sandbox_agent.store import open_store
 
+if TYPE_CHECKING:
+    from rich.progress import Progress, ProgressColumn
+
 
 def _progress(*columns: ProgressColumn) -> Progress:
+    from rich.progress import Progress, SpinnerColumn, TimeElapsedColumn  # rich: on first use
+
     return Progress(
         SpinnerColumn(),
         *columns,
         TimeElapsedColumn(),
-        console=err_console,
+        console=err_console(),
         transient=True,
-        disable=not err_console.is_terminal,
+        disable=not err_console().is_terminal,
     )
 
 
@@ -70,6 +65,8 @@ def export_command(
     json_output: JsonOption = False,
 ) -> None:
     """Write sessions with all their events to a JSON Lines file (lossless)."""
+    from rich.progress import MofNCompleteColumn, TextColumn
+
     url = store_url(store)
 
     async def go(out: TextIO) -> ExportSummary:
@@ -83,11 +80,11 @@ def export_command(
     if output == "-":
         summary = run_replay(lambda: go(sys.stdout))
         sys.stdout.flush()
-        report = err_console
+        report = err_console()
     else:
         with _replace_atomically(Path(output)) as out:
             summary = run_replay(lambda: go(out))
-        report = console
+        report = console()
     if json_output and output != "-":
         print_json(summary.model_dump(mode="json"))
         return
@@ -118,6 +115,8 @@ def import_command(
 ) -> None:
     """Import sessions from an export file. Events already in the store are checked, not
     written again, so importing twice adds nothing."""
+    from rich.progress import BarColumn, DownloadColumn, TextColumn
+
     url = store_url(store)
 
     async def go() -> ImportSummary:
@@ -132,7 +131,7 @@ def import_command(
     if json_output:
         print_json(summary.model_dump(mode="json"))
         return
-    console.print(
+    console().print(
         f"imported {len(summary.sessions)} session(s) from {file}: "
         f"{len(summary.created)} created, {summary.events_written} event(s) written, "
         f"{summary.events_skipped} already present",

@@ -168,6 +168,10 @@ class Replayer:
         """The JSON form of the state so far (what a snapshot stores), without copying it."""
         return self._settled().to_json()
 
+    def to_json_text(self) -> str:
+        """``to_json`` as JSON text."""
+        return self._settled().to_json_text()
+
     def finish(self) -> SessionState:
         """The state, without a copy; the replayer cannot be used afterwards."""
         state = self._settled()

@@ -16,7 +16,7 @@ from sandbox_agent.events import UniversalEvent
 from sandbox_agent.replay.errors import SequencePastEnd
 from sandbox_agent.replay.reducer import Replayer
 from sandbox_agent.replay.state import REDUCER_VERSION, SessionState
-from sandbox_agent.store import EventStore, Snapshot
+from sandbox_agent.store import EventStore
 from sandbox_agent.store.codec import paused_gc
 
 DEFAULT_SNAPSHOT_EVERY = 1000
@@ -93,14 +93,17 @@ async def _apply_saving(
             await save_state(store, replayer)
 
 
-async def save_state(store: EventStore, state: SessionState | Replayer) -> Snapshot:
-    """Save ``state`` as the snapshot at its ``last_sequence``."""
+async def save_state(store: EventStore, state: SessionState | Replayer) -> int:
+    """Save ``state`` as the snapshot at its ``last_sequence``; return that sequence.
+
+    The state goes to the store as JSON text made in one pass (``save_snapshot_json``): a
+    writer saves its live state on its event loop, and a long session's state is tens of MB."""
     session_id = state.session_id
     if session_id is None:
         raise ValueError("cannot snapshot the state of an empty stream")
-    return await store.save_snapshot(
-        session_id, state.last_sequence, state.to_json(), REDUCER_VERSION
-    )
+    sequence = state.last_sequence
+    await store.save_snapshot_json(session_id, sequence, state.to_json_text(), REDUCER_VERSION)
+    return sequence
 
 
 async def write_snapshot_if_due(
@@ -109,12 +112,13 @@ async def write_snapshot_if_due(
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
     *,
     previous_sequence: int | None = None,
-) -> Snapshot | None:
+) -> int | None:
     """Save a snapshot when the last append crossed a multiple of ``snapshot_every``.
 
     Call it after each append with the state after it; ``previous_sequence`` is the last
     sequence before the append (default: one event appended). A batch that jumps over a
-    multiple (995 -> 1005) saves at its end (1005). Returns the snapshot saved, if any.
+    multiple (995 -> 1005) saves at its end (1005). Returns the sequence of the snapshot saved,
+    if any.
     """
     last = state.last_sequence
     before = last - 1 if previous_sequence is None else previous_sequence
@@ -161,8 +165,8 @@ class SnapshotWriter:
     def state(self) -> SessionState:
         return self._replayer.state
 
-    async def record(self, events: Sequence[UniversalEvent]) -> Snapshot | None:
-        """Fold the events just appended; save a snapshot if one is due."""
+    async def record(self, events: Sequence[UniversalEvent]) -> int | None:
+        """Fold the events just appended; save a snapshot if one is due (its sequence)."""
         before = self._replayer.last_sequence
         self._replayer.apply_all(events)
         return await write_snapshot_if_due(

@@ -211,3 +211,7 @@ class SessionState(BaseModel):
     def to_json(self) -> dict[str, Any]:
         """The JSON form that snapshots store (without the items' derived ``text``)."""
         return self.model_dump(mode="json", exclude={"items": {"__all__": {"text"}}})
+
+    def to_json_text(self) -> str:
+        """``to_json`` as JSON text, made in one pass (what ``save_state`` stores)."""
+        return self.model_dump_json(exclude={"items": {"__all__": {"text"}}})

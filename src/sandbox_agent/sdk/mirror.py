@@ -84,7 +84,11 @@ class Mirror:
         self.session_id = session_id
         self.offset = offset
         self.task: asyncio.Task[None] | None = None
+        #: Events this mirror's appends stored (an append that finds its events stored by
+        #: another mirror a moment earlier also counts them: the store's idempotency).
         self.appended = 0
+        #: Events this mirror wrote as a standby, because the writer had not within the grace.
+        self.took_over = 0
         self.reconnects = 0
         #: The last local sequence this mirror stored or found stored.
         self.local = 0
@@ -209,9 +213,11 @@ class Mirror:
                     f"session {self.session_id!r}: the server sent sequence {event.sequence} "
                     f"where {self.local + n - self.offset} was due",
                 )
-        if pending and self.standby:
-            await self._wait_for_writer(self.local + len(pending))
         while pending:
+            if self.standby:
+                # Also for the rest of a batch whose start was refused just now: the writer
+                # stores it (a standby that went on would write what the writer writes next).
+                await self._wait_for_writer(self.local + len(pending))
             # A stream ahead of this mirror was written by another one; an append would only
             # find its events there (the store's idempotency), so check first.
             head = await self.store.last_sequence(self.session_id)
@@ -233,6 +239,8 @@ class Mirror:
                 else:
                     pending = []
                     self.appended += len(stored)
+                    if self.standby:
+                        self.took_over += len(stored)
             self.local += len(stored)
             try:
                 await snapshots.record(stored)

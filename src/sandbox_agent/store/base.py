@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, Self
 
+from pydantic_core import from_json
+
 from sandbox_agent.events import EventDraft, UniversalEvent, format_time, new_event_id, utc_now
 from sandbox_agent.events.envelope import TIME_FORMAT
 from sandbox_agent.store.errors import IdempotencyConflict, InvalidCursor, StoreError
@@ -160,6 +162,17 @@ class EventStore(abc.ABC):
     ) -> Snapshot | None:
         """The snapshot with the highest ``sequence <= at_or_before`` (any when None), of
         ``version`` when given; between versions at one sequence, the highest version."""
+
+    async def save_snapshot_json(
+        self, session_id: str, sequence: int, state_json: str, version: int
+    ) -> None:
+        """``save_snapshot`` with the state given as JSON text (a JSON object). Writers of large
+        states use it: drivers that keep the text store it as it is, without a dict in between
+        (``state_at``'s writer side)."""
+        state = from_json(state_json)
+        if not isinstance(state, dict):
+            raise ValueError("a snapshot's state must be a JSON object")
+        await self.save_snapshot(session_id, sequence, state, version)
 
     async def load_snapshot_json(
         self,

@@ -1,16 +1,21 @@
-"""Running the Alembic migrations of ``migrations/`` on an open SQL engine."""
+"""Running the Alembic migrations of ``migrations/`` on an open SQL engine.
+
+Alembic (about 11 MB of memory, with Mako and Pygments) is imported only when a migration script
+has to run: an empty database gets the head schema without it (``create_head_schema``).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 import sandbox_agent
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 
 def script_location() -> Path:
@@ -23,6 +28,8 @@ def script_location() -> Path:
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(script_location()))
     config.attributes["connection"] = connection
@@ -30,18 +37,54 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
 
 
 def run_upgrade(connection: Connection) -> None:
-    """Apply every pending migration on ``connection`` (inside the caller's transaction)."""
+    """Apply every pending migration on ``connection`` (inside the caller's transaction).
+    An empty database gets the head schema straight from the tables, stamped with the head
+    revision, as Alembic's recipe for a new database does (``create_all``, then ``stamp``)."""
+    if _is_empty(connection):
+        create_head_schema(connection)
+        return
+    from alembic import command
+
     command.upgrade(alembic_config(connection), "head")
+
+
+def _is_empty(connection: Connection) -> bool:
+    return not sa.inspect(connection).get_table_names()
+
+
+def create_head_schema(connection: Connection) -> None:
+    """The schema of ``HEAD_REVISION`` on an empty database, without Alembic: the tables of
+    ``store/tables.py`` (what the migrations build), the seed row of ``positions``, and
+    Alembic's version table holding the head revision."""
+    from sandbox_agent.store.sql import HEAD_REVISION
+    from sandbox_agent.store.tables import Tables
+
+    tables = Tables(connection.dialect.name)
+    version = sa.Table(  # as Alembic creates it (``MigrationContext._version``)
+        "alembic_version",
+        sa.MetaData(),
+        sa.Column("version_num", sa.String(32), nullable=False),
+        sa.PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+    )
+    version.create(connection)
+    tables.metadata.create_all(connection)
+    if tables.positions is not None:
+        connection.execute(tables.positions.insert(), [{"id": 1, "last_position": 0}])
+    connection.execute(version.insert().values(version_num=HEAD_REVISION))
 
 
 def current_revision(connection: Connection) -> str | None:
     """The database's revision (None for a database never migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 

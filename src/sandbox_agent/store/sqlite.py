@@ -72,6 +72,11 @@ _READ_ALL = (
     "ORDER BY position LIMIT ?"
 )
 _EXISTS = "SELECT last_sequence FROM sessions WHERE id = ?"
+# One snapshot per (session, sequence, version): a second save replaces the first.
+_SAVE_SNAPSHOT = (
+    "INSERT OR REPLACE INTO snapshots (session_id, sequence, version, state, created_at) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
 
 
 def database_path(url: str) -> Path:
@@ -239,6 +244,19 @@ class SqliteEventStore(SqlEventStore):
             self._reader, lambda db: _load_snapshot(db, session_id, at_or_before, version)
         )
 
+    async def save_snapshot_json(
+        self, session_id: str, sequence: int, state_json: str, version: int
+    ) -> None:
+        # The text as it is, in the writer's thread: a snapshot can be tens of MB, and the
+        # SQLAlchemy path would copy it as a dict and encode it again on the event loop.
+        if not state_json.lstrip().startswith("{"):
+            raise ValueError("a snapshot's state must be a JSON object")
+        created = encode_sqlite_time(utc_now())
+        await self._in_thread(
+            self._writer,
+            lambda db: _save_snapshot(db, session_id, sequence, version, state_json, created),
+        )
+
     async def load_snapshot_json(
         self,
         session_id: str,
@@ -389,6 +407,21 @@ def _load_snapshot(
             state=from_json(state),
             created_at=decode_sqlite_time(created_at),
         )
+
+
+def _save_snapshot(
+    db: sqlite3.Connection, session_id: str, sequence: int, version: int, state: str, created: str
+) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if db.execute(_EXISTS, (session_id,)).fetchone() is None:
+            raise SessionNotFound(session_id)
+        db.execute(_SAVE_SNAPSHOT, (session_id, sequence, version, state, created))
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 def _snapshot_row(

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
-from sandbox_agent.replay import render_transcript, state_at
+from sandbox_agent.replay import SessionState, render_transcript, state_at
 from sandbox_agent.server.errors import invalid_request, session_not_found
 from sandbox_agent.server.models import (
     CreateSessionRequest,
@@ -164,8 +164,7 @@ async def session_state(
     at: Annotated[int | None, Query(ge=0, description="Sequence (default: latest).")] = None,
 ) -> dict[str, object]:
     """The replayed ``SessionState`` after sequence ``at``."""
-    await manager.get(session_id)
-    state = await state_at(manager.store, session_id, at)
+    state = await _state_at(manager, session_id, at)
     return state.model_dump(mode="json")
 
 
@@ -176,8 +175,17 @@ async def session_transcript(
     format: Literal["markdown", "text", "json"] = "markdown",
 ) -> Response:
     """The session as Markdown, plain text or JSON."""
-    await manager.get(session_id)
-    state = await state_at(manager.store, session_id)
+    state = await _state_at(manager, session_id, None)
     text = render_transcript(state, format)
     media = {"markdown": "text/markdown", "text": "text/plain", "json": "application/json"}
     return Response(text, media_type=f"{media[format]}; charset=utf-8")
+
+
+async def _state_at(manager: SessionManager, session_id: str, at: int | None) -> SessionState:
+    """The state after ``at``: the live session's own (the reducer fed with every append, so
+    equal to a replay) when ``at`` is its latest, else replayed from the store."""
+    live = await manager.get(session_id)
+    state = await live.settled_state()
+    if at is None or at == state.last_sequence:
+        return state
+    return await state_at(manager.store, session_id, at)

@@ -131,6 +131,12 @@ class LiveSession:
     def last_sequence(self) -> int:
         return self._replayer.last_sequence
 
+    async def settled_state(self) -> SessionState:
+        """The live state once the append in flight, if any, has reached it: it then holds
+        every event committed so far (read it, do not change it)."""
+        await self._settled()
+        return self.state
+
     # -- the pipeline ---------------------------------------------------------------------
     async def sink(self, drafts: Sequence[EventDraft]) -> None:
         """The adapter's sink: normalise and append."""
