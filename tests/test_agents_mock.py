@@ -667,3 +667,19 @@ def test_prompt_drafts_record_turn_started_and_one_user_item() -> None:
     assert drafts[0].data["turn_id"] == "t1"
     assert [d.data["item"]["status"] for d in drafts[1:]] == ["in_progress", "completed"]
     assert {d.data["item"]["item_id"] for d in drafts[1:]} == {"itm_7"}
+
+
+def test_every_script_draft_equals_its_validated_form() -> None:
+    # The mock builds its drafts without validating them again (mock_script._trusted): each
+    # must be exactly what EventDraft's own validation makes of it.
+    from sandbox_agent.agents.mock_script import _COMMANDS, _EXACT, script_for
+
+    prompts = [*_EXACT, *_COMMANDS, "echo hello", "say it", "an ordinary prompt"]
+    checked = 0
+    for prompt in prompts:
+        for draft in script_for(prompt, 7):
+            validated = EventDraft.model_validate(draft.model_dump())
+            assert validated == draft, (prompt, draft)
+            assert validated.model_dump_json() == draft.model_dump_json(), (prompt, draft)
+            checked += 1
+    assert checked > 50

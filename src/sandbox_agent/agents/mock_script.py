@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
+
+from pydantic import TypeAdapter
 
 from sandbox_agent.events import (
     AgentUnparsedData,
@@ -24,8 +27,6 @@ from sandbox_agent.events import (
     EventDraft,
     FileRefPart,
     ImagePart,
-    ItemDeltaData,
-    ItemEventData,
     JsonPart,
     PermissionData,
     QuestionData,
@@ -35,8 +36,9 @@ from sandbox_agent.events import (
     TextPart,
     ToolCallPart,
     ToolResultPart,
-    UniversalItem,
 )
+
+_PARTS: TypeAdapter[ContentPart] = TypeAdapter(ContentPart)
 
 HELP_TEXT = """\
 Mock agent commands (the first word of your message):
@@ -77,6 +79,22 @@ _QUESTION_PROMPTS = (
 )
 
 
+def _trusted(event_type: str, data: dict[str, Any]) -> EventDraft:
+    """A draft whose ``data`` is already in canonical form, built without validating it again:
+    the mock's replies are made on every prompt (at zero delay it is the server benchmarks'
+    agent). A test checks that every script's drafts equal their validated form."""
+    return EventDraft.model_construct(
+        type=event_type,
+        data=data,
+        source="agent",
+        synthetic=False,
+        event_id=None,
+        time=None,
+        native_session_id=None,
+        raw=None,
+    )
+
+
 def _item(
     event_type: str,
     item_id: str,
@@ -86,15 +104,16 @@ def _item(
     role: str | None = "assistant",
     status: str = "in_progress",
 ) -> EventDraft:
-    item = UniversalItem(
-        item_id=item_id,
-        native_item_id=item_id,
-        kind=kind,
-        role=role,
-        status=status,
-        content=content,
-    )
-    return EventDraft(type=event_type, data=ItemEventData(item=item))
+    item = {
+        "item_id": item_id,
+        "native_item_id": item_id,
+        "parent_id": None,
+        "kind": kind,
+        "role": role,
+        "status": status,
+        "content": [_PARTS.dump_python(part, mode="json", by_alias=True) for part in content],
+    }
+    return _trusted(event_type, {"item": item})
 
 
 def _pair(
@@ -121,9 +140,7 @@ def _pair(
 
 
 def _delta(item_id: str, text: str) -> EventDraft:
-    return EventDraft(
-        type="item.delta", data=ItemDeltaData(item_id=item_id, native_item_id=item_id, delta=text)
-    )
+    return _trusted("item.delta", {"item_id": item_id, "native_item_id": item_id, "delta": text})
 
 
 def message(item_id: str, text: str) -> list[EventDraft]:

@@ -174,6 +174,11 @@ class Normaliser:
                 return [draft]
 
     def _normalise_delta(self, draft: EventDraft) -> list[EventDraft]:
+        item_id = draft.data.get("item_id")
+        if isinstance(item_id, str) and item_id in self._state.started:
+            # The common case, a delta of a started item by its id: nothing to change (the
+            # draft's data is canonical since EventDraft validated it).
+            return [draft]
         delta = ItemDeltaData.model_validate(draft.data)
         item_id = self._item_id(delta.item_id, delta.native_item_id)
         result: list[EventDraft] = []

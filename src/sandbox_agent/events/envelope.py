@@ -28,6 +28,9 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 def format_time(value: datetime) -> str:
     """RFC 3339 UTC with microseconds, always the same width (so strings sort as times)."""
+    text = value.isoformat(timespec="microseconds")
+    if text.endswith("+00:00"):  # already UTC, as stored times are: one call, not three
+        return text[:-6] + "Z"
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
