@@ -161,6 +161,9 @@ class Normaliser:
                 ended = TurnEndedData(turn_id=state.turn_id, reason=reason)
                 return [self._synthetic(draft, "turn.ended", ended.model_dump(mode="json")), draft]
             case "item.started":
+                item_id = self._unchanged_item_id(draft)
+                if item_id is not None:  # the common case, without validating it again
+                    return [] if item_id in state.started else [draft]
                 payload = ItemEventData.model_validate(draft.data)
                 item = self._resolve_item(payload.item)
                 if item.item_id in state.started:
@@ -195,7 +198,38 @@ class Normaliser:
         result.append(_with_data(draft, delta.model_dump(mode="json", by_alias=True)))
         return result
 
+    def _unchanged_item_id(self, draft: EventDraft) -> str | None:
+        """The id of the draft's item when normalising leaves the item as it is (it has an id
+        and no native parent to map), else None. The draft's data is canonical already, since
+        EventDraft validated it."""
+        item = draft.data.get("item")
+        if not isinstance(item, dict):
+            return None
+        item_id = item.get("item_id")
+        if not isinstance(item_id, str) or not item_id:
+            return None
+        parent = item.get("parent_id")
+        state = self._state
+        if parent and parent not in state.started and parent in state.native_to_item:
+            return None
+        return item_id
+
     def _normalise_completion(self, draft: EventDraft) -> list[EventDraft]:
+        item_id = self._unchanged_item_id(draft)
+        state = self._state
+        if item_id is not None and item_id in state.started:
+            item = draft.data["item"]
+            needs_text = (
+                item.get("kind") == "message"
+                and item.get("role") != "user"
+                and item_id not in state.delta_seen
+            )
+            # The same text as below (from the canonical part dicts): no synthetic delta when
+            # it is empty, so the draft goes as it is (the common case: deltas came first).
+            if not needs_text or not "\n".join(
+                part["text"] for part in item.get("content", ()) if part.get("type") == "text"
+            ):
+                return [draft]
         payload = ItemEventData.model_validate(draft.data)
         item = self._resolve_item(payload.item)
         result: list[EventDraft] = []
