@@ -1,7 +1,8 @@
 """Store fixtures: every store test runs against each driver (memory, SQLite, Postgres).
 
 ``driver`` is parametrized over ``memory``, ``sqlite`` and ``postgres`` (the last marked
-``postgres``); ``store_url`` is the URL of a fresh, empty store of that driver (a real SQLite
+``postgres``; the store contract adds ``sqlite-threaded``, SQLite without inline appends);
+``store_url`` is the URL of a fresh, empty store of that driver (a real SQLite
 file in ``tmp_path``; a Postgres schema of its own, dropped afterwards); ``store`` is that
 store, opened and closed around the test.
 """
@@ -36,6 +37,8 @@ async def store_url(driver: str, tmp_path: Path) -> AsyncIterator[str]:
         yield "memory://"
     elif driver == "sqlite":
         yield sqlite_url(tmp_path / "store.db")
+    elif driver == "sqlite-threaded":  # every append in the writer thread, none inline
+        yield sqlite_url(tmp_path / "store.db") + "?inline_append_max=0"
     else:
         require_postgres()
         schema = new_schema_name()

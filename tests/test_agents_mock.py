@@ -6,6 +6,8 @@ import time
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sandbox_agent.agents import (
     AgentNotStarted,
@@ -667,6 +669,30 @@ def test_prompt_drafts_record_turn_started_and_one_user_item() -> None:
     assert drafts[0].data["turn_id"] == "t1"
     assert [d.data["item"]["status"] for d in drafts[1:]] == ["in_progress", "completed"]
     assert {d.data["item"]["item_id"] for d in drafts[1:]} == {"itm_7"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    prompt=st.text(max_size=40),
+    attachments=st.lists(
+        st.builds(
+            Attachment,
+            path=st.text(min_size=1, max_size=20),
+            mime=st.none() | st.sampled_from(["image/png", "text/plain", "image/"]),
+        ),
+        max_size=3,
+    ),
+    turn_id=st.none() | st.text(max_size=8),
+)
+def test_prompt_drafts_equal_their_validated_form(
+    prompt: str, attachments: list[Attachment], turn_id: str | None
+) -> None:
+    # prompt_drafts validates the item once and builds the drafts in canonical form: each must
+    # be exactly what EventDraft's own validation makes of it.
+    for draft in prompt_drafts(prompt, attachments, item_id="itm_1", turn_id=turn_id):
+        validated = EventDraft.model_validate(draft.model_dump())
+        assert validated == draft
+        assert validated.model_dump_json() == draft.model_dump_json()
 
 
 def test_every_script_draft_equals_its_validated_form() -> None:

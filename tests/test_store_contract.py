@@ -20,7 +20,14 @@ from store_contract import StoreContract, deltas, dumped, ended, new_session
 
 
 class TestStoreContract(StoreContract):
-    """Every behaviour of ``StoreContract``, once per driver (the ``driver`` fixture)."""
+    """Every behaviour of ``StoreContract``, once per driver, and once more for SQLite with
+    every append in the writer thread (small appends are otherwise made inline)."""
+
+    @pytest.fixture(
+        params=[*driver_params(), pytest.param("sqlite-threaded", id="sqlite-threaded")]
+    )
+    def driver(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
 
 
 @pytest.mark.parametrize("url", ["nonsense", "", "/just/a/path.db", "sqlite:/missing-slashes.db"])

@@ -36,6 +36,7 @@ from sandbox_agent.events import (
     TextPart,
     ToolCallPart,
     ToolResultPart,
+    trusted_draft,
 )
 
 _PARTS: TypeAdapter[ContentPart] = TypeAdapter(ContentPart)
@@ -80,19 +81,9 @@ _QUESTION_PROMPTS = (
 
 
 def _trusted(event_type: str, data: dict[str, Any]) -> EventDraft:
-    """A draft whose ``data`` is already in canonical form, built without validating it again:
-    the mock's replies are made on every prompt (at zero delay it is the server benchmarks'
-    agent). A test checks that every script's drafts equal their validated form."""
-    return EventDraft.model_construct(
-        type=event_type,
-        data=data,
-        source="agent",
-        synthetic=False,
-        event_id=None,
-        time=None,
-        native_session_id=None,
-        raw=None,
-    )
+    # The mock's replies are made on every prompt (at zero delay it is the server benchmarks'
+    # agent): canonical dicts, not validated again. A test checks every script's drafts.
+    return trusted_draft(event_type, data)
 
 
 def _item(

@@ -8,6 +8,7 @@ user's message item started and completed at once) before it calls ``adapter.sen
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sandbox_agent.agents.base import Attachment
 from sandbox_agent.events import (
@@ -18,9 +19,10 @@ from sandbox_agent.events import (
     ItemEventData,
     TextPart,
     TurnEndedData,
-    TurnStartedData,
     UniversalItem,
+    trusted_draft,
 )
+from sandbox_agent.events.payloads import normalise_data
 
 
 def prompt_drafts(
@@ -42,18 +44,20 @@ def prompt_drafts(
             content.append(ImagePart(path=attachment.path, mime=attachment.mime))
         else:
             content.append(FileRefPart(path=attachment.path, action="read"))
-    item = UniversalItem(item_id=item_id, kind="message", role="user", content=content)
-    started = item.model_copy(update={"status": "in_progress"})
-    completed = item.model_copy(update={"status": "completed"})
-    return [
-        EventDraft(
-            type="turn.started",
-            data=TurnStartedData(turn_id=turn_id),
-            source="daemon",
-            synthetic=True,
+    # Validated once, then the three drafts are built in canonical form: this runs on every
+    # prompt (a test checks that each draft equals its validated form).
+    started = normalise_data(
+        "item.started",
+        ItemEventData(
+            item=UniversalItem(item_id=item_id, kind="message", role="user", content=content)
         ),
-        EventDraft(type="item.started", data=ItemEventData(item=started), source="client"),
-        EventDraft(type="item.completed", data=ItemEventData(item=completed), source="client"),
+    )
+    completed = {"item": {**started["item"], "status": "completed"}}
+    turn: dict[str, Any] = {"phase": "started", "turn_id": turn_id, "metadata": None}
+    return [
+        trusted_draft("turn.started", turn, source="daemon", synthetic=True),
+        trusted_draft("item.started", started, source="client"),
+        trusted_draft("item.completed", completed, source="client"),
     ]
 
 

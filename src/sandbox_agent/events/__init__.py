@@ -6,6 +6,7 @@ from sandbox_agent.events.envelope import (
     UniversalEvent,
     format_time,
     new_event_id,
+    trusted_draft,
     utc_now,
 )
 from sandbox_agent.events.items import ItemKind, ItemRole, ItemStatus, UniversalItem
@@ -84,6 +85,7 @@ __all__ = [
     "format_time",
     "new_event_id",
     "parse_data",
+    "trusted_draft",
     "utc_now",
     "write_json_schemas",
 ]

@@ -180,6 +180,28 @@ class EventDraft(BaseModel):
         )
 
 
+def trusted_draft(
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    source: EventSource = "agent",
+    synthetic: bool = False,
+) -> EventDraft:
+    """A draft whose ``data`` is already canonical (what ``normalise_data`` returns), built
+    without validating it again. Only for payloads this package builds on a hot path (the
+    prompt's drafts, the mock's scripts); a test pins each against its validated form."""
+    return EventDraft.model_construct(
+        type=event_type,
+        data=data,
+        source=source,
+        synthetic=synthetic,
+        event_id=None,
+        time=None,
+        native_session_id=None,
+        raw=None,
+    )
+
+
 _EVENT_FIELDS = frozenset(UniversalEvent.model_fields)
 
 

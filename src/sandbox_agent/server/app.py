@@ -2,8 +2,8 @@
 
 At start-up the app opens the store, loads every active session and closes what a previous
 server left open (``SessionManager.recover``); at shutdown it ends every SSE stream, stops every
-agent and closes the store. Middleware, outermost first: CORS (so preflights are answered before
-auth), token auth, the body limit.
+agent and closes the store. Middleware, outermost first: CORS when an origin is allowed (so
+preflights are answered before auth), token auth, the body limit.
 """
 
 from __future__ import annotations
@@ -110,11 +110,14 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     if config.token:
         app.add_middleware(TokenAuth, token=config.token)
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=list(config.cors_allow_origins),
-        allow_methods=list(config.cors_allow_methods) or ["*"],
-        allow_headers=list(config.cors_allow_headers) or ["*"],
-        allow_credentials=config.cors_allow_credentials,
-    )
+    if config.cors_allow_origins:
+        # Without an allowed origin CORS has nothing to allow: no middleware (it would wrap
+        # every send of every response, each SSE chunk included).
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_allow_origins),
+            allow_methods=list(config.cors_allow_methods) or ["*"],
+            allow_headers=list(config.cors_allow_headers) or ["*"],
+            allow_credentials=config.cors_allow_credentials,
+        )
     return app
