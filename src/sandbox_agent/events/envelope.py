@@ -190,16 +190,26 @@ def trusted_draft(
     """A draft whose ``data`` is already canonical (what ``normalise_data`` returns), built
     without validating it again. Only for payloads this package builds on a hot path (the
     prompt's drafts, the mock's scripts); a test pins each against its validated form."""
-    return EventDraft.model_construct(
-        type=event_type,
-        data=data,
-        source=source,
-        synthetic=synthetic,
-        event_id=None,
-        time=None,
-        native_session_id=None,
-        raw=None,
-    )
+    # What model_construct does, minus its per-call bookkeeping (as _trusted_event below).
+    draft = EventDraft.__new__(EventDraft)
+    fields = {
+        "type": event_type,
+        "data": data,
+        "source": source,
+        "synthetic": synthetic,
+        "event_id": None,
+        "time": None,
+        "native_session_id": None,
+        "raw": None,
+    }
+    object.__setattr__(draft, "__dict__", fields)
+    object.__setattr__(draft, "__pydantic_fields_set__", set(_DRAFT_FIELDS))
+    object.__setattr__(draft, "__pydantic_extra__", None)
+    object.__setattr__(draft, "__pydantic_private__", None)
+    return draft
+
+
+_DRAFT_FIELDS = frozenset(EventDraft.model_fields)
 
 
 _EVENT_FIELDS = frozenset(UniversalEvent.model_fields)
