@@ -1,7 +1,9 @@
 """What routes share: the manager and the store from the app, id and flag parameters.
 
 The dependencies are ``async def`` although they never wait: FastAPI runs a plain ``def``
-dependency in its thread pool, a thread hop per dependency per request."""
+dependency in its thread pool, a thread hop per dependency per request. The hottest route
+(``POST .../messages``, once per prompt) takes the request and uses ``manager_of`` and
+``config_of`` instead: each dependency costs FastAPI some work on every request."""
 
 from __future__ import annotations
 
@@ -15,14 +17,22 @@ from sandbox_agent.server.models import ID_PATTERN
 from sandbox_agent.server.sessions import SessionManager
 
 
-async def get_manager(request: Request) -> SessionManager:
+def manager_of(request: Request) -> SessionManager:
     manager: SessionManager = request.app.state.manager
     return manager
 
 
-async def get_config(request: Request) -> ServerConfig:
+def config_of(request: Request) -> ServerConfig:
     config: ServerConfig = request.app.state.config
     return config
+
+
+async def get_manager(request: Request) -> SessionManager:
+    return manager_of(request)
+
+
+async def get_config(request: Request) -> ServerConfig:
+    return config_of(request)
 
 
 async def get_stop(request: Request) -> asyncio.Event:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from sandbox_agent.replay import SessionState, render_transcript, state_at
@@ -17,7 +17,15 @@ from sandbox_agent.server.models import (
     SessionInfo,
     SessionListResponse,
 )
-from sandbox_agent.server.routes.deps import Config, IncludeRaw, Manager, SessionId, Stopping
+from sandbox_agent.server.routes.deps import (
+    Config,
+    IncludeRaw,
+    Manager,
+    SessionId,
+    Stopping,
+    config_of,
+    manager_of,
+)
 from sandbox_agent.server.sessions import SessionManager
 from sandbox_agent.server.sse import TERMINAL_TYPES, event_stream, sse_response
 from sandbox_agent.store import SessionRecord
@@ -103,13 +111,11 @@ def _check_message(body: MessageRequest, config: Config) -> None:
 
 
 @router.post("/{session_id}/messages", status_code=204)
-async def send_message(
-    session_id: SessionId, body: MessageRequest, manager: Manager, config: Config
-) -> Response:
+async def send_message(session_id: SessionId, body: MessageRequest, request: Request) -> Response:
     """Send a prompt: 204 once ``turn.started`` and the user item are stored; 409 while a turn
     runs; 400 once the session was terminated."""
-    _check_message(body, config)
-    live = await manager.get(session_id)
+    _check_message(body, config_of(request))
+    live = await manager_of(request).get(session_id)
     await live.send_message(body.message, body.attachments)
     return Response(status_code=204)
 
