@@ -289,7 +289,8 @@ class Replayer:
             return None
 
     def _add_item(self, payload: _ItemPayload, seq: int) -> ItemState:
-        item = ItemState(
+        # The payload is validated already: constructing the item again would copy its content.
+        item = ItemState.model_construct(
             item_id=payload.item_id,
             native_item_id=payload.native_item_id,
             parent_id=payload.parent_id,
