@@ -83,6 +83,22 @@ def test_cors_preflight_is_answered_before_auth(guarded: ServerProcess) -> None:
     assert "access-control-allow-origin" not in other.headers
 
 
+def test_without_an_allowed_origin_there_is_no_cors(tmp_path: Path) -> None:
+    # No -O: nothing to allow, so no CORS middleware; a preflight is an ordinary request to a
+    # route without OPTIONS, refused as problem+json.
+    with running(f"sqlite:///{tmp_path / 's.db'}", tmp_path / "log") as server:
+        preflight = httpx.options(
+            f"{server.url}/v1/agents",
+            headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"},
+        )
+        assert preflight.status_code == 405
+        assert preflight.headers["content-type"].startswith("application/problem+json")
+        assert "access-control-allow-origin" not in preflight.headers
+        plain = httpx.get(f"{server.url}/v1/health", headers={"Origin": ORIGIN})
+        assert plain.status_code == 200
+        assert "access-control-allow-origin" not in plain.headers
+
+
 def test_no_token_off_loopback_is_refused(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "sandbox_agent", "server", "-H", "0.0.0.0", "-p", "1",

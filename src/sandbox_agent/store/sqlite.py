@@ -18,7 +18,8 @@ waits as usual. It never checkpoints the WAL itself (a checkpoint copies pages a
 writer thread does, while inline appends go on. The WAL starts again from its beginning only
 after a checkpoint that no commit overlapped; when commits keep overlapping them and the WAL
 passes ``_WAL_PAGES_MAX``, the next checkpoint runs with appends queued behind it in the writer
-thread. A hop costs more than a small commit (about 130 us against 70 us for one event here).
+thread. The hop costs more than a small commit: a one-event append takes about 210 us through
+the writer thread, 75 us inline.
 """
 
 from __future__ import annotations
