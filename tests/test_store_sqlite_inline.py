@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox_agent.store import StoreConfigError, open_store
+from sandbox_agent.store import StoreConfigError, StoreError, open_store
 
 from helpers.databases import sqlite_url
 from store_contract import deltas, dumped, new_session
@@ -62,3 +62,13 @@ async def test_inline_appends_leave_a_bounded_wal(tmp_path: Path) -> None:
 async def test_a_bad_inline_append_max_is_refused(tmp_path: Path, value: str) -> None:
     with pytest.raises(StoreConfigError, match="inline_append_max"):
         await open_store(f"{sqlite_url(tmp_path / 's.db')}?inline_append_max={value}")
+
+
+@pytest.mark.parametrize("inline", [True, False])
+async def test_an_append_to_a_database_without_tables_says_to_migrate(
+    tmp_path: Path, inline: bool
+) -> None:
+    url = sqlite_url(tmp_path / "s.db") + ("" if inline else "?inline_append_max=0")
+    async with await open_store(url, migrate=False) as store:
+        with pytest.raises(StoreError, match="sandbox-agent db upgrade"):
+            await store.append("s1", deltas(1))

@@ -285,11 +285,10 @@ class SqliteEventStore(SqlEventStore):
             if self._inline is None:  # closed meanwhile
                 return None
             stored = _append(db, session_id, filled, expected_sequence)
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                return None  # nothing was written; the writer thread waits for the lock
-            raise StoreError(f"SQLite {self.path}: {exc}") from exc
         except sqlite3.Error as exc:
+            code = getattr(exc, "sqlite_errorcode", None)  # absent on Python-level errors
+            if code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                return None  # nothing was written; the writer thread waits for the lock
             hint = NOT_MIGRATED_HINT if "no such table" in str(exc) else ""
             raise StoreError(f"SQLite {self.path}: {exc}{hint}") from exc
         finally:
