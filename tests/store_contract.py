@@ -914,6 +914,30 @@ class StoreContract:
             assert snap is not None and snap.sequence == want, at
         assert await store.load_snapshot(sid, at_or_before=2) is None
 
+    async def test_prune_snapshots_keeps_the_newest_and_one_per_span(
+        self, store: EventStore
+    ) -> None:
+        sid = await new_session(store)
+        for seq in range(10, 310, 10):
+            await store.save_snapshot(sid, seq, {"at": seq}, 2)
+        for seq in (50, 150):
+            await store.save_snapshot(sid, seq, {"old": seq}, 1)
+        assert await store.snapshot_keys(sid) == sorted(
+            [(seq, 2) for seq in range(10, 310, 10)] + [(50, 1), (150, 1)]
+        )
+        deleted = await store.prune_snapshots(sid, keep_latest=2, keep_every=100, version=2)
+        # Spans [0, 100), [100, 200), [200, 300), [300, 400): their newest, and 290, 300.
+        kept = [(90, 2), (190, 2), (290, 2), (300, 2)]
+        assert await store.snapshot_keys(sid) == kept
+        assert deleted == 32 - len(kept)
+        snap = await store.load_snapshot(sid, at_or_before=289)
+        assert snap is not None and (snap.sequence, snap.state) == (190, {"at": 190})
+        assert await store.prune_snapshots(sid, keep_latest=1) == 3  # newest only
+        assert await store.snapshot_keys(sid) == [(300, 2)]
+        assert await store.prune_snapshots("nobody", keep_latest=1) == 0
+        with pytest.raises(ValueError):
+            await store.prune_snapshots(sid, keep_latest=1, keep_every=0)
+
     async def test_load_snapshot_filters_by_version(self, store: EventStore) -> None:
         sid = await new_session(store)
         await store.save_snapshot(sid, 2, {"v": 1}, 1)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sandbox_agent.replay import (
     REDUCER_VERSION,
     SequencePastEnd,
     SessionState,
+    SnapshotRetention,
     SnapshotWriter,
     replay,
     state_at,
@@ -111,7 +115,8 @@ async def test_a_snapshot_writer_saves_when_appends_cross_a_multiple(
 ) -> None:
     events = long_session().events
     await replay_store.create_session(SessionRecord(id="s1", agent="mock"))
-    writer = await SnapshotWriter.open(replay_store, "s1", snapshot_every=10)
+    # Every snapshot kept (no retention): each is checked below.
+    writer = await SnapshotWriter.open(replay_store, "s1", snapshot_every=10, retention=None)
     saved_at = []
     for start in range(0, len(events), 3):  # batches of 3 jump over some multiples of 10
         batch = events[start : start + 3]
@@ -145,3 +150,79 @@ async def test_write_snapshot_if_due_only_when_a_multiple_is_crossed(
     assert await write_snapshot_if_due(replay_store, at_23, 10, previous_sequence=18) is not None
     snapshot = await replay_store.load_snapshot("s1", version=REDUCER_VERSION)
     assert snapshot is not None and snapshot.sequence == 23
+
+
+def kept_by_policy(saved: list[int], keep_latest: int, keep_every: int | None) -> list[int]:
+    """What SnapshotRetention promises to keep of snapshots saved at ``saved`` (ascending)."""
+    kept = set(saved[-keep_latest:])
+    if keep_every is not None:
+        spans: dict[int, int] = {}
+        for sequence in saved:
+            spans[sequence // keep_every] = sequence
+        kept |= set(spans.values())
+    return sorted(kept)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    snapshot_every=st.integers(1, 7),
+    keep_latest=st.integers(1, 3),
+    keep_every=st.none() | st.integers(1, 20),
+    batch=st.integers(1, 5),
+)
+def test_thinned_snapshots_keep_time_travel_exact(
+    snapshot_every: int, keep_latest: int, keep_every: int | None, batch: int
+) -> None:
+    """Whatever a writer's retention deleted, ``state_at`` every point equals the replay of
+    that prefix, and exactly the snapshots the policy names are left (older versions gone)."""
+    events = long_session(4).events
+    retention = SnapshotRetention(keep_latest=keep_latest, keep_every=keep_every)
+
+    async def run() -> None:
+        async with await open_store("memory://") as store:
+            await store.create_session(SessionRecord(id="s1", agent="mock"))
+            await store.save_snapshot("s1", 1, {"old": True}, REDUCER_VERSION - 1)
+            writer = await SnapshotWriter.open(
+                store, "s1", snapshot_every=snapshot_every, retention=retention
+            )
+            saved: list[int] = []
+            for start in range(0, len(events), batch):
+                stored = await store.append(
+                    "s1",
+                    drafts_of(events[start : start + batch]),
+                    expected_sequence=writer.last_sequence,
+                )
+                sequence = await writer.record(stored)
+                if sequence is not None:
+                    saved.append(sequence)
+            keys = await store.snapshot_keys("s1")
+            assert keys == [
+                (sequence, REDUCER_VERSION)
+                for sequence in kept_by_policy(saved, keep_latest, keep_every)
+            ]
+            for k in range(len(events) + 1):
+                assert await state_at(store, "s1", k) == replay(
+                    events[:k], state=SessionState(session_id="s1")
+                )
+
+    asyncio.run(run())
+
+
+async def test_a_long_session_keeps_few_snapshots(replay_store: EventStore) -> None:
+    # 60 turns, a snapshot every 10 events: over 50 saved, 2 + one per 100 kept.
+    events = long_session(60).events
+    await replay_store.create_session(SessionRecord(id="s1", agent="mock"))
+    retention = SnapshotRetention(keep_latest=2, keep_every=100)
+    writer = await SnapshotWriter.open(replay_store, "s1", snapshot_every=10, retention=retention)
+    for event in events:
+        stored = await replay_store.append(
+            "s1", drafts_of([event]), expected_sequence=writer.last_sequence
+        )
+        await writer.record(stored)
+    keys = [sequence for sequence, _ in await replay_store.snapshot_keys("s1")]
+    saved = list(range(10, len(events) + 1, 10))
+    assert len(saved) > 50
+    assert keys == kept_by_policy(saved, 2, 100) == [90, 190, 290, 390, 490, *saved[-2:]]
+    assert await state_at(replay_store, "s1", 250) == replay(
+        events[:250], state=SessionState(session_id="s1")
+    )

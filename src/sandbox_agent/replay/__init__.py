@@ -22,7 +22,9 @@ from sandbox_agent.replay.restore import (
     restore_text,
 )
 from sandbox_agent.replay.snapshots import (
+    DEFAULT_RETENTION,
     DEFAULT_SNAPSHOT_EVERY,
+    SnapshotRetention,
     SnapshotWriter,
     state_at,
     write_snapshot_if_due,
@@ -53,6 +55,7 @@ __all__ = [
     "ANOMALY_KINDS",
     "DEFAULT_MAX_CHARS",
     "DEFAULT_MAX_EVENTS",
+    "DEFAULT_RETENTION",
     "DEFAULT_SNAPSHOT_EVERY",
     "REDUCER_VERSION",
     "Anomaly",
@@ -71,6 +74,7 @@ __all__ = [
     "SequencePastEnd",
     "SessionState",
     "SessionStatus",
+    "SnapshotRetention",
     "SnapshotWriter",
     "StateDiff",
     "Transcript",

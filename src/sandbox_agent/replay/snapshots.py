@@ -4,11 +4,18 @@
 events after it, so its cost follows the events after the snapshot, not the whole stream.
 Writers keep snapshots coming with ``write_snapshot_if_due`` (or a ``SnapshotWriter``) after each
 append; a snapshot carries ``REDUCER_VERSION`` and one of another version is never used.
+
+Each snapshot holds the whole state, which grows with the session, so keeping them all costs
+storage quadratic in the session's length (1.1 GB for a 100k-event session of short deltas).
+After each save the writer thins them (``SnapshotRetention``): by default the newest two, plus the
+newest in each span of 10,000 sequences, so that ``state_at`` any point replays less than two
+spans of events, and snapshots of other reducer versions go.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
@@ -21,6 +28,23 @@ from sandbox_agent.store.codec import paused_gc
 
 DEFAULT_SNAPSHOT_EVERY = 1000
 PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class SnapshotRetention:
+    """Which snapshots a writer keeps after it saves one (``EventStore.prune_snapshots``): the
+    newest ``keep_latest``, plus the newest in each span of ``keep_every`` sequences (None:
+    only the newest), all of this reducer version."""
+
+    keep_latest: int = 2
+    keep_every: int | None = 10_000
+
+    def __post_init__(self) -> None:
+        if self.keep_latest < 1 or (self.keep_every is not None and self.keep_every <= 0):
+            raise ValueError("keep_latest must be >= 1 and keep_every > 0")
+
+
+DEFAULT_RETENTION = SnapshotRetention()
 
 
 async def state_at(
@@ -93,8 +117,14 @@ async def _apply_saving(
             await save_state(store, replayer)
 
 
-async def save_state(store: EventStore, state: SessionState | Replayer) -> int:
-    """Save ``state`` as the snapshot at its ``last_sequence``; return that sequence.
+async def save_state(
+    store: EventStore,
+    state: SessionState | Replayer,
+    *,
+    retention: SnapshotRetention | None = DEFAULT_RETENTION,
+) -> int:
+    """Save ``state`` as the snapshot at its ``last_sequence``, then thin the session's
+    snapshots by ``retention`` (None keeps them all); return that sequence.
 
     The state goes to the store as JSON text made in one pass (``save_snapshot_json``): a
     writer saves its live state on its event loop, and a long session's state is tens of MB."""
@@ -103,6 +133,13 @@ async def save_state(store: EventStore, state: SessionState | Replayer) -> int:
         raise ValueError("cannot snapshot the state of an empty stream")
     sequence = state.last_sequence
     await store.save_snapshot_json(session_id, sequence, state.to_json_text(), REDUCER_VERSION)
+    if retention is not None:
+        await store.prune_snapshots(
+            session_id,
+            keep_latest=retention.keep_latest,
+            keep_every=retention.keep_every,
+            version=REDUCER_VERSION,
+        )
     return sequence
 
 
@@ -112,6 +149,7 @@ async def write_snapshot_if_due(
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
     *,
     previous_sequence: int | None = None,
+    retention: SnapshotRetention | None = DEFAULT_RETENTION,
 ) -> int | None:
     """Save a snapshot when the last append crossed a multiple of ``snapshot_every``.
 
@@ -124,7 +162,7 @@ async def write_snapshot_if_due(
     before = last - 1 if previous_sequence is None else previous_sequence
     if snapshot_every <= 0 or last <= 0 or last // snapshot_every <= before // snapshot_every:
         return None
-    return await save_state(store, state)
+    return await save_state(store, state, retention=retention)
 
 
 class SnapshotWriter:
@@ -144,18 +182,25 @@ class SnapshotWriter:
         state: SessionState,
         *,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        retention: SnapshotRetention | None = DEFAULT_RETENTION,
     ) -> None:
         self._store = store
         self._replayer = Replayer(state)
         self._every = snapshot_every
+        self._retention = retention
 
     @classmethod
     async def open(
-        cls, store: EventStore, session_id: str, *, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
+        cls,
+        store: EventStore,
+        session_id: str,
+        *,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        retention: SnapshotRetention | None = DEFAULT_RETENTION,
     ) -> SnapshotWriter:
         """Start from the session's current state (read with ``state_at``)."""
         state = await state_at(store, session_id)
-        return cls(store, state, snapshot_every=snapshot_every)
+        return cls(store, state, snapshot_every=snapshot_every, retention=retention)
 
     @property
     def last_sequence(self) -> int:
@@ -170,5 +215,9 @@ class SnapshotWriter:
         before = self._replayer.last_sequence
         self._replayer.apply_all(events)
         return await write_snapshot_if_due(
-            self._store, self._replayer, self._every, previous_sequence=before
+            self._store,
+            self._replayer,
+            self._every,
+            previous_sequence=before,
+            retention=self._retention,
         )

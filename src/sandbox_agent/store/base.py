@@ -188,6 +188,44 @@ class EventStore(abc.ABC):
             return None
         return snapshot.sequence, json.dumps(snapshot.state, separators=(",", ":"))
 
+    async def snapshot_keys(self, session_id: str) -> list[tuple[int, int]]:
+        """``(sequence, version)`` of each of the session's snapshots, in that order; [] for an
+        unknown session. Drivers implement it with ``delete_snapshots`` (the defaults keep every
+        snapshot: ``prune_snapshots`` then deletes nothing)."""
+        return []
+
+    async def delete_snapshots(self, session_id: str, keys: Sequence[tuple[int, int]]) -> int:
+        """Delete the session's snapshots with these ``(sequence, version)`` keys; how many
+        there were."""
+        return 0
+
+    async def prune_snapshots(
+        self,
+        session_id: str,
+        *,
+        keep_latest: int,
+        keep_every: int | None = None,
+        version: int | None = None,
+    ) -> int:
+        """Delete the session's snapshots but the newest ``keep_latest`` and, with
+        ``keep_every``, the newest in each span of that many sequences (``[0, keep_every)``,
+        ``[keep_every, 2 * keep_every)``, ...), so that any point of the stream has a snapshot
+        less than two spans before it. With ``version``, snapshots of any other version go as
+        well (no reader of this version uses them). Returns how many were deleted."""
+        if keep_latest < 0 or (keep_every is not None and keep_every <= 0):
+            raise ValueError("keep_latest must be >= 0 and keep_every > 0")
+        keys = await self.snapshot_keys(session_id)
+        if version is not None:
+            keys = [key for key in keys if key[1] == version]
+        kept = set(keys[-keep_latest:] if keep_latest else [])
+        if keep_every is not None:
+            newest: dict[int, tuple[int, int]] = {}
+            for key in keys:  # ascending: the last of a span is its newest
+                newest[key[0] // keep_every] = key
+            kept.update(newest.values())
+        doomed = [key for key in await self.snapshot_keys(session_id) if key not in kept]
+        return await self.delete_snapshots(session_id, doomed) if doomed else 0
+
     # -- lifecycle ------------------------------------------------------------------------
     async def close(self) -> None:
         """Release connections; wakes every subscriber, which then ends."""

@@ -283,6 +283,16 @@ class MemoryEventStore(EventStore):
                 best = snapshot
         return None if best is None else best.model_copy(update={"state": _copy(best.state)})
 
+    async def snapshot_keys(self, session_id: str) -> list[tuple[int, int]]:
+        stream = self._streams.get(session_id)
+        return [] if stream is None else sorted(stream.snapshots)
+
+    async def delete_snapshots(self, session_id: str, keys: Sequence[tuple[int, int]]) -> int:
+        stream = self._streams.get(session_id)
+        if stream is None:
+            return 0
+        return sum(stream.snapshots.pop(key, None) is not None for key in set(keys))
+
 
 def _copy(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):

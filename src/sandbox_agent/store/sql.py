@@ -4,7 +4,7 @@ sessions, snapshots and listings. Each driver adds its own append and read paths
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -243,6 +243,32 @@ class SqlEventStore(EventStore, abc.ABC):
         async with self._reading() as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else (int(row[0]), str(row[1]))
+
+    async def snapshot_keys(self, session_id: str) -> list[tuple[int, int]]:
+        snapshots = self._tables.snapshots
+        query = (
+            sa.select(snapshots.c.sequence, snapshots.c.version)
+            .where(snapshots.c.session_id == session_id)
+            .order_by(snapshots.c.sequence, snapshots.c.version)
+        )
+        async with self._reading() as conn:
+            return [(int(row[0]), int(row[1])) for row in await conn.execute(query)]
+
+    async def delete_snapshots(self, session_id: str, keys: Sequence[tuple[int, int]]) -> int:
+        snapshots = self._tables.snapshots
+        deleted = 0
+        unique = sorted(set(keys))
+        async with self._writing() as conn:
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                result = await conn.execute(
+                    snapshots.delete().where(
+                        snapshots.c.session_id == session_id,
+                        sa.tuple_(snapshots.c.sequence, snapshots.c.version).in_(chunk),
+                    )
+                )
+                deleted += result.rowcount
+        return deleted
 
 
 NOT_MIGRATED_HINT = " (is the database migrated? run `sandbox-agent db upgrade URL`)"
