@@ -1194,45 +1194,6 @@ class StoreContract:
             with contextlib.suppress(asyncio.CancelledError):
                 await consumer
 
-    async def test_a_caught_up_subscriber_sees_appends_of_another_store(
-        self, store_url: str
-    ) -> None:
-        # A subscriber served from its own store's tail (store/tail.py): appends by another
-        # store on the same database (another process, a replica), interleaved with its own,
-        # must still reach it, each once.
-        if store_url.startswith("memory"):
-            pytest.skip("two memory stores share nothing")
-        # SQLite finds other processes' appends by polling; Postgres is told (NOTIFY), so a
-        # poll slower than the test's timeout proves that the notice reaches the subscriber.
-        poll = "0.05" if store_url.startswith("sqlite") else "60"
-        async with (
-            await open_store(with_option(store_url, f"poll_interval={poll}")) as here,
-            await open_store(store_url) as there,
-        ):
-            sid = await new_session(here)
-            got: list[UniversalEvent] = []
-            arrived = asyncio.Event()
-
-            async def consume() -> None:
-                async for event in here.subscribe(sid):
-                    got.append(event)
-                    arrived.set()
-
-            consumer = asyncio.create_task(consume())
-            try:
-                expected: list[UniversalEvent] = []
-                for n, writer in enumerate([here, there, there, here, there, here, here, there]):
-                    expected += await writer.append(sid, deltas(1), expected_sequence=n)
-                    async with asyncio.timeout(10):
-                        while len(got) < len(expected):
-                            arrived.clear()
-                            await arrived.wait()
-                    assert dumped(got) == dumped(expected), n
-            finally:
-                consumer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await consumer
-
     async def test_close_ends_subscribers(self, store_url: str) -> None:
         # Many subscribers, started a millisecond apart so that whatever polling a driver does
         # is at every phase when the store closes: none may raise, all must end.

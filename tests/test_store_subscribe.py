@@ -1,21 +1,23 @@
 """Promise 5 for ``subscribe`` under load: while a writer appends 10,000 events, subscribers
 in other processes (SQLite, Postgres; memory: in this process) see every event exactly once
-and in order, including one that sleeps so that it falls thousands of events behind."""
+and in order, including one that sleeps so that it falls thousands of events behind; and a
+subscriber sees what another store on the same database appends between its own appends."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 
 import pytest
 
-from sandbox_agent.events import EventDraft
+from sandbox_agent.events import EventDraft, UniversalEvent
 from sandbox_agent.store import EventStore, open_store
 
 from helpers.children import expect_line, json_result, spawn
 from helpers.databases import PERSISTENT_DRIVERS, driver_params
 from helpers.subscriber import consume, event_id_for, expected_digest
-from store_contract import new_session
+from store_contract import deltas, dumped, new_session, with_option
 
 TOTAL = 10_000
 
@@ -84,3 +86,40 @@ async def test_subscribers_in_this_process_see_every_event_once_in_order(
     check_report(fast, TOTAL)
     check_report(slow, TOTAL)
     assert slow["lag"] >= 1000, slow
+
+
+@pytest.mark.parametrize("driver", driver_params(PERSISTENT_DRIVERS), indirect=True)
+async def test_a_caught_up_subscriber_sees_appends_of_another_store(store_url: str) -> None:
+    # A subscriber served from its own store's tail (store/tail.py): appends by another
+    # store on the same database (another process, a replica), interleaved with its own,
+    # must still reach it, each once.
+    # SQLite finds other processes' appends by polling; Postgres is told (NOTIFY), so a
+    # poll slower than the test's timeout proves that the notice reaches the subscriber.
+    poll = "0.05" if store_url.startswith("sqlite") else "60"
+    async with (
+        await open_store(with_option(store_url, f"poll_interval={poll}")) as here,
+        await open_store(store_url) as there,
+    ):
+        sid = await new_session(here)
+        got: list[UniversalEvent] = []
+        arrived = asyncio.Event()
+
+        async def consume() -> None:
+            async for event in here.subscribe(sid):
+                got.append(event)
+                arrived.set()
+
+        consumer = asyncio.create_task(consume())
+        try:
+            expected: list[UniversalEvent] = []
+            for n, writer in enumerate([here, there, there, here, there, here, here, there]):
+                expected += await writer.append(sid, deltas(1), expected_sequence=n)
+                async with asyncio.timeout(10):
+                    while len(got) < len(expected):
+                        arrived.clear()
+                        await arrived.wait()
+                assert dumped(got) == dumped(expected), n
+        finally:
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
