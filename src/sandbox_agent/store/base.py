@@ -214,16 +214,16 @@ class EventStore(abc.ABC):
         well (no reader of this version uses them). Returns how many were deleted."""
         if keep_latest < 0 or (keep_every is not None and keep_every <= 0):
             raise ValueError("keep_latest must be >= 0 and keep_every > 0")
-        keys = await self.snapshot_keys(session_id)
-        if version is not None:
-            keys = [key for key in keys if key[1] == version]
+        # One listing: a snapshot saved after it (by another writer) is never deleted here.
+        listed = await self.snapshot_keys(session_id)
+        keys = listed if version is None else [key for key in listed if key[1] == version]
         kept = set(keys[-keep_latest:] if keep_latest else [])
         if keep_every is not None:
             newest: dict[int, tuple[int, int]] = {}
             for key in keys:  # ascending: the last of a span is its newest
                 newest[key[0] // keep_every] = key
             kept.update(newest.values())
-        doomed = [key for key in await self.snapshot_keys(session_id) if key not in kept]
+        doomed = [key for key in listed if key not in kept]
         return await self.delete_snapshots(session_id, doomed) if doomed else 0
 
     # -- lifecycle ------------------------------------------------------------------------
