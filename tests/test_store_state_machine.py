@@ -540,6 +540,39 @@ class StoreMachine(RuleBasedStateMachine):
         assert snap is not None
         assert (snap.session_id, snap.sequence, snap.version, snap.state) == (sid, seq, ver, state)
 
+    @rule(
+        sid=st.sampled_from(SIDS),
+        keep_latest=st.integers(0, 3),
+        keep_every=st.none() | st.integers(1, 4),
+        version=st.none() | st.integers(1, 2),
+    )
+    def prune_snapshots(
+        self, sid: str, keep_latest: int, keep_every: int | None, version: int | None
+    ) -> None:
+        deleted = self.run(
+            self.store.prune_snapshots(
+                sid, keep_latest=keep_latest, keep_every=keep_every, version=version
+            )
+        )
+        session = self.model.sessions.get(sid)
+        if session is None:
+            assert deleted == 0
+            return
+        # The model of the policy: of the snapshots of ``version`` (all when None), the newest
+        # keep_latest and the newest of each span of keep_every sequences stay.
+        keys = sorted(k for k in session.snapshots if version is None or k[1] == version)
+        kept = set(keys[-keep_latest:] if keep_latest else [])
+        if keep_every is not None:
+            kept |= {
+                max(k for k in keys if k[0] // keep_every == span)
+                for span in {k[0] // keep_every for k in keys}
+            }
+        doomed = [k for k in session.snapshots if k not in kept]
+        assert deleted == len(doomed)
+        for key in doomed:
+            del session.snapshots[key]
+        assert self.run(self.store.snapshot_keys(sid)) == sorted(session.snapshots)
+
     # -- lifecycle ----------------------------------------------------------------------
     @precondition(lambda self: self.driver != "memory")
     @rule()
