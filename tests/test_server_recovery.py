@@ -153,3 +153,38 @@ def test_a_turn_running_at_a_crash_ends_interrupted_and_pending_requests_are_rej
             check_stream(events)
     finally:
         server.stop()
+
+
+def test_always_answers_survive_a_restart(tmp_path: Path) -> None:
+    # "always" is remembered by the adapter; after a crash the new adapter learns the earlier
+    # answers from the stored stream, so a matching request is answered without asking.
+    server = ServerProcess(f"sqlite:///{tmp_path / 's.db'}", tmp_path / "log").start()
+    try:
+        with server.client() as client:
+            create(client, "p1")
+            events = stream_turn(client, "p1", "permission")
+            pid = events[-1]["data"]["permission_id"]
+            client.post(f"/v1/sessions/p1/permissions/{pid}/reply", json={"reply": "always"})
+            for e in events_of(client, "p1"):
+                if e["type"] == "permission.requested" and e["data"]["permission_id"] != pid:
+                    other = e["data"]["permission_id"]
+                    client.post(
+                        f"/v1/sessions/p1/permissions/{other}/reply", json={"reply": "once"}
+                    )
+            wait_for(client, "p1", "turn.ended")
+        server.kill()
+        server.start()
+        with server.client() as client:
+            after = events_of(client, "p1")[-1]["sequence"]
+            stream_turn(client, "p1", "permission")
+            wait_for(client, "p1", "permission.resolved", after=after)
+            auto = [
+                e
+                for e in events_of(client, "p1", offset=after)
+                if e["type"] == "permission.resolved"
+                and e["data"]["status"] == "accept_for_session"
+            ]
+            assert auto and auto[0]["source"] == "daemon" and auto[0]["synthetic"] is True
+            check_stream(events_of(client, "p1"))
+    finally:
+        server.stop()

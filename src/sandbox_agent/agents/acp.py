@@ -250,7 +250,7 @@ class AcpAgent(NativeAgent):
     async def start(self, session: AgentSessionConfig, resume: str | None = None) -> None:
         if self._session is not None:
             raise AgentError(f"{self.id}: already started")
-        self._session = session
+        self._begin(session)
         await self._launch(resume)
 
     async def _launch(self, resume: str | None) -> None:

@@ -103,7 +103,7 @@ class AmpAgent(NativeAgent):
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self, session: AgentSessionConfig, resume: str | None = None) -> None:
-        self._session = session
+        self._begin(session)
         self.command()  # AgentNotInstalled now rather than at the first prompt
         if not self.environment().get("AMP_API_KEY"):
             # Without a key the CLI waits for an interactive login for ever.

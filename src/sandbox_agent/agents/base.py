@@ -68,7 +68,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from sandbox_agent.events import EventDraft
+from sandbox_agent.events import EventDraft, PermissionData
 
 EventSink = Callable[[Sequence[EventDraft]], Awaitable[None]]
 """Where an adapter sends its drafts: the session layer's normalise-and-append."""
@@ -158,6 +158,9 @@ class AgentSessionConfig(BaseModel):
     #: Turns already in the stored stream (on resume), so that adapters numbering their ids per
     #: turn (the mock's ``mock_<n>_...``) stay unique within the session.
     prior_turns: int = Field(default=0, ge=0)
+    #: The session's permissions answered ``always`` so far (on resume, from the stored stream):
+    #: the adapter remembers them as if it had been answered here.
+    always: list[PermissionData] = Field(default_factory=list)
 
 
 class AgentAdapter(abc.ABC):

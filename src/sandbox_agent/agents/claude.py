@@ -137,7 +137,7 @@ class ClaudeAgent(NativeAgent):
     async def start(self, session: AgentSessionConfig, resume: str | None = None) -> None:
         if self._session is not None or self._stopped:
             raise AgentError("the claude adapter was already started")
-        self._session = session
+        self._begin(session)
         await self._launch(resume)
 
     async def _launch(self, resume: str | None) -> None:

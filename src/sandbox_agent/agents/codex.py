@@ -194,7 +194,7 @@ class CodexAgent(NativeAgent):
     async def start(self, session: AgentSessionConfig, resume: str | None = None) -> None:
         if self._session is not None or self._stopped:
             raise AgentError("the codex adapter was already started")
-        self._session = session
+        self._begin(session)
         if session.permission_mode == "acceptEdits":
             self._always.remember(
                 PermissionData(

@@ -127,6 +127,8 @@ class MockAgent(AgentAdapter):
         if self._session is not None or self._stopped:
             raise AgentError("the mock agent was already started")
         self._session = session
+        for request in session.always:  # answered always before a restart
+            self._always.remember(request)
         self._prompts = session.prior_turns
         self.native_session_id = resume or f"mock-{session.session_id}"
 

@@ -63,6 +63,12 @@ class NativeAgent(AgentAdapter, abc.ABC):
         self._hitl_lock = asyncio.Lock()
 
     # -- what the subclasses use ----------------------------------------------------------
+    def _begin(self, session: AgentSessionConfig) -> None:
+        """Take ``session`` (in ``start``), with its earlier ``always`` answers."""
+        self._session = session
+        for request in session.always:
+            self._always.remember(request)
+
     @property
     def session(self) -> AgentSessionConfig:
         if self._session is None:

@@ -205,7 +205,7 @@ class OpenCodeAgent(NativeAgent):
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self, session: AgentSessionConfig, resume: str | None = None) -> None:
-        self._session = session
+        self._begin(session)
         self._stopped = False
         await self._attach(resume)
 

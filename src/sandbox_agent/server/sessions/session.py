@@ -209,6 +209,16 @@ class LiveSession:
                 mcp=self.record.init.get("mcp"),
                 skills=self.record.init.get("skills"),
                 prior_turns=len(state.turns) + _continued(self.record).get("turns", 0),
+                always=[
+                    PermissionData(
+                        permission_id=p.permission_id,
+                        action=p.action,
+                        status=p.status,
+                        metadata=p.metadata,
+                    )
+                    for p in state.resolved_permissions.values()
+                    if p.status == "accept_for_session"
+                ],
             )
             native = state.native_session_id if resume else None
             try:
