@@ -97,6 +97,34 @@ def test_check_exits_1_and_lists_anomalies_of_a_broken_stream(
     assert [a["kind"] for a in json.loads(as_json.stdout)["anomalies"]] == ["delta_before_start"]
 
 
+def test_check_of_several_sessions_or_all_reports_each_and_fails_on_any(
+    env: dict[str, str], url: str
+) -> None:
+    good = cli(env, "replay", "s1", "s1", "--store", url, "--check")
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.splitlines()[-1] == "2 session(s) checked, 0 with anomalies"
+    every = cli(env, "replay", "--all", "--store", url, "--check")
+    assert every.returncode == 1
+    lines = every.stdout.splitlines()
+    assert "no anomalies: session s1, 32 events checked" in lines
+    assert "2 anomalies in session broken (4 events checked):" in lines
+    assert lines[-1] == "2 session(s) checked, 1 with anomalies"
+    as_json = cli(env, "replay", "--all", "--store", url, "--check", "--json")
+    reports = {r["session_id"]: r for r in json.loads(as_json.stdout)}
+    assert reports["s1"]["anomalies"] == [] and len(reports["broken"]["anomalies"]) == 2
+    missing = cli(env, "replay", "s1", "nobody", "--store", url, "--check")
+    assert missing.returncode == 1 and "nobody" in missing.stderr
+    refused = [
+        ["s1", "--all", "--check"],  # ids or --all, not both
+        ["--all"],  # --all only checks
+        ["s1", "broken"],  # several ids only for --check
+        [],
+    ]
+    for args in refused:
+        done = cli(env, "replay", *args, "--store", url)
+        assert done.returncode == 2, (args, done.stdout)
+
+
 def test_diff_shows_what_changed_between_two_sequences(env: dict[str, str], url: str) -> None:
     done = cli(env, "replay", "s1", "--store", url, "--diff", "11", "25")
     assert done.returncode == 0, done.stderr

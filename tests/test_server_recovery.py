@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -101,6 +103,14 @@ def _run_trials(tmp_path: Path, count: int, seed: int) -> None:
             assert len(sessions) == count
             for info in sessions:
                 check_stream(events_of(client, info["sessionId"]))
+        # And the replay engine's check as a user runs it, over every session of the store.
+        command = [sys.executable, "-m", "sandbox_agent", "replay", "--all", "--check", "--json"]
+        done = subprocess.run(
+            [*command, "--store", server.store_url], capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        reports = json.loads(done.stdout)
+        assert len(reports) == count and all(r["anomalies"] == [] for r in reports)
     finally:
         server.stop()
 

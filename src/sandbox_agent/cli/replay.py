@@ -70,9 +70,33 @@ async def _follow(url: str, session_id: str, after: int, as_json: bool) -> None:
             seen = len(replayer.anomalies)
 
 
+async def _check_states(
+    url: str, session_ids: list[str], every: bool, at: int | None
+) -> list[SessionState]:
+    """Full replays (no snapshot trusted) of ``session_ids``, or of every session of the store."""
+    async with await open_existing(url) as store:
+        if every:
+            session_ids = []
+            cursor: str | None = None
+            while True:
+                page = await store.list_sessions(limit=500, cursor=cursor)
+                session_ids += [r.id for r in page.items]
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+        return [
+            await state_at(store, session_id, at, use_snapshots=False) for session_id in session_ids
+        ]
+
+
 @app.command("replay")
 def replay_command(
-    session: Annotated[str, typer.Argument(help="The session id.", show_default=False)],
+    sessions: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="The session id (with --check, any number of them).", show_default=False
+        ),
+    ] = None,
     store: StoreOption = None,
     at: Annotated[
         int | None,
@@ -85,6 +109,9 @@ def replay_command(
     check: Annotated[
         bool,
         typer.Option("--check", help="List invariant violations; exit 1 if there are any."),
+    ] = False,
+    every: Annotated[
+        bool, typer.Option("--all", help="With --check: every session of the store.")
     ] = False,
     diff_points: Annotated[
         tuple[int, int] | None,
@@ -104,8 +131,20 @@ def replay_command(
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
     if sum([check, diff_points is not None, follow]) > 1:
         raise typer.BadParameter("use at most one of --check, --diff and --follow")
+    ids = list(sessions or ())
     as_json = json_output or format in ("json", "state")
     url = store_url(store)
+    if check and (every or len(ids) > 1):
+        if every and ids:
+            raise typer.BadParameter("give session ids or --all, not both")
+        states = run_replay(lambda: _check_states(url, ids, every, at))
+        _report_checks(states, as_json)
+        return
+    if every:
+        raise typer.BadParameter("--all goes with --check only")
+    if len(ids) != 1:
+        raise typer.BadParameter("give one session id (several only with --check)")
+    session = ids[0]
     if follow:
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how following ends
             run_replay(lambda: _follow(url, session, at or 0, as_json))
@@ -130,18 +169,18 @@ def replay_command(
         sys.stdout.write(render_transcript(state, shown, private_reasoning=private_reasoning))  # type: ignore[arg-type]
 
 
-def _report_check(state: SessionState, as_json: bool) -> None:
+def _check_report(state: SessionState) -> dict[str, object]:
+    return {
+        "session_id": state.session_id,
+        "events": state.event_count,
+        "last_sequence": state.last_sequence,
+        "anomalies": [a.model_dump(mode="json") for a in state.anomalies],
+    }
+
+
+def _write_check(state: SessionState) -> None:
     anomalies = state.anomalies
-    if as_json:
-        print_json(
-            {
-                "session_id": state.session_id,
-                "events": state.event_count,
-                "last_sequence": state.last_sequence,
-                "anomalies": [a.model_dump(mode="json") for a in anomalies],
-            }
-        )
-    elif anomalies:
+    if anomalies:
         sys.stdout.write(
             f"{len(anomalies)} anomal{'y' if len(anomalies) == 1 else 'ies'} in session "
             f"{state.session_id} ({state.event_count} events checked):\n"
@@ -152,7 +191,27 @@ def _report_check(state: SessionState, as_json: bool) -> None:
         sys.stdout.write(
             f"no anomalies: session {state.session_id}, {state.event_count} events checked\n"
         )
-    if anomalies:
+
+
+def _report_check(state: SessionState, as_json: bool) -> None:
+    if as_json:
+        print_json(_check_report(state))
+    else:
+        _write_check(state)
+    if state.anomalies:
+        raise typer.Exit(1)
+
+
+def _report_checks(states: list[SessionState], as_json: bool) -> None:
+    """Several sessions: a JSON list of reports, or a line (and the anomalies) per session."""
+    if as_json:
+        print_json([_check_report(state) for state in states])
+    else:
+        for state in states:
+            _write_check(state)
+        broken = sum(1 for state in states if state.anomalies)
+        sys.stdout.write(f"{len(states)} session(s) checked, {broken} with anomalies\n")
+    if any(state.anomalies for state in states):
         raise typer.Exit(1)
 
 
