@@ -14,7 +14,14 @@ import uvicorn
 from sandbox_agent.agents.registry import parse_acp_command
 from sandbox_agent.cli.app import app, fail
 from sandbox_agent.server import ServerConfig, create_app
-from sandbox_agent.server.config import DEFAULT_HOST, DEFAULT_PORT, check_bind
+from sandbox_agent.server.config import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_ATTACHMENTS,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_MESSAGE_CHARS,
+    DEFAULT_PORT,
+    check_bind,
+)
 
 
 class _Server(uvicorn.Server):
@@ -88,8 +95,14 @@ def server_command(
         int, typer.Option("--mock-delay-ms", min=0, help="Mock agent's delay between events.")
     ] = 200,
     max_body_bytes: Annotated[
-        int, typer.Option("--max-body-bytes", min=1, help="Largest request body accepted.")
-    ] = 10 * 1024 * 1024,
+        int, typer.Option("--max-body-bytes", min=1, help="Largest request body accepted (413).")
+    ] = DEFAULT_MAX_BODY_BYTES,
+    max_message_chars: Annotated[
+        int, typer.Option("--max-message-chars", min=1, help="Longest prompt accepted (400).")
+    ] = DEFAULT_MAX_MESSAGE_CHARS,
+    max_attachments: Annotated[
+        int, typer.Option("--max-attachments", min=0, help="Most attachments a prompt may have.")
+    ] = DEFAULT_MAX_ATTACHMENTS,
     sse_ping_seconds: Annotated[
         float, typer.Option("--sse-ping-seconds", min=0.01, hidden=True)
     ] = 15.0,
@@ -159,6 +172,8 @@ def server_command(
         cors_allow_credentials=cors_allow_credentials,
         mock_delay_ms=mock_delay_ms,
         max_body_bytes=max_body_bytes,
+        max_message_chars=max_message_chars,
+        max_attachments=max_attachments,
         sse_ping_seconds=sse_ping_seconds,
         agents_dir=str(agents_dir.resolve()) if agents_dir is not None else None,
         auto_install=auto_install,
