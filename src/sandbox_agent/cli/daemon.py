@@ -1,6 +1,8 @@
 """``sandbox-agent daemon start|stop|status``: the server in the background, with pid and log
-files in ``<data dir>/daemon/``. ``stop`` sends SIGTERM, the server's graceful stop (streams end,
-agents stop, the store closes), and SIGKILL only after a timeout."""
+files in ``<data dir>/daemon/``. ``start`` passes any option it does not know itself on to
+``sandbox-agent server`` (the token through the environment, not the command line). ``stop`` sends
+SIGTERM, the server's graceful stop (streams end, agents stop, the store closes), and SIGKILL only
+after a timeout."""
 
 from __future__ import annotations
 
@@ -53,7 +55,12 @@ def _pid(pid_file: Path) -> int | None:
     return pid
 
 
-@daemon_app.command("start")
+#: Server options the daemon must know itself: its files and its health check use them.
+_OWN_OPTIONS = ("-H", "--host", "-p", "--port")
+
+
+# Unknown options land in ``server_options`` instead of being refused.
+@daemon_app.command("start", context_settings={"ignore_unknown_options": True})
 def start(
     host: Host = DEFAULT_HOST,
     port: Port = DEFAULT_PORT,
@@ -61,30 +68,70 @@ def start(
         str | None, typer.Option("-t", "--token", envvar="SANDBOX_AGENT_TOKEN")
     ] = None,
     store: Annotated[str | None, typer.Option("--store")] = None,
+    server_options: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="SERVER_OPTION",
+            help="Further options of `sandbox-agent server`, passed on as they are.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Start the server in the background (no-op when it already runs)."""
+    """Start the server in the background (no-op when it already runs).
+
+    Other options go to `sandbox-agent server` as they are: `daemon start -p 2470 --no-token`.
+
+    After a `--` everything does: `daemon start -p 2470 -- --acp-agent 'x=x-acp' --root /w`.
+
+    Give `-H` and `-p` to `daemon start` itself: its files and its health check use them.
+    """
+    extra = list(server_options or ())
+    for option in extra:
+        if option.split("=", 1)[0] in _OWN_OPTIONS:
+            fail(f"give {option.split('=', 1)[0]} to daemon start itself, not after --")
     pid_file, log_file = daemon_files(host, port)
     if healthy(host, port):
-        err_console().print(f"daemon already running on {host}:{port}")
+        note = " (the options given were not applied)" if extra else ""
+        err_console().print(f"daemon already running on {host}:{port}{note}")
         return
     command = [sys.executable, "-m", "sandbox_agent", "server", "-H", host, "-p", str(port)]
-    command += ["--token", token] if token else []
     command += ["--store", store] if store else []
+    command += extra
+    env = dict(os.environ)
+    if token:
+        env["SANDBOX_AGENT_TOKEN"] = token  # not on the command line, where ps shows it
     with log_file.open("ab") as log:
+        logged = log.tell()
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
     pid_file.write_text(str(process.pid))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pid_file.unlink(missing_ok=True)
+            sys.stderr.write(_tail(log_file, logged))
             fail(f"the server exited with {process.returncode}; see {log_file}")
         if healthy(host, port):
             err_console().print(f"daemon running (PID {process.pid}, logs: {log_file})")
             return
         time.sleep(0.2)
-    fail(f"the server did not answer within 30 s; see {log_file}")
+    # Not left running unanswered with its pid file: the next start would take it for ours.
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    pid_file.unlink(missing_ok=True)
+    sys.stderr.write(_tail(log_file, logged))
+    fail(f"the server did not answer within 30 s, so it was stopped; see {log_file}")
+
+
+def _tail(log_file: Path, offset: int, max_bytes: int = 4000) -> str:
+    """What the server wrote to its log after ``offset`` (its last ``max_bytes``)."""
+    with log_file.open("rb") as log:
+        log.seek(max(offset, log.seek(0, os.SEEK_END) - max_bytes))
+        return log.read().decode(errors="replace")
 
 
 @daemon_app.command("stop")
