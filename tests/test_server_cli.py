@@ -441,3 +441,30 @@ def test_daemon_start_passes_unknown_options_to_the_server(tmp_path: Path) -> No
     assert "error: the server exited with 2" in bad.stderr
     assert not (tmp_path / "daemon" / f"daemon-127-0-0-1-{port}.pid").exists()
     assert _daemon(port, env, "status").returncode == 1
+
+
+def test_daemon_start_waits_for_a_daemon_still_starting(tmp_path: Path) -> None:
+    port = free_port()
+    env = _env(SANDBOX_AGENT_DATA_DIR=str(tmp_path))
+    pid_file = tmp_path / "daemon" / f"daemon-127-0-0-1-{port}.pid"
+    pid_file.parent.mkdir(parents=True)
+    # A server that an earlier `daemon start` launched and that does not answer yet: it starts
+    # 2 s late (exec keeps the pid), so that this start surely finds it not answering.
+    server = [*CLI, "server", "-p", str(port), "--store", f"sqlite:///{tmp_path / 's.db'}"]
+    command = ["bash", "-c", f"sleep 2; exec {shlex.join(server)}"]
+    log = tmp_path / "earlier.log"
+    with log.open("wb") as out:
+        earlier = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        pid_file.write_text(str(earlier.pid))
+        started = _daemon(port, env, "start")
+        assert started.returncode == 0, started.stderr
+        assert f"daemon running (PID {earlier.pid}" in started.stderr  # no second server
+        assert pid_file.read_text() == str(earlier.pid)
+        assert _daemon(port, env, "stop").returncode == 0
+        earlier.wait(15)
+        assert "Application shutdown complete" in log.read_text()  # the graceful stop
+    finally:
+        if earlier.poll() is None:
+            earlier.kill()
+            earlier.wait()

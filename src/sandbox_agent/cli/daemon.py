@@ -45,11 +45,25 @@ def healthy(host: str, port: int) -> bool:
     return False
 
 
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie (exited, not yet reaped by its parent) does not."""
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc: trust the signal
+        return True
+    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
+
+
 def _pid(pid_file: Path) -> int | None:
     try:
         pid = int(pid_file.read_text().strip())
-        os.kill(pid, 0)
     except (OSError, ValueError):
+        pid = None
+    if pid is None or not _running(pid):
         pid_file.unlink(missing_ok=True)
         return None
     return pid
@@ -94,6 +108,14 @@ def start(
         note = " (the options given were not applied)" if extra else ""
         err_console().print(f"daemon already running on {host}:{port}{note}")
         return
+    starting = _pid(pid_file)
+    if starting is not None:
+        # An earlier start's server, not answering yet: wait for it rather than start a second
+        # one, which could not bind the port and would take the first one's pid file with it.
+        if _wait_healthy(host, port, starting):
+            err_console().print(f"daemon running (PID {starting}, logs: {log_file})")
+            return
+        fail(f"daemon PID {starting} does not answer on {host}:{port}; see {log_file}")
     command = [sys.executable, "-m", "sandbox_agent", "server", "-H", host, "-p", str(port)]
     command += ["--store", store] if store else []
     command += extra
@@ -127,6 +149,19 @@ def start(
     fail(f"the server did not answer within 30 s, so it was stopped; see {log_file}")
 
 
+def _wait_healthy(host: str, port: int, pid: int, seconds: float = 30) -> bool:
+    """Whether the process ``pid`` answers on ``host:port`` within ``seconds`` (False once it
+    is gone)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if healthy(host, port):
+            return True
+        if not _running(pid):
+            return False
+        time.sleep(0.2)
+    return False
+
+
 def _tail(log_file: Path, offset: int, max_bytes: int = 4000) -> str:
     """What the server wrote to its log after ``offset`` (its last ``max_bytes``)."""
     with log_file.open("rb") as log:
@@ -145,9 +180,7 @@ def stop(host: Host = DEFAULT_HOST, port: Port = DEFAULT_PORT) -> None:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
+        if not _running(pid):
             break
         time.sleep(0.1)
     else:
