@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -343,6 +344,36 @@ def test_every_error_is_problem_json(
     if client.get("/v1/sessions/e1").status_code == 404:
         create(client, "e1")
     _problem(client.request(method, path, **kwargs), status, name)
+    # The OpenAPI document says so: that status, as problem+json, on that operation.
+    operation = _operation(client.get("/openapi.json").json(), method, path)
+    if operation is None:  # not an operation of the API at all
+        assert name in ("not_found", "method_not_allowed")
+    else:
+        answer = operation["responses"][str(status)]
+        assert list(answer["content"]) == ["application/problem+json"]
+
+
+def _operation(document: dict[str, Any], method: str, path: str) -> dict[str, Any] | None:
+    """The operation of ``document`` that serves ``method path`` (None for unknown routes)."""
+    for template, operations in document["paths"].items():
+        pattern = re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path) and method.lower() in operations:
+            operation: dict[str, Any] = operations[method.lower()]
+            return operation
+    return None
+
+
+def test_the_openapi_document_declares_problem_json_errors_only(client: httpx.Client) -> None:
+    document = client.get("/openapi.json").json()
+    assert "Problem" in document["components"]["schemas"]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            assert "422" not in operation["responses"], (method, path)  # we answer 400
+            for status, answer in operation["responses"].items():
+                if status[0] in "45":
+                    assert list(answer["content"]) == ["application/problem+json"]
+            if path != "/v1/health":
+                assert {"401", "500", "503"} <= set(operation["responses"]), (method, path)
 
 
 def test_served_openapi_matches_the_committed_copy(client: httpx.Client) -> None:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
@@ -26,6 +27,7 @@ from sandbox_agent.server.config import ServerConfig
 from sandbox_agent.server.errors import install_error_handlers
 from sandbox_agent.server.limits import BodyLimit
 from sandbox_agent.server.models import HealthResponse
+from sandbox_agent.server.responses import document_problems
 from sandbox_agent.server.routes import agents, events, hitl, sessions
 from sandbox_agent.server.sessions import SessionManager
 from sandbox_agent.store import default_store_url, open_store
@@ -94,6 +96,15 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     app.state.config = config
     app.state.stopping = asyncio.Event()
     install_error_handlers(app)
+    fastapi_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = fastapi_openapi()  # built once, then cached by FastAPI
+        if "Problem" not in document.get("components", {}).get("schemas", {}):
+            document_problems(document)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/", response_class=PlainTextResponse, include_in_schema=False)
     async def banner() -> str:

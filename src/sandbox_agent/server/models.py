@@ -26,6 +26,19 @@ class ApiModel(BaseModel):
     )
 
 
+class Problem(BaseModel):
+    """An error, as ``application/problem+json`` (RFC 9457): ``type`` is
+    ``urn:sandbox-agent:error:<name>``; extensions (``sessionId``, ``agent``, ``details``, ...)
+    depend on the error."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+
+
 class HealthResponse(ApiModel):
     status: Literal["ok"] = "ok"
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from sandbox_agent.server.models import EventsResponse
+from sandbox_agent.server.responses import problems
 from sandbox_agent.server.routes.deps import Config, IncludeRaw, Manager, SessionId, Stopping
 from sandbox_agent.server.sse import event_stream, resume_after, sse_response
 
@@ -16,7 +17,7 @@ router = APIRouter(prefix="/v1/sessions", tags=["events"])
 Offset = Annotated[int, Query(ge=0, description="The last sequence seen (exclusive).")]
 
 
-@router.get("/{session_id}/events", response_model=EventsResponse)
+@router.get("/{session_id}/events", response_model=EventsResponse, responses=problems(404))
 async def list_events(
     session_id: SessionId,
     manager: Manager,
@@ -41,7 +42,7 @@ async def list_events(
 @router.get(
     "/{session_id}/events/sse",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={200: {"content": {"text/event-stream": {}}}, **problems(404)},
 )
 async def stream_events(
     session_id: SessionId,

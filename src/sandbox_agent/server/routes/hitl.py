@@ -5,12 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from sandbox_agent.server.models import PermissionReplyRequest, QuestionReplyRequest
+from sandbox_agent.server.responses import problems
 from sandbox_agent.server.routes.deps import Manager, RequestId, SessionId
 
 router = APIRouter(prefix="/v1/sessions", tags=["hitl"])
 
 
-@router.post("/{session_id}/permissions/{permission_id}/reply", status_code=204)
+@router.post(
+    "/{session_id}/permissions/{permission_id}/reply", status_code=204, responses=problems(404)
+)
 async def reply_permission(
     session_id: SessionId, permission_id: RequestId, body: PermissionReplyRequest, manager: Manager
 ) -> Response:
@@ -19,7 +22,9 @@ async def reply_permission(
     return Response(status_code=204)
 
 
-@router.post("/{session_id}/questions/{question_id}/reply", status_code=204)
+@router.post(
+    "/{session_id}/questions/{question_id}/reply", status_code=204, responses=problems(404)
+)
 async def reply_question(
     session_id: SessionId, question_id: RequestId, body: QuestionReplyRequest, manager: Manager
 ) -> Response:
@@ -28,7 +33,9 @@ async def reply_question(
     return Response(status_code=204)
 
 
-@router.post("/{session_id}/questions/{question_id}/reject", status_code=204)
+@router.post(
+    "/{session_id}/questions/{question_id}/reject", status_code=204, responses=problems(404)
+)
 async def reject_question(
     session_id: SessionId, question_id: RequestId, manager: Manager
 ) -> Response:

@@ -17,6 +17,7 @@ from sandbox_agent.server.models import (
     SessionInfo,
     SessionListResponse,
 )
+from sandbox_agent.server.responses import problems
 from sandbox_agent.server.routes.deps import (
     Config,
     IncludeRaw,
@@ -78,7 +79,10 @@ async def list_sessions(
 
 
 @router.post(
-    "/{session_id}", response_model=CreateSessionResponse, response_model_exclude_none=True
+    "/{session_id}",
+    response_model=CreateSessionResponse,
+    response_model_exclude_none=True,
+    responses=problems(404, 409),
 )
 async def create_session(
     session_id: SessionId, body: CreateSessionRequest, manager: Manager
@@ -87,7 +91,12 @@ async def create_session(
     return await manager.create(session_id, body)
 
 
-@router.get("/{session_id}", response_model=SessionInfo, response_model_exclude_none=True)
+@router.get(
+    "/{session_id}",
+    response_model=SessionInfo,
+    response_model_exclude_none=True,
+    responses=problems(404),
+)
 async def get_session(session_id: SessionId, manager: Manager) -> SessionInfo:
     await manager.get(session_id)
     record = await manager.store.get_session(session_id)
@@ -96,7 +105,7 @@ async def get_session(session_id: SessionId, manager: Manager) -> SessionInfo:
     return session_info(manager, record)
 
 
-@router.delete("/{session_id}", status_code=204)
+@router.delete("/{session_id}", status_code=204, responses=problems(404))
 async def delete_session(session_id: SessionId, manager: Manager) -> Response:
     """Terminate the session if live, then delete it with its events."""
     await manager.delete(session_id)
@@ -110,7 +119,7 @@ def _check_message(body: MessageRequest, config: Config) -> None:
         raise invalid_request(f"more than {config.max_attachments} attachments")
 
 
-@router.post("/{session_id}/messages", status_code=204)
+@router.post("/{session_id}/messages", status_code=204, responses=problems(404, 409))
 async def send_message(session_id: SessionId, body: MessageRequest, request: Request) -> Response:
     """Send a prompt: 204 once ``turn.started`` and the user item are stored; 409 while a turn
     runs; 400 once the session was terminated."""
@@ -123,7 +132,7 @@ async def send_message(session_id: SessionId, body: MessageRequest, request: Req
 @router.post(
     "/{session_id}/messages/stream",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={200: {"content": {"text/event-stream": {}}}, **problems(404, 409)},
 )
 async def send_message_stream(
     session_id: SessionId,
@@ -149,21 +158,28 @@ async def send_message_stream(
     return sse_response(stream)
 
 
-@router.post("/{session_id}/cancel", status_code=204)
+@router.post("/{session_id}/cancel", status_code=204, responses=problems(404))
 async def cancel_turn(session_id: SessionId, manager: Manager) -> Response:
     """Interrupt the running turn; it ends with ``reason: cancelled``."""
     await (await manager.get(session_id)).cancel()
     return Response(status_code=204)
 
 
-@router.post("/{session_id}/terminate", status_code=204)
+@router.post("/{session_id}/terminate", status_code=204, responses=problems(404))
 async def terminate_session(session_id: SessionId, manager: Manager) -> Response:
     """Stop the session's agent and record ``session.ended {terminated, daemon}``."""
     await (await manager.get(session_id)).terminate()
     return Response(status_code=204)
 
 
-@router.get("/{session_id}/state")
+@router.get(
+    "/{session_id}/state",
+    response_model=None,
+    responses={
+        200: {"model": SessionState, "description": "The session state after sequence at"},
+        **problems(404),
+    },
+)
 async def session_state(
     session_id: SessionId,
     manager: Manager,
@@ -174,7 +190,14 @@ async def session_state(
     return state.model_dump(mode="json")
 
 
-@router.get("/{session_id}/transcript", response_class=PlainTextResponse)
+@router.get(
+    "/{session_id}/transcript",
+    response_class=PlainTextResponse,
+    responses={
+        200: {"content": {"text/markdown": {}, "text/plain": {}, "application/json": {}}},
+        **problems(404),
+    },
+)
 async def session_transcript(
     session_id: SessionId,
     manager: Manager,

@@ -1,0 +1,65 @@
+"""The error answers of the OpenAPI document: every error is ``application/problem+json``.
+
+Routes declare the statuses only they can answer (``problems(404, 409)``);
+``document_problems`` adds those every route shares (400 for a bad parameter or body, 401 with
+a token, 413 for a body over the limit, 500 and 503) and drops FastAPI's 422, which this server
+never answers (validation errors are 400 ``invalid_request``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sandbox_agent.server.errors import PROBLEM_JSON
+from sandbox_agent.server.models import Problem
+
+#: Each status, with the problem names (``urn:sandbox-agent:error:<name>``) it stands for.
+DESCRIPTIONS = {
+    400: "invalid_request (validation, a bad value, a terminated session), unsupported_agent, "
+    "mode_not_supported",
+    401: "token_invalid: a token is required and missing or wrong",
+    404: "session_not_found, agent_not_installed, permission_not_found, question_not_found, "
+    "not_found",
+    409: "session_already_exists, turn_in_progress, sequence_conflict",
+    413: "payload_too_large: the body is over --max-body-bytes",
+    500: "agent_process_exited, agent_error, install_failed, internal_error",
+    503: "store_error: the event store failed",
+}
+_SCHEMA_REF = {"$ref": "#/components/schemas/Problem"}
+_BODY_METHODS = frozenset({"post", "put", "patch", "delete"})
+_PUBLIC = frozenset({("get", "/v1/health")})
+
+
+def _answer(status: int) -> dict[str, Any]:
+    return {"description": DESCRIPTIONS[status], "content": {PROBLEM_JSON: {"schema": _SCHEMA_REF}}}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route that can answer these error statuses."""
+    return {status: _answer(status) for status in statuses}
+
+
+def document_problems(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` (FastAPI's OpenAPI dict) with the shared error answers; changed in place."""
+    for path, operations in document.get("paths", {}).items():
+        for method, operation in operations.items():
+            answers: dict[str, Any] = operation.setdefault("responses", {})
+            answers.pop("422", None)
+            shared: list[int] = []
+            if operation.get("parameters") or operation.get("requestBody"):
+                shared.append(400)
+            if (method, path) not in _PUBLIC:
+                shared += [401, 500, 503]
+            if method in _BODY_METHODS:
+                shared.append(413)
+            for code in shared:
+                answers.setdefault(str(code), _answer(code))
+            for status, answer in answers.items():
+                if status.startswith(("4", "5")):  # problem+json, never application/json
+                    answer["content"] = {PROBLEM_JSON: {"schema": _SCHEMA_REF}}
+            operation["responses"] = dict(sorted(answers.items()))
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    schemas["Problem"] = Problem.model_json_schema()
+    return document
