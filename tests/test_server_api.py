@@ -363,6 +363,18 @@ def _operation(document: dict[str, Any], method: str, path: str) -> dict[str, An
     return None
 
 
+def test_a_wrong_method_names_every_method_of_the_path(client: httpx.Client) -> None:
+    response = client.request("PUT", "/v1/sessions/e1")
+    _problem(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "DELETE, GET, POST"
+
+
+def test_an_empty_cursor_is_the_first_page(client: httpx.Client, sid: str) -> None:
+    first = client.get("/v1/sessions", params={"limit": 2}).json()
+    assert client.get("/v1/sessions", params={"limit": 2, "cursor": ""}).json() == first
+    _problem(client.get("/v1/sessions", params={"cursor": "nonsense"}), 400, "invalid_request")
+
+
 def test_the_openapi_document_declares_problem_json_errors_only(client: httpx.Client) -> None:
     document = client.get("/openapi.json").json()
     assert "Problem" in document["components"]["schemas"]

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from sandbox_agent.agents import AgentError, TurnInProgress, UnknownRequest, UnsupportedAgent
 from sandbox_agent.replay import SequencePastEnd
@@ -168,6 +169,17 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "malformed request"
 
 
+def _allowed(request: Request) -> list[str]:
+    """Every method some route of the app serves on the request's path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                methods |= route.methods
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Render every error of ``app`` as problem+json."""
 
@@ -191,6 +203,8 @@ def install_error_handlers(app: FastAPI) -> None:
             error = ApiError(
                 "method_not_allowed", 405, f"{request.method} is not allowed on {request.url.path}"
             )
+            # Starlette names the methods of the first route of that path only.
+            return problem_response(error, headers={"Allow": ", ".join(_allowed(request))})
         else:
             name = "invalid_request" if exc.status_code == 400 else f"http_{exc.status_code}"
             error = ApiError(name, exc.status_code, str(exc.detail))

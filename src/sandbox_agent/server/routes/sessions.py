@@ -71,8 +71,9 @@ async def list_sessions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> SessionListResponse:
-    """Sessions, newest first; pass ``nextCursor`` back as ``cursor`` for the next page."""
-    page = await manager.store.list_sessions(limit=limit, cursor=cursor)
+    """Sessions, newest first; pass ``nextCursor`` back as ``cursor`` for the next page (an
+    empty ``cursor`` is the first page)."""
+    page = await manager.store.list_sessions(limit=limit, cursor=cursor or None)
     return SessionListResponse(
         sessions=[session_info(manager, r) for r in page.items], next_cursor=page.next_cursor
     )
