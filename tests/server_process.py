@@ -7,6 +7,7 @@ replay engine's invariant checker over a stream the server produced.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -24,6 +25,7 @@ from httpx_sse import connect_sse
 
 from sandbox_agent.events import UniversalEvent
 from sandbox_agent.replay import replay
+from sandbox_agent.store import open_store
 
 OK_PROMPT = "Reply with exactly the single word OK."
 
@@ -113,6 +115,8 @@ class ServerProcess:
 
 @contextlib.contextmanager
 def running(store_url: str, log_path: Path, **kwargs: Any) -> Iterator[ServerProcess]:
+    """A started server, stopped afterwards; then every stream it left in its store must pass
+    ``check_stream`` (whatever the test itself checked)."""
     server = ServerProcess(store_url, log_path, **kwargs).start()
     try:
         yield server
@@ -120,6 +124,25 @@ def running(store_url: str, log_path: Path, **kwargs: Any) -> Iterator[ServerPro
         with contextlib.suppress(Exception):
             server.stop()
         server.kill()
+    check_store(store_url)
+
+
+def check_store(store_url: str) -> None:
+    """``check_stream`` over every session of the store at ``store_url``."""
+    asyncio.run(_check_store(store_url))
+
+
+async def _check_store(store_url: str) -> None:
+    async with await open_store(store_url) as store:
+        cursor: str | None = None
+        while True:
+            page = await store.list_sessions(limit=500, cursor=cursor)
+            for record in page.items:
+                events = await store.read(record.id, after=0, limit=None)
+                check_stream([e.model_dump(mode="json") for e in events])
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
 
 def events_of(client: httpx.Client, session_id: str, **params: Any) -> list[dict[str, Any]]:

@@ -8,12 +8,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from sandbox_agent.agents.process import AgentProcess, agent_environment
+
+from helpers.pids import alive, gone_within
 
 PARENT = textwrap.dedent(
     """
@@ -34,25 +35,6 @@ PARENT = textwrap.dedent(
 )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (dead, not yet reaped by init) counts as gone.
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "\nState:\tZ" in status.read_text())
-
-
-def _gone_within(pid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while _alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 @pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
 def test_an_agent_dies_with_a_server_killed_by_sigkill(tmp_path: Path) -> None:
     parent = subprocess.Popen(
@@ -63,11 +45,11 @@ def test_an_agent_dies_with_a_server_killed_by_sigkill(tmp_path: Path) -> None:
     try:
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
-        assert _alive(child)
+        assert alive(child)
         assert os.getpgid(child) == child, "the agent leads its own process group"
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-        assert _gone_within(child, 10), "the agent outlived the server"
+        assert gone_within(child, 10), "the agent outlived the server"
     finally:
         parent.kill()
         parent.wait()
@@ -89,6 +71,6 @@ async def test_stderr_goes_to_the_log_and_stop_ends_the_group(tmp_path: Path) ->
     lines = agent.lines()
     grandchild = int(await anext(lines))
     await agent.stop(grace=1)
-    assert await asyncio.to_thread(_gone_within, grandchild, 10), "stop() ends the whole group"
+    assert await asyncio.to_thread(gone_within, grandchild, 10), "stop() ends the whole group"
     assert "to the log" in log.read_text()
     assert "to the log" in agent.stderr_tail()

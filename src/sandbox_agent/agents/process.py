@@ -136,12 +136,21 @@ class AgentProcess:
         """End the process and its group: close stdin, SIGTERM, then SIGKILL after ``grace``."""
         self.close_stdin()
         if self.proc.returncode is None:
+            logger.debug("stopping %s (pid %s): SIGTERM", self.argv[0], self.proc.pid)
             self.signal_group(signal.SIGTERM)
             try:
                 await asyncio.wait_for(self.proc.wait(), grace)
             except TimeoutError:
+                logger.warning(
+                    "%s (pid %s) did not stop within %s s: SIGKILL",
+                    self.argv[0],
+                    self.proc.pid,
+                    grace,
+                )
                 self.signal_group(signal.SIGKILL)
                 await self.proc.wait()
+        else:
+            logger.debug("%s (pid %s) exited by itself", self.argv[0], self.proc.pid)
         # Children that outlived the leader (node wrappers' native binaries) go too.
         self.signal_group(signal.SIGKILL)
         return self.proc.returncode
