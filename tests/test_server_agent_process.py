@@ -54,31 +54,22 @@ def _start(client: httpx.Client, session_id: str, pid_file: Path) -> int:
     return pid
 
 
-def test_terminate_stops_the_agent_process(
-    server: ServerProcess, pid_file: Path, tmp_path: Path
+@pytest.mark.parametrize(("method", "action"), [("POST", "/terminate"), ("DELETE", "")])
+def test_terminate_and_delete_stop_the_agent_process(
+    server: ServerProcess, pid_file: Path, tmp_path: Path, method: str, action: str
 ) -> None:
     with server.client() as client:
-        pid = _start(client, "t1", pid_file)
-        assert client.post("/v1/sessions/t1/terminate").status_code == 204
-        assert gone_within(pid), "terminate left the agent running"
+        pid = _start(client, "s1", pid_file)
+        assert client.request(method, f"/v1/sessions/s1{action}").status_code == 204
+        assert gone_within(pid), f"{method} {action} left the agent running"
         marker = stopped_marker(pid_file)
         assert marker.exists() and marker.read_text() == "SIGTERM", _logs(tmp_path)
-        events = events_of(client, "t1")
-        assert events[-1]["type"] == "session.ended"
-        assert events[-1]["data"]["terminated_by"] == "daemon"
-        check_stream(events)
-
-
-def test_delete_stops_the_agent_process(
-    server: ServerProcess, pid_file: Path, tmp_path: Path
-) -> None:
-    with server.client() as client:
-        pid = _start(client, "d1", pid_file)
-        assert client.delete("/v1/sessions/d1").status_code == 204
-        assert gone_within(pid), "delete left the agent running"
-        marker = stopped_marker(pid_file)
-        assert marker.exists() and marker.read_text() == "SIGTERM", _logs(tmp_path)
-        assert client.get("/v1/sessions/d1").status_code == 404
+        if method == "DELETE":
+            assert client.get("/v1/sessions/s1").status_code == 404
+        else:
+            events = events_of(client, "s1")
+            assert events[-1]["type"] == "session.ended"
+            assert events[-1]["data"]["terminated_by"] == "daemon"
 
 
 def test_a_sigkilled_server_takes_its_agents_and_the_next_one_starts_them_again(
