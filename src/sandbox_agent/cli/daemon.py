@@ -128,16 +128,13 @@ def start(
             command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
     pid_file.write_text(str(process.pid))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pid_file.unlink(missing_ok=True)
-            sys.stderr.write(_tail(log_file, logged))
-            fail(f"the server exited with {process.returncode}; see {log_file}")
-        if healthy(host, port):
-            err_console().print(f"daemon running (PID {process.pid}, logs: {log_file})")
-            return
-        time.sleep(0.2)
+    if _wait_healthy(host, port, process.pid):
+        err_console().print(f"daemon running (PID {process.pid}, logs: {log_file})")
+        return
+    if process.poll() is not None:
+        pid_file.unlink(missing_ok=True)
+        sys.stderr.write(_tail(log_file, logged))
+        fail(f"the server exited with {process.returncode}; see {log_file}")
     # Not left running unanswered with its pid file: the next start would take it for ours.
     process.terminate()
     try:

@@ -76,14 +76,7 @@ async def _check_states(
     """Full replays (no snapshot trusted) of ``session_ids``, or of every session of the store."""
     async with await open_existing(url) as store:
         if every:
-            session_ids = []
-            cursor: str | None = None
-            while True:
-                page = await store.list_sessions(limit=500, cursor=cursor)
-                session_ids += [r.id for r in page.items]
-                if page.next_cursor is None:
-                    break
-                cursor = page.next_cursor
+            session_ids = [record.id for record in await store.all_sessions()]
         return [
             await state_at(store, session_id, at, use_snapshots=False) for session_id in session_ids
         ]

@@ -91,6 +91,18 @@ class EventStore(abc.ABC):
         """Sessions newest first (by creation), keyset-paginated with an opaque cursor that stays
         valid while sessions are added."""
 
+    async def all_sessions(self, status: SessionStatus | None = None) -> list[SessionRecord]:
+        """Every session (with ``status``, any when None), newest first: all pages of
+        ``list_sessions``."""
+        records: list[SessionRecord] = []
+        cursor: str | None = None
+        while True:
+            page = await self.list_sessions(limit=500, cursor=cursor, status=status)
+            records.extend(page.items)
+            if page.next_cursor is None:
+                return records
+            cursor = page.next_cursor
+
     @abc.abstractmethod
     async def update_session(
         self,
@@ -338,14 +350,7 @@ class EventStore(abc.ABC):
         """Delete sessions (with ``status``, any when None) last updated before ``older_than``,
         sparing the ``keep_latest`` newest of them. With neither bound, every session with
         ``status`` goes. Returns the ids removed and how many events went with them."""
-        candidates: list[SessionRecord] = []
-        cursor: str | None = None
-        while True:
-            page = await self.list_sessions(limit=500, cursor=cursor, status=status)
-            candidates.extend(page.items)
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
+        candidates = await self.all_sessions(status)
         if keep_latest:
             candidates = candidates[keep_latest:]
         if older_than is not None:

@@ -33,7 +33,7 @@ from sandbox_agent.server.errors import (
 )
 from sandbox_agent.server.models import CreateSessionRequest, CreateSessionResponse
 from sandbox_agent.server.sessions.session import LiveSession
-from sandbox_agent.store import EventStore, SessionRecord, SessionStatus
+from sandbox_agent.store import EventStore, SessionRecord
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ class SessionManager:
         """Load every active session of the store and close what a previous server left open
         (see ``LiveSession.recover``). Returns the ids recovered."""
         recovered: list[str] = []
-        for record in await self._records("active"):
+        for record in await self.store.all_sessions("active"):
             if record.id in self._sessions:
                 continue
             if record.last_sequence == 0:
@@ -210,16 +210,6 @@ class SessionManager:
             self._sessions[record.id] = live
             recovered.append(record.id)
         return recovered
-
-    async def _records(self, status: SessionStatus) -> list[SessionRecord]:
-        records: list[SessionRecord] = []
-        cursor: str | None = None
-        while True:
-            page = await self.store.list_sessions(limit=500, cursor=cursor, status=status)
-            records.extend(page.items)
-            if page.next_cursor is None:
-                return records
-            cursor = page.next_cursor
 
     async def _default_model(self, agent: str) -> str | None:
         """The agent's default model: a live lookup bounded by ``MODEL_LOOKUP_SECONDS``, else
