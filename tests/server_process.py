@@ -134,15 +134,25 @@ def check_store(store_url: str) -> None:
 
 async def _check_store(store_url: str) -> None:
     async with await open_store(store_url) as store:
-        cursor: str | None = None
-        while True:
-            page = await store.list_sessions(limit=500, cursor=cursor)
-            for record in page.items:
-                events = await store.read(record.id, after=0, limit=None)
-                check_stream([e.model_dump(mode="json") for e in events])
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        for record in await store.all_sessions():
+            check_events(await store.read(record.id, after=0, limit=None))
+
+
+def problem(
+    response: httpx.Response, status: int | None = None, name: str | None = None
+) -> dict[str, Any]:
+    """The problem+json body of an error answer (of ``status`` and problem ``name`` when given),
+    with its type, title, status and detail checked."""
+    if status is not None:
+        assert response.status_code == status, response.text
+    assert response.status_code >= 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["type"].startswith("urn:sandbox-agent:error:")
+    if name is not None:
+        assert body["type"] == f"urn:sandbox-agent:error:{name}"
+    assert body["status"] == response.status_code and body["title"] and body["detail"]
+    return body
 
 
 def events_of(client: httpx.Client, session_id: str, **params: Any) -> list[dict[str, Any]]:
@@ -181,8 +191,12 @@ def wait_for(
 
 
 def check_stream(events: Sequence[dict[str, Any]]) -> None:
+    """``check_events`` over events as the API returns them (JSON objects)."""
+    check_events([UniversalEvent.model_validate(e) for e in events])
+
+
+def check_events(events: Sequence[UniversalEvent]) -> None:
     """The stream is 1..N without gaps, and the replay invariant checker finds no anomaly."""
-    parsed = [UniversalEvent.model_validate(e) for e in events]
-    assert [e.sequence for e in parsed] == list(range(1, len(parsed) + 1))
-    state = replay(parsed)
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    state = replay(events)
     assert state.anomalies == [], state.anomalies

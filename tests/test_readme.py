@@ -5,36 +5,19 @@ run one after another against it (only the port changed), do what the README say
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from server_process import check_stream, free_port
+from server_process import ServerProcess, check_store, check_stream
 
 ROOT = Path(__file__).parent.parent
 README = ROOT / "README.md"
-
-
-def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120  # the first run of main.sh may create the venv
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"main.sh exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"main.sh did not answer:\n{log.read_text()}")
 
 
 def walkthrough() -> list[str]:
@@ -47,31 +30,30 @@ def walkthrough() -> list[str]:
     return [line.strip() for line in joined.splitlines() if line.strip().startswith("curl ")]
 
 
+class MainJob(ServerProcess):
+    """``scripts/main.sh -p PORT``, as the README runs it: the default store, the default mock
+    delay, no token (on loopback)."""
+
+    def command(self) -> list[str]:
+        return [str(ROOT / "scripts" / "main.sh"), "-p", str(self.port)]
+
+
 @pytest.fixture
 def main_job(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """``scripts/main.sh`` as the README runs it, on a free port, with its data dir in tmp."""
-    port = free_port()
-    env = {**os.environ, "SANDBOX_AGENT_DATA_DIR": str(tmp_path / "data")}
-    for name in ("SANDBOX_AGENT_TOKEN", "SANDBOX_AGENT_STORE"):
-        env.pop(name, None)
-    log = (tmp_path / "main.log").open("wb")
-    process = subprocess.Popen(
-        [str(ROOT / "scripts" / "main.sh"), "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    """The main job on a free port, with its data dir (so its SQLite store) in tmp."""
+    data = tmp_path / "data"
+    # Empty means unset to the server: no token, the default store.
+    env = {"SANDBOX_AGENT_DATA_DIR": str(data), "SANDBOX_AGENT_TOKEN": ""}
+    env["SANDBOX_AGENT_STORE"] = ""
+    store = f"sqlite:///{data / 'sandbox-agent.db'}"
+    job = MainJob(store, tmp_path / "main.log", env=env)
+    job.start(timeout=120)  # the first run of main.sh may create the venv
     try:
-        wait_until_healthy(f"http://127.0.0.1:{port}", process, tmp_path / "main.log")
-        yield port, tmp_path / "data"
+        yield job.port, data
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        job.stop()
+        job.kill()
+    check_store(store)
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the walkthrough uses curl")

@@ -20,6 +20,7 @@ from server_process import (
     check_stream,
     create,
     events_of,
+    problem,
     running,
     stream_turn,
     wait_for,
@@ -64,15 +65,6 @@ def sid(client: httpx.Client) -> Iterator[str]:
 
 def _types(events: list[dict[str, Any]]) -> list[str]:
     return [e["type"] for e in events]
-
-
-def _problem(response: httpx.Response, status: int, name: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["type"] == f"urn:sandbox-agent:error:{name}"
-    assert body["status"] == status and body["title"] and body["detail"]
-    return body
 
 
 def test_ok_prompt_records_the_canonical_stream(client: httpx.Client, sid: str) -> None:
@@ -135,7 +127,7 @@ def test_sessions_are_listed_newest_first_and_described(client: httpx.Client, si
 
 
 def test_creating_a_taken_id_is_409(client: httpx.Client, sid: str) -> None:
-    _problem(
+    problem(
         client.post(f"/v1/sessions/{sid}", json={"agent": "mock"}), 409, "session_already_exists"
     )
 
@@ -149,7 +141,7 @@ def test_a_second_message_during_a_turn_is_409(client: httpx.Client, sid: str) -
     assert client.post(f"/v1/sessions/{sid}/messages", json={"message": prompt}).status_code == 204
     events = wait_for(client, sid, "question.requested")
     second = client.post(f"/v1/sessions/{sid}/messages", json={"message": OK_PROMPT})
-    _problem(second, 409, "turn_in_progress")
+    problem(second, 409, "turn_in_progress")
     question = next(e for e in events if e["type"] == "question.requested")["data"]["question_id"]
     reply = client.post(
         f"/v1/sessions/{sid}/questions/{question}/reply", json={"answers": [["Yes"]]}
@@ -197,7 +189,7 @@ def test_terminate_ends_the_session_and_refuses_messages(client: httpx.Client, s
     assert events[-1]["data"]["reason"] == "terminated"
     assert events[-1]["data"]["terminated_by"] == "daemon"
     refused = client.post(f"/v1/sessions/{sid}/messages", json={"message": OK_PROMPT})
-    assert "session terminated" in _problem(refused, 400, "invalid_request")["detail"]
+    assert "session terminated" in problem(refused, 400, "invalid_request")["detail"]
     assert client.post(f"/v1/sessions/{sid}/terminate").status_code == 204
     assert events_of(client, sid) == events
     assert client.get(f"/v1/sessions/{sid}").json()["status"] == "ended"
@@ -219,8 +211,8 @@ def test_a_session_the_agent_ended_is_reopened_by_the_next_message(
 def test_delete_removes_the_session_and_its_events(client: httpx.Client, sid: str) -> None:
     stream_turn(client, sid, OK_PROMPT)
     assert client.delete(f"/v1/sessions/{sid}").status_code == 204
-    _problem(client.get(f"/v1/sessions/{sid}"), 404, "session_not_found")
-    _problem(client.get(f"/v1/sessions/{sid}/events"), 404, "session_not_found")
+    problem(client.get(f"/v1/sessions/{sid}"), 404, "session_not_found")
+    problem(client.get(f"/v1/sessions/{sid}/events"), 404, "session_not_found")
     assert sid not in [s["sessionId"] for s in client.get("/v1/sessions").json()["sessions"]]
     create(client, sid)  # the id is free again
 
@@ -237,7 +229,7 @@ def test_permission_reply_is_recorded(
     resolved = [e for e in events_of(client, sid) if e["type"] == "permission.resolved"]
     assert [(e["data"]["permission_id"], e["data"]["status"]) for e in resolved] == [(pid, status)]
     again = client.post(f"/v1/sessions/{sid}/permissions/{pid}/reply", json={"reply": reply})
-    _problem(again, 404, "permission_not_found")
+    problem(again, 404, "permission_not_found")
 
 
 def test_always_auto_approves_the_next_matching_request(client: httpx.Client, sid: str) -> None:
@@ -278,7 +270,7 @@ def test_questions_are_answered_and_rejected(client: httpx.Client, sid: str) -> 
     }
     assert resolved[first]["status"] == "answered" and resolved[first]["response"] == "Red"
     assert resolved[second]["status"] == "rejected" and resolved[second]["response"] is None
-    _problem(client.post(f"/v1/sessions/{sid}/questions/{first}/reject"), 404, "question_not_found")
+    problem(client.post(f"/v1/sessions/{sid}/questions/{first}/reject"), 404, "question_not_found")
     assert events[-1]["type"] == "question.requested"
 
 
@@ -289,7 +281,7 @@ def test_state_and_transcript_are_replayed(client: httpx.Client, sid: str) -> No
     assert [i["text"] for i in state["items"]] == [OK_PROMPT, "OK"]
     early = client.get(f"/v1/sessions/{sid}/state", params={"at": 2}).json()
     assert early["status"] == "running" and early["last_sequence"] == 2
-    _problem(client.get(f"/v1/sessions/{sid}/state", params={"at": 99}), 400, "invalid_request")
+    problem(client.get(f"/v1/sessions/{sid}/state", params={"at": 99}), 400, "invalid_request")
     markdown = client.get(f"/v1/sessions/{sid}/transcript")
     assert markdown.headers["content-type"].startswith("text/markdown") and "OK" in markdown.text
     as_json = client.get(f"/v1/sessions/{sid}/transcript", params={"format": "json"})
@@ -306,12 +298,12 @@ def test_agents_list_the_mock_and_the_real_agents_as_not_installed(client: httpx
     modes = client.get("/v1/agents/mock/modes").json()["modes"]
     assert [m["id"] for m in modes] == ["build", "plan"]
     assert client.get("/v1/agents/mock/models").json()["defaultModel"] == "mock"
-    _problem(client.get("/v1/agents/nope/modes"), 400, "unsupported_agent")
-    _problem(
+    problem(client.get("/v1/agents/nope/modes"), 400, "unsupported_agent")
+    problem(
         client.post("/v1/sessions/x-claude", json={"agent": "claude"}), 404, "agent_not_installed"
     )
-    _problem(client.post("/v1/sessions/x-nope", json={"agent": "nope"}), 400, "unsupported_agent")
-    _problem(
+    problem(client.post("/v1/sessions/x-nope", json={"agent": "nope"}), 400, "unsupported_agent")
+    problem(
         client.post("/v1/sessions/x-mode", json={"agent": "mock", "agentMode": "weird"}),
         400,
         "mode_not_supported",
@@ -343,7 +335,7 @@ def test_every_error_is_problem_json(
 ) -> None:
     if client.get("/v1/sessions/e1").status_code == 404:
         create(client, "e1")
-    _problem(client.request(method, path, **kwargs), status, name)
+    problem(client.request(method, path, **kwargs), status, name)
     # The OpenAPI document says so: that status, as problem+json, on that operation.
     operation = _operation(client.get("/openapi.json").json(), method, path)
     if operation is None:  # not an operation of the API at all
@@ -365,14 +357,14 @@ def _operation(document: dict[str, Any], method: str, path: str) -> dict[str, An
 
 def test_a_wrong_method_names_every_method_of_the_path(client: httpx.Client) -> None:
     response = client.request("PUT", "/v1/sessions/e1")
-    _problem(response, 405, "method_not_allowed")
+    problem(response, 405, "method_not_allowed")
     assert response.headers["allow"] == "DELETE, GET, POST"
 
 
 def test_an_empty_cursor_is_the_first_page(client: httpx.Client, sid: str) -> None:
     first = client.get("/v1/sessions", params={"limit": 2}).json()
     assert client.get("/v1/sessions", params={"limit": 2, "cursor": ""}).json() == first
-    _problem(client.get("/v1/sessions", params={"cursor": "nonsense"}), 400, "invalid_request")
+    problem(client.get("/v1/sessions", params={"cursor": "nonsense"}), 400, "invalid_request")
 
 
 def test_the_openapi_document_declares_problem_json_errors_only(client: httpx.Client) -> None:

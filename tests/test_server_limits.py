@@ -5,12 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from server_process import ServerProcess, check_stream, create, events_of, running, stream_turn
+from server_process import (
+    ServerProcess,
+    check_stream,
+    create,
+    events_of,
+    problem,
+    running,
+    stream_turn,
+)
 
 BODY = 2000
 CHARS = 100
@@ -36,20 +43,11 @@ def client(server: ServerProcess) -> Iterator[httpx.Client]:
         yield c
 
 
-def _problem(response: httpx.Response, status: int, name: str) -> str:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["type"] == f"urn:sandbox-agent:error:{name}" and body["status"] == status
-    detail: str = body["detail"]
-    return detail
-
-
 def _refused_and_nothing_recorded(
     client: httpx.Client, session_id: str, response: httpx.Response, status: int, name: str
 ) -> str:
     before = events_of(client, session_id)
-    detail = _problem(response, status, name)
+    detail: str = problem(response, status, name)["detail"]
     assert events_of(client, session_id) == before
     return detail
 
@@ -110,4 +108,4 @@ def test_page_sizes_outside_their_range_are_refused(
 ) -> None:
     if client.get("/v1/sessions/paged").status_code == 404:
         create(client, "paged")
-    _problem(client.get(path, params=params), 400, "invalid_request")
+    problem(client.get(path, params=params), 400, "invalid_request")
