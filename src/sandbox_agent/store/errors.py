@@ -56,3 +56,16 @@ class InvalidCursor(StoreError, ValueError):
     def __init__(self, cursor: str) -> None:
         super().__init__(f"invalid cursor {cursor!r}: pass back a next_cursor this store returned")
         self.cursor = cursor
+
+
+class DuplicateEventId(StoreError):
+    """Raised by a driver's ``insert_events`` when an event id of the batch is stored already
+    for the session (nothing was written); ``EventStore`` turns it into the stored events of a
+    retry or an ``IdempotencyConflict``."""
+
+    def __init__(self, session_id: str, detail: str = "") -> None:
+        super().__init__(
+            f"session {session_id!r}: an event id of the batch is stored already"
+            + (f" ({detail})" if detail else "")
+        )
+        self.session_id = session_id
