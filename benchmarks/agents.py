@@ -66,6 +66,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent / "tests"), str(HERE)]
 
 from sandbox_agent.agents.install import command_of  # noqa: E402
+from sandbox_agent.testing.server import ServerProcess  # noqa: E402
 from server import (  # noqa: E402  (benchmarks/server.py: its HTTP client and helpers)
     Connection,
     cpu_seconds,
@@ -74,7 +75,6 @@ from server import (  # noqa: E402  (benchmarks/server.py: its HTTP client and h
     percentile,
     post_message,
 )
-from server_process import ServerProcess  # noqa: E402
 
 from helpers.agent_env import AGENTS_DIR, offline_env, prepare_workspace  # noqa: E402
 from helpers.fake_amp import FakeAmp  # noqa: E402

@@ -32,7 +32,8 @@ import pytest
 
 from sandbox_agent.agents import AgentSessionConfig, AgentSettings, EventSink
 from sandbox_agent.agents.acp import AcpAgent
-from server_process import ServerProcess, check_stream, events_of, wait_for
+from sandbox_agent.testing.consistency import check_stream
+from sandbox_agent.testing.server import ServerProcess, events_of, wait_for
 
 from agent_contract import AgentContract, SessionHarness, stream_violations
 from helpers import fake_llm

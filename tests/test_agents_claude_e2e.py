@@ -26,7 +26,8 @@ import pytest
 
 from sandbox_agent.agents import AgentError, AgentSessionConfig, AgentSettings, EventSink
 from sandbox_agent.agents.claude import ClaudeAgent
-from server_process import check_stream, events_of
+from sandbox_agent.testing.consistency import check_stream
+from sandbox_agent.testing.server import events_of
 
 from agent_contract import AgentContract, SessionHarness, stream_violations
 from helpers import fake_llm

@@ -25,7 +25,8 @@ import pytest
 
 from sandbox_agent.agents import AgentSessionConfig, AgentSettings, EventSink
 from sandbox_agent.agents.codex import CodexAgent
-from server_process import check_stream, events_of
+from sandbox_agent.testing.consistency import check_stream
+from sandbox_agent.testing.server import events_of
 
 from agent_contract import AgentContract, SessionHarness, stream_violations
 from helpers.agent_env import AGENTS_DIR, offline_env, require_agent

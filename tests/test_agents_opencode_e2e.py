@@ -23,7 +23,8 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from server_process import ServerProcess, check_stream, events_of, wait_for
+from sandbox_agent.testing.consistency import check_stream
+from sandbox_agent.testing.server import ServerProcess, events_of, wait_for
 
 from helpers.agent_env import offline_env, prepare_workspace, require_agent
 from helpers.fake_llm import FakeLLM

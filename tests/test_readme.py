@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server_process import ServerProcess, check_store, check_stream
+from sandbox_agent.testing.consistency import check_store, check_stream
+from sandbox_agent.testing.server import ServerProcess
 
 ROOT = Path(__file__).parent.parent
 README = ROOT / "README.md"

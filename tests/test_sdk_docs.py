@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from server_process import free_port
+from sandbox_agent.testing.server import free_port
 
 DOC = Path(__file__).parent.parent / "docs" / "sdk.md"
 

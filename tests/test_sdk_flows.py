@@ -13,8 +13,8 @@ from sandbox_agent import SandboxAgent, SandboxAgentError, SandboxAgentSync
 from sandbox_agent.events import UniversalEvent
 from sandbox_agent.sdk import Session
 from sandbox_agent.store import open_store
-from sdk_helpers import same_stream, server_events
-from server_process import OK_PROMPT, ServerProcess
+from sandbox_agent.testing.consistency import assert_same_stream, server_events
+from sandbox_agent.testing.server import OK_PROMPT, ServerProcess
 
 TOKEN = "sdk-test-token"
 
@@ -64,7 +64,9 @@ async def test_turns_follow_one_another_and_the_state_counts_them(
     assert texts == ["turn 1", "turn 2", "turn 3"]
     state = await session.state()
     assert len(state.turns) == 3 and state.status == "idle" and state.anomalies == []
-    same_stream(await _local(session), server_events(server.url, session.id, TOKEN))
+    assert_same_stream(
+        await _local(session), await server_events(server.url, session.id, TOKEN, include_raw=True)
+    )
 
 
 async def test_permission_requests_wait_for_answers_and_the_turn_then_completes(
@@ -167,7 +169,9 @@ async def test_sessions_are_listed_from_the_local_store_with_their_creation_para
             "permissionMode": "default",
             "title": "Listed",
         }
-        assert record.last_sequence == len(server_events(server.url, "listed", TOKEN))
+        assert record.last_sequence == len(
+            await server_events(server.url, "listed", TOKEN, include_raw=True)
+        )
 
 
 async def test_resume_or_create_creates_once_then_resumes(sdk: SandboxAgent) -> None:

@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 from sandbox_agent import SandboxAgent
 from sandbox_agent.store import open_store
-from sdk_helpers import CuttingProxy, same_stream, server_events
-from server_process import ServerProcess
+from sandbox_agent.testing.consistency import assert_same_stream, server_events
+from sandbox_agent.testing.faults import CuttingProxy
+from sandbox_agent.testing.server import ServerProcess
 
 TURNS = ("markdown", "tool", "markdown")
 
@@ -58,7 +59,7 @@ async def _mirror_through_cuts(
                 cutting.cancel()
                 assert result.end_reason == "completed"
             local = [e async for e in session.events(follow=False)]
-            same_stream(local, server_events(server.url, session.id))
+            assert_same_stream(local, await server_events(server.url, session.id, include_raw=True))
             return session.id, session.mirror.reconnects
     finally:
         await store.close()

@@ -15,8 +15,8 @@ from sandbox_agent import SandboxAgent, SandboxAgentError
 from sandbox_agent.events import UniversalEvent
 from sandbox_agent.replay.restore import HEADER
 from sandbox_agent.store import EventStore, open_store
-from sdk_helpers import same_stream, server_events
-from server_process import OK_PROMPT, ServerProcess
+from sandbox_agent.testing.consistency import assert_same_stream, server_events
+from sandbox_agent.testing.server import OK_PROMPT, ServerProcess
 
 BACKEND = Path(__file__).with_name("sdk_backend.py")
 
@@ -68,7 +68,7 @@ async def test_a_backend_killed_mid_turn_is_resumed_by_a_new_one_without_loss_or
         assert "End of markdown demo." in result.text
         assert (await session.prompt(OK_PROMPT)).text == "OK"
         local = [e async for e in session.events(follow=False)]
-    same_stream(local, server_events(server.url, "bk"))
+    assert_same_stream(local, await server_events(server.url, "bk", include_raw=True))
     assert (await _state_anomalies(store_url, "bk")) == []
 
 
@@ -143,7 +143,7 @@ async def test_a_lost_sandbox_is_restored_by_replay_into_the_same_local_session(
             assert len({item.item_id for item in state.items}) == len(state.items)
             turn_ids = [turn.turn_id for turn in state.turns]
             assert len(turn_ids) == 4 and len(set(turn_ids)) == 4, turn_ids
-        mark = _check_continued(local, server_events(server.url, "lost"))
+        mark = _check_continued(local, await server_events(server.url, "lost", include_raw=True))
         resumed = local[mark - 1]
         assert resumed.data["replayed_events"] == 4  # two prompts and two answers
         record = await store.get_session("lost")
@@ -169,4 +169,4 @@ async def test_a_restore_owed_to_the_next_prompt_survives_a_backend_restart(
         result = await session.prompt("and now?")
         assert result.text.startswith(HEADER) and "swordfish" in result.text
         local = [e async for e in session.events(follow=False)]
-    _check_continued(local, server_events(server.url, "owed"))
+    _check_continued(local, await server_events(server.url, "owed", include_raw=True))

@@ -12,8 +12,8 @@ import pytest
 from sandbox_agent import SandboxAgent
 from sandbox_agent.events import UniversalEvent
 from sandbox_agent.sdk import MirrorConflict, Session
-from sdk_helpers import same_stream, server_events
-from server_process import OK_PROMPT, ServerProcess
+from sandbox_agent.testing.consistency import assert_same_stream, server_events
+from sandbox_agent.testing.server import OK_PROMPT, ServerProcess
 
 from helpers.databases import drop_schema, new_schema_name, pg_url, require_postgres
 
@@ -67,7 +67,7 @@ async def test_a_replica_follows_every_event_of_a_session_another_replica_mirror
         await session.prompt(OK_PROMPT)
         await asyncio.wait_for(follower, 15)  # LISTEN/NOTIFY woke it for each event
         local = await _local(session)
-        same_stream(local, server_events(server.url, "shared"))
+        assert_same_stream(local, await server_events(server.url, "shared", include_raw=True))
         assert followed == local
 
 
@@ -83,12 +83,12 @@ async def test_a_second_mirror_of_one_session_is_refused_and_stores_each_event_o
         await first.prompt("markdown")
         assert (await second.prompt(OK_PROMPT)).text == "OK"
         await first.prompt("tool")
-        remote = server_events(server.url, "twice")
+        remote = await server_events(server.url, "twice", include_raw=True)
         for _ in range(200):
             if len(await _local(first)) == len(remote):
                 break
             await asyncio.sleep(0.02)
-        same_stream(await _local(first), remote)
+        assert_same_stream(await _local(first), remote)
         assert first.mirror.error() is None and second.mirror.error() is None
         # One writer: the other mirror's appends were refused and it says so.
         mirrors = (first.mirror, second.mirror)

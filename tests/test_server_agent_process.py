@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server_process import ServerProcess, check_stream, events_of, running
+from sandbox_agent.testing.consistency import check_stream
+from sandbox_agent.testing.server import ServerProcess, events_of, running
 
 from helpers.children import HELPERS
 from helpers.fake_acp_agent import stopped_marker

@@ -21,7 +21,7 @@ from sandbox_agent.agents.install import PACKAGES
 from sandbox_agent.agents.shared import SharedServers
 from sandbox_agent.server.app import agent_settings
 from sandbox_agent.server.config import ServerConfig
-from server_process import ServerProcess, running
+from sandbox_agent.testing.server import ServerProcess, running
 
 from helpers.fake_npm import fake_npm, path_without_agents
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server_process import ServerProcess, running
+from sandbox_agent.testing.server import ServerProcess, running
 
 TOKEN = "s3cret-token"
 ORIGIN = "http://example.com"

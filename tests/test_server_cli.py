@@ -22,10 +22,10 @@ import httpx
 import pytest
 
 from sandbox_agent.store import open_store
-from server_process import (
+from sandbox_agent.testing.consistency import check_stream
+from sandbox_agent.testing.server import (
     OK_PROMPT,
     ServerProcess,
-    check_stream,
     create,
     events_of,
     free_port,

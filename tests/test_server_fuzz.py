@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from server_process import (
+from sandbox_agent.testing.consistency import check_stream
+from sandbox_agent.testing.server import (
     OK_PROMPT,
     ServerProcess,
-    check_stream,
     create,
     events_of,
     problem,

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server_process import (
+from sandbox_agent.testing.consistency import check_stream
+from sandbox_agent.testing.server import (
     ServerProcess,
-    check_stream,
     create,
     events_of,
     problem,

@@ -15,7 +15,8 @@ import pytest
 from httpx_sse import connect_sse
 
 from sandbox_agent.events import UniversalEvent
-from server_process import ServerProcess, check_stream, create, events_of, running, stream_turn
+from sandbox_agent.testing.consistency import check_stream
+from sandbox_agent.testing.server import ServerProcess, create, events_of, running, stream_turn
 
 from agent_contract import summary
 from mock_commands import COMMANDS, opening

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from server_process import (
+from sandbox_agent.testing.consistency import check_stream
+from sandbox_agent.testing.server import (
     OK_PROMPT,
     ServerProcess,
-    check_stream,
     create,
     events_of,
     stream_turn,

@@ -14,7 +14,8 @@ from httpx_sse import connect_sse
 
 from sandbox_agent.events import EventDraft
 from sandbox_agent.store import SessionRecord, open_store
-from server_process import OK_PROMPT, check_stream, create, events_of, running, wait_for
+from sandbox_agent.testing.consistency import check_stream
+from sandbox_agent.testing.server import OK_PROMPT, create, events_of, running, wait_for
 
 
 def _read(

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from server_process import ServerProcess, events_of, wait_for
+from sandbox_agent.testing.server import ServerProcess, events_of, wait_for
 
 from agent_contract import SessionHarness
 from helpers.agent_env import offline_env

@@ -65,17 +65,20 @@ class SandboxAgent:
         replay_max_chars: int = 12000,
         *,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
         _server: EmbeddedServer | None = None,
     ) -> SandboxAgent:
         """A client of the server at ``base_url``. ``store`` is an ``EventStore`` (left open
-        on close) or a store URL (opened and closed here); default ``memory://``."""
+        on close) or a store URL (opened and closed here); default ``memory://``.
+        ``transport`` replaces httpx's own (e.g. ``sandbox_agent.testing.faults.FaultyTransport``
+        in tests); it is closed with the SDK."""
         all_headers = dict(headers or {})
         if token:
             all_headers["Authorization"] = f"Bearer {token}"
         own_store = not isinstance(store, EventStore)
         opened = store if isinstance(store, EventStore) else await open_store(store or "memory://")
         http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), headers=all_headers, timeout=timeout
+            base_url=base_url.rstrip("/"), headers=all_headers, timeout=timeout, transport=transport
         )
         return cls(
             http,

@@ -1,43 +1,62 @@
-"""A real ``sandbox-agent server`` process for the server tests, and what they check with it.
+"""A real ``sandbox-agent server`` process for tests, and small HTTP helpers to drive it.
 
-``ServerProcess`` starts ``python -m sandbox_agent server`` on a free port over a given store,
-waits for ``/v1/health``, and stops it (SIGTERM) or kills it (SIGKILL). ``check_stream`` runs the
-replay engine's invariant checker over a stream the server produced.
+``ServerProcess`` runs ``python -m sandbox_agent server`` (this interpreter) with the mock agent
+on a free 127.0.0.1 port over a given store, its output appended to a log file. It waits for
+``/v1/health``, stops gracefully (SIGTERM), is SIGKILLed as a crash would, and ``restart()``s on
+the same port and the same store::
+
+    server = ServerProcess("sqlite:///tmp/server.db", Path("/tmp/server.log")).start()
+    ...
+    server.kill()  # SIGKILL: a crash in the middle of whatever it was doing
+    server.restart()  # same URL, same store: sessions come back, a running turn ends interrupted
+    server.stop()
+
+``running(store_url, log_path)`` is the same as a context manager that also checks, once the
+server stopped, that every stream it left in the store is clean (``consistency.check_store``).
+The ``sandbox_server`` fixture of the pytest plugin is a ``ServerProcess`` on a fresh SQLite
+store in ``tmp_path``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 from httpx_sse import connect_sse
 
-from sandbox_agent.events import UniversalEvent
-from sandbox_agent.replay import replay
-from sandbox_agent.store import open_store
+from sandbox_agent.sdk.embedded import free_port
+from sandbox_agent.testing.consistency import check_store
 
+__all__ = [
+    "OK_PROMPT",
+    "ServerProcess",
+    "create",
+    "events_of",
+    "free_port",
+    "problem",
+    "running",
+    "stream_turn",
+    "wait_for",
+]
+
+#: A prompt the mock agent (and every real agent) answers with one short message.
 OK_PROMPT = "Reply with exactly the single word OK."
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class ServerProcess:
-    """One server process; ``start()`` again after a stop or a kill restarts it (same port)."""
+    """One server process. ``store_url`` and ``log_path`` are where it keeps its events and
+    writes its output; ``args`` go on its command line (``--no-token`` by default: the
+    environment's ``SANDBOX_AGENT_TOKEN`` is dropped unless ``env`` is given);
+    ``mock_delay_ms`` is the mock agent's delay per event (0: instant answers)."""
 
     def __init__(
         self,
@@ -46,19 +65,25 @@ class ServerProcess:
         *,
         args: Sequence[str] = ("--no-token",),
         mock_delay_ms: int = 0,
-        env: dict[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        port: int | None = None,
     ) -> None:
         self.store_url = store_url
-        self.log_path = log_path
+        self.log_path = Path(log_path)
         self.args = list(args)
         self.mock_delay_ms = mock_delay_ms
-        self.env = env
-        self.port = free_port()
+        self.env = dict(env) if env is not None else None
+        self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        """``http://127.0.0.1:<port>``, the same across restarts."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
 
     def command(self) -> list[str]:
         return [
@@ -70,10 +95,16 @@ class ServerProcess:
             *self.args,
         ]  # fmt: skip
 
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def start(self, timeout: float = 30.0) -> ServerProcess:
+        """Start it and wait until ``/v1/health`` answers; ``RuntimeError`` with the end of its
+        log if it exits or does not answer within ``timeout``. Returns ``self``."""
         env = {**os.environ, **(self.env or {})}
         if self.env is None:
             env.pop("SANDBOX_AGENT_TOKEN", None)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, env=env
@@ -89,17 +120,27 @@ class ServerProcess:
         self.kill()
         raise RuntimeError(f"server did not answer within {timeout}s:\n{self.log()}")
 
+    def restart(self, timeout: float = 30.0) -> ServerProcess:
+        """SIGKILL it if it still runs, then start it again on the same port and store."""
+        self.kill()
+        return self.start(timeout)
+
     def log(self) -> str:
+        """The last 5,000 characters of its log."""
+        if not self.log_path.exists():
+            return ""
         return self.log_path.read_text(errors="replace")[-5000:]
 
     def kill(self) -> None:
+        """SIGKILL, as a crash would (nothing is flushed or closed); waits for the exit."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
     def stop(self, timeout: float = 15.0) -> int:
-        """SIGTERM and wait: the graceful stop. Returns the exit code."""
-        assert self.proc is not None
+        """SIGTERM and wait: the graceful stop (SIGKILL after ``timeout``, then re-raises the
+        timeout). Returns the exit code."""
+        assert self.proc is not None, "the server was never started"
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -110,13 +151,14 @@ class ServerProcess:
         return int(self.proc.returncode)
 
     def client(self, **kwargs: Any) -> httpx.Client:
+        """A sync httpx client of the server (30 s timeouts)."""
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)
 
 
 @contextlib.contextmanager
 def running(store_url: str, log_path: Path, **kwargs: Any) -> Iterator[ServerProcess]:
-    """A started server, stopped afterwards; then every stream it left in its store must pass
-    ``check_stream`` (whatever the test itself checked)."""
+    """A started ``ServerProcess``, stopped afterwards; then every stream it left in its store
+    must pass ``check_events`` (whatever the test itself checked)."""
     server = ServerProcess(store_url, log_path, **kwargs).start()
     try:
         yield server
@@ -127,17 +169,7 @@ def running(store_url: str, log_path: Path, **kwargs: Any) -> Iterator[ServerPro
     check_store(store_url)
 
 
-def check_store(store_url: str) -> None:
-    """``check_stream`` over every session of the store at ``store_url``."""
-    asyncio.run(_check_store(store_url))
-
-
-async def _check_store(store_url: str) -> None:
-    async with await open_store(store_url) as store:
-        for record in await store.all_sessions():
-            check_events(await store.read(record.id, after=0, limit=None))
-
-
+# -- HTTP helpers (sync) ----------------------------------------------------------------------
 def problem(
     response: httpx.Response, status: int | None = None, name: str | None = None
 ) -> dict[str, Any]:
@@ -156,6 +188,7 @@ def problem(
 
 
 def events_of(client: httpx.Client, session_id: str, **params: Any) -> list[dict[str, Any]]:
+    """``GET /v1/sessions/{id}/events`` with these query parameters: the events as JSON."""
     response = client.get(f"/v1/sessions/{session_id}/events", params=params)
     assert response.status_code == 200, response.text
     events: list[dict[str, Any]] = response.json()["events"]
@@ -163,6 +196,7 @@ def events_of(client: httpx.Client, session_id: str, **params: Any) -> list[dict
 
 
 def create(client: httpx.Client, session_id: str, **body: Any) -> None:
+    """Create a session (of the mock agent unless ``agent`` is given)."""
     response = client.post(f"/v1/sessions/{session_id}", json={"agent": "mock", **body})
     assert response.status_code == 200, response.text
 
@@ -188,15 +222,3 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"no {event_type} after {after}: {[e['type'] for e in events]}")
         time.sleep(0.02)
-
-
-def check_stream(events: Sequence[dict[str, Any]]) -> None:
-    """``check_events`` over events as the API returns them (JSON objects)."""
-    check_events([UniversalEvent.model_validate(e) for e in events])
-
-
-def check_events(events: Sequence[UniversalEvent]) -> None:
-    """The stream is 1..N without gaps, and the replay invariant checker finds no anomaly."""
-    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
-    state = replay(events)
-    assert state.anomalies == [], state.anomalies
