@@ -1,10 +1,12 @@
-"""The store contract (``store_contract.py``) run against memory, SQLite and Postgres, plus what
-only concerns opening a store: bad URLs, unreachable databases, reopening a persistent one."""
+"""The store contract (``sandbox_agent.testing.contract``) run against memory, SQLite (also
+with every append in the writer thread) and Postgres, plus what only concerns opening a store:
+bad URLs, unreachable databases, reopening a persistent one."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -14,20 +16,65 @@ from sandbox_agent.store import (
     StoreUnavailable,
     open_store,
 )
+from sandbox_agent.testing.contract import StoreContract, run_crash_trials
+from sandbox_agent.testing.databases import (
+    PERSISTENT_DRIVERS,
+    driver_params,
+    drop_schema,
+    new_schema_name,
+    pg_url,
+    require_postgres,
+)
+from sandbox_agent.testing.support import deltas, dumped, ended, new_session, with_option
 
-from helpers.databases import PERSISTENT_DRIVERS, driver_params
-from store_contract import StoreContract, deltas, dumped, ended, new_session
+# Our CI runs 25 SIGKILL trials per driver in the default suite, 300 in the slow one.
+CRASH_TRIALS = 25
 
 
-class TestStoreContract(StoreContract):
-    """Every behaviour of ``StoreContract``, once per driver, and once more for SQLite with
-    every append in the writer thread (small appends are otherwise made inline)."""
+class TestMemoryStore(StoreContract):
+    store_url = "memory://"
+    skip_groups: ClassVar[dict[str, str]] = {
+        "processes": "memory:// lives in one process",
+        "crash": "memory:// lives in one process: nothing survives a SIGKILL",
+    }
 
-    @pytest.fixture(
-        params=[*driver_params(), pytest.param("sqlite-threaded", id="sqlite-threaded")]
-    )
-    def driver(self, request: pytest.FixtureRequest) -> str:
-        return str(request.param)
+
+class TestSqliteStore(StoreContract):
+    store_url = "sqlite:///store.db"  # a fresh file in tmp_path for every store
+    crash_trials = CRASH_TRIALS
+
+    def subscriber_url(self, url: str) -> str:
+        return with_option(url, "poll_interval=0.05")  # other stores' appends: by polling
+
+
+class TestSqliteThreadedStore(TestSqliteStore):
+    """SQLite with every append in the writer thread (small appends are otherwise inline)."""
+
+    store_url = "sqlite:///store.db?inline_append_max=0"
+
+
+@pytest.mark.postgres
+class TestPostgresStore(StoreContract):
+    crash_trials = CRASH_TRIALS
+
+    async def fresh_store_url(self) -> str:
+        require_postgres()
+        return pg_url(new_schema_name())
+
+    async def discard_store_url(self, url: str) -> None:
+        await drop_schema(url.rpartition("schema=")[2])
+
+    def subscriber_url(self, url: str) -> str:
+        # Postgres is told of other stores' appends (NOTIFY): a poll slower than the test's
+        # timeout proves that the notice reaches the subscriber.
+        return with_option(url, "poll_interval=60")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("driver", driver_params(PERSISTENT_DRIVERS), indirect=True)
+async def test_killed_writers_leave_whole_batches_over_many_trials(store_url: str) -> None:
+    await run_crash_trials(store_url, trials=300)
 
 
 @pytest.mark.parametrize("url", ["nonsense", "", "/just/a/path.db", "sqlite:/missing-slashes.db"])

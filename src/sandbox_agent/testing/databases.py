@@ -1,0 +1,137 @@
+"""Fresh, isolated stores for every built-in driver: a SQLite file, a Postgres schema, or memory.
+
+Postgres comes from ``$SANDBOX_AGENT_TEST_PG_URL`` (default
+``postgresql://postgres@127.0.0.1:5432/test``); each user gets its own ``t_<random>`` schema,
+dropped afterwards. When Postgres cannot be reached the test is skipped, except under
+``CI=true``, where a skipped Postgres test is a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+
+DRIVERS = ("memory", "sqlite", "postgres")
+PERSISTENT_DRIVERS = ("sqlite", "postgres")
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def pg_base_url() -> str:
+    """The Postgres to test against: ``$SANDBOX_AGENT_TEST_PG_URL`` or the default."""
+    return os.environ.get("SANDBOX_AGENT_TEST_PG_URL", DEFAULT_PG_URL)
+
+
+def _asyncpg_dsn() -> str:
+    # asyncpg wants plain postgresql://, without SQLAlchemy's +asyncpg or our query options.
+    parts = urlsplit(pg_base_url())
+    return parts._replace(scheme="postgresql", query="").geturl()
+
+
+@functools.cache
+def postgres_problem() -> str | None:
+    """Why Postgres cannot be used (None when it can). Checked once per test run."""
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(_asyncpg_dsn(), timeout=5)
+        await conn.close()
+
+    try:
+        # Its own thread: the first caller may be an async fixture with a running loop.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, probe()).result()
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return f"PostgreSQL at {_asyncpg_dsn()} is unreachable: {exc!r}"
+    return None
+
+
+def require_postgres() -> None:
+    """Skip the test when Postgres is unreachable; under CI=true fail it instead."""
+    problem = postgres_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{problem} (CI=true: a skipped Postgres test is a failure)", pytrace=False)
+    pytest.skip(f"{problem}; set SANDBOX_AGENT_TEST_PG_URL to run the Postgres tests")
+
+
+def new_schema_name() -> str:
+    """A fresh schema name, ``t_<random>``."""
+    return f"t_{secrets.token_hex(6)}"
+
+
+def pg_url(schema: str) -> str:
+    """The test Postgres URL with its tables in ``schema`` (created on first open)."""
+    base = pg_base_url()
+    return f"{base}{'&' if '?' in base else '?'}schema={schema}"
+
+
+async def drop_schema(schema: str) -> None:
+    """Drop ``schema`` with everything in it."""
+    conn = await asyncpg.connect(_asyncpg_dsn(), timeout=10)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLite URL of the file at ``path``."""
+    return f"sqlite:///{path.resolve()}"  # an absolute path gives sqlite:////abs/path.db
+
+
+@contextmanager
+def fresh_url(driver: str, tmp_dir: Path) -> Iterator[str]:
+    """A URL of an empty store of ``driver``, removed again afterwards (sync callers)."""
+    if driver == "memory":
+        yield "memory://"
+    elif driver == "sqlite":
+        yield sqlite_url(tmp_dir / f"store-{secrets.token_hex(4)}.db")
+    elif driver == "postgres":
+        require_postgres()
+        schema = new_schema_name()
+        try:
+            yield pg_url(schema)
+        finally:
+            asyncio.run(drop_schema(schema))
+    else:
+        raise ValueError(driver)
+
+
+@asynccontextmanager
+async def fresh_store_url(driver: str, tmp_dir: Path) -> AsyncIterator[str]:
+    """A URL of an empty store of ``driver`` (``memory``, ``sqlite``, ``sqlite-threaded``:
+    SQLite without inline appends, ``postgres``), removed again afterwards (async callers).
+    Postgres skips (under CI=true: fails) when unreachable."""
+    if driver == "memory":
+        yield "memory://"
+    elif driver == "sqlite":
+        yield sqlite_url(tmp_dir / f"store-{secrets.token_hex(4)}.db")
+    elif driver == "sqlite-threaded":  # every append in the writer thread, none inline
+        yield sqlite_url(tmp_dir / f"store-{secrets.token_hex(4)}.db") + "?inline_append_max=0"
+    elif driver == "postgres":
+        require_postgres()
+        schema = new_schema_name()
+        try:
+            yield pg_url(schema)
+        finally:
+            await drop_schema(schema)
+    else:
+        raise ValueError(driver)
+
+
+def driver_params(drivers: tuple[str, ...] = DRIVERS) -> list[object]:
+    """``pytest.param``s for ``drivers``, the Postgres one marked ``postgres``."""
+    return [
+        pytest.param(d, id=d, marks=[pytest.mark.postgres] if d == "postgres" else [])
+        for d in drivers
+    ]
