@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Collection, Sequence
-from typing import Any
+from collections.abc import Awaitable, Collection, Sequence
+from typing import Any, Protocol
 
 import httpx
 
@@ -24,6 +24,7 @@ from sandbox_agent.sdk.mirror import remote_offset
 from sandbox_agent.store import EventStore, SessionNotFound, open_store
 
 __all__ = [
+    "AssertConsistent",
     "assert_consistent",
     "assert_same_stream",
     "check_events",
@@ -142,6 +143,21 @@ async def assert_consistent(
         await asyncio.sleep(0.05)
     check_events(local, allow=allow, where=f"session {session_id!r} in the local store")
     check_events(remote, allow=allow, where=f"session {session_id!r} on the server")
+
+
+class AssertConsistent(Protocol):
+    """The type of ``assert_consistent`` (what the fixture of that name returns)."""
+
+    def __call__(
+        self,
+        local_store: EventStore,
+        server_url: str,
+        session_id: str,
+        token: str | None = None,
+        *,
+        timeout: float = 5.0,
+        allow: Collection[str] = (),
+    ) -> Awaitable[None]: ...
 
 
 def _compare(
