@@ -1,0 +1,466 @@
+"""The MySQL/MariaDB storage driver: SQLAlchemy 2 async Core over asyncmy.
+
+Why asyncmy rather than aiomysql: both are maintained and both have a SQLAlchemy dialect, but
+asyncmy's protocol, row parsing and escaping are compiled (Cython) where aiomysql runs
+PyMySQL's pure-Python ones, and reading and escaping rows is most of what an event store's
+driver does; asyncmy also ships type information (``py.typed``).
+
+How it keeps the contract of ``sandbox_agent.store.driver``:
+
+- Connections run in autocommit; a write of several statements opens its own transaction
+  (``START TRANSACTION`` ... ``COMMIT``, ``ROLLBACK`` on any error), at ``READ COMMITTED``. So
+  returning a connection to the pool costs no reset round trip and no reader holds a snapshot.
+- ``insert_events``, in one transaction: (1) ``UPDATE sessions ... WHERE id = ? AND
+  last_sequence = ?`` locks the session row, checks ``expected_sequence`` and applies the
+  ``SessionChange``, handing the new last sequence back through ``LAST_INSERT_ID(expr)`` (no
+  ``SELECT``); no row matched means an unknown session or a stale sequence, told apart after
+  the rollback. (2) ``UPDATE positions ... LAST_INSERT_ID(last_position + n)`` takes the
+  batch's global positions from the one-row counter. Its row lock is held until commit, so
+  positions become visible in commit order (InnoDB's ``AUTO_INCREMENT`` is handed out at insert
+  time, not at commit, and would let a ``select_all`` reader pass a position that commits
+  later). (3) One multi-row ``INSERT`` (asyncmy splits very large batches into several); a
+  duplicate ``(session_id, event_id)`` is ``DuplicateEventId`` after the rollback. Appends to
+  different sessions serialise on the counter row for their last two round trips.
+- Locks are always taken in the order session row, then counter row; ``delete_session`` deletes
+  the session row first, so it waits for an append in flight and stops later ones. A deadlock
+  InnoDB still reports (it rolls the transaction back) is retried a few times.
+- Other processes' appends are seen by polling (``poll_interval``, default 0.2 s): MySQL has no
+  ``LISTEN``.
+
+The event paths (insert, reads, snapshots) use the asyncmy connection under SQLAlchemy's pool
+directly with hand-written SQL: SQLAlchemy's per-statement work would cost more than the
+round trip. Sessions go through SQLAlchemy Core (``tables.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.exc
+from asyncmy import errors as my
+from asyncmy.connection import Connection as MyConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from sandbox_agent.store.driver import (
+    EventRow,
+    PositionedRow,
+    SessionChange,
+    SnapshotRow,
+    StorageDriver,
+    StoredRow,
+)
+from sandbox_agent.store.errors import (
+    DuplicateEventId,
+    SequenceConflict,
+    SessionExists,
+    SessionNotFound,
+    StoreError,
+    StoreUnavailable,
+)
+from sandbox_agent.store.records import SessionRecord, SessionStatus
+from sandbox_agent_mysql.errors import (
+    DEADLOCK,
+    DUPLICATE_KEY,
+    UNOPENABLE,
+    error_code,
+    is_disconnect,
+    mapped,
+    store_error,
+)
+from sandbox_agent_mysql.migrate import upgrade
+from sandbox_agent_mysql.tables import TABLES
+from sandbox_agent_mysql.url import MysqlOptions, parse
+
+_ZERO = timedelta(0)
+_DEADLOCK_RETRIES = 3
+# RFC 3339 in UTC, as the store's codec reads it; '%%' because asyncmy formats with '%'.
+_TIME = "DATE_FORMAT(time, '%%Y-%%m-%%dT%%H:%%i:%%s.%%fZ')"
+_EVENT_COLUMNS = (
+    f"sequence, event_id, {_TIME}, type, source, synthetic, native_session_id, data, raw"
+)
+_PROJECT = (
+    "UPDATE sessions SET last_sequence = LAST_INSERT_ID(last_sequence + %s), "
+    "event_count = event_count + %s, updated_at = %s, status = COALESCE(%s, status), "
+    "ended_at = IF(%s IS NULL, ended_at, %s), "
+    "native_session_id = COALESCE(%s, native_session_id) "
+    "WHERE id = %s AND (%s IS NULL OR last_sequence = %s)"
+)
+_TAKE_POSITIONS = (
+    "UPDATE positions SET last_position = LAST_INSERT_ID(last_position + %s) WHERE id = 1"
+)
+_INSERT = (
+    "INSERT INTO events (session_id, sequence, position, event_id, time, type, source, "
+    "synthetic, native_session_id, data, raw) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_LAST = "SELECT last_sequence FROM sessions WHERE id = %s"
+_READ = (
+    f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = %s AND sequence > %s ORDER BY sequence"
+)
+_READ_ALL = (
+    f"SELECT position, session_id, {_EVENT_COLUMNS} FROM events WHERE position > %s "
+    "ORDER BY position LIMIT %s"
+)
+_ALL = 2**63 - 1  # LIMIT for "no limit"
+# Every new connection: times are not converted, a too long value or a bad date is an error
+# rather than a truncated or zeroed value, and transactions read committed rows.
+_SETUP = (
+    "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+)
+
+
+def naive_utc(value: datetime) -> datetime:
+    """What a ``DATETIME(6)`` column holds: the UTC wall time, without a zone."""
+    if value.tzinfo is not None and value.utcoffset() != _ZERO:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None)
+
+
+def _set_up_connection(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    for statement in _SETUP:
+        cursor.execute(statement)
+    cursor.close()
+
+
+class MysqlDriver(StorageDriver):
+    """The primitives on one MySQL or MariaDB database. Open with ``await MysqlDriver.open(url)``
+    (``open_mysql_store`` wraps it in an ``EventStore``)."""
+
+    def __init__(self, engine: AsyncEngine, options: MysqlOptions) -> None:
+        self._engine = engine
+        self.options = options
+        self.where = options.where
+        self.poll_interval = options.poll_interval
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True, **options: Any) -> MysqlDriver:
+        """Connect (``StoreUnavailable`` naming host:port when that fails) and run pending
+        migrations unless ``migrate=False``. ``StoreConfigError`` for a bad URL or option."""
+        parsed = parse(url, options)
+        engine = create_async_engine(
+            parsed.url,
+            pool_size=parsed.pool_size,
+            max_overflow=2 * parsed.pool_size,
+            pool_recycle=3600,  # below the server's wait_timeout (8 h by default)
+            pool_reset_on_return=None,  # autocommit: nothing to roll back
+            isolation_level="AUTOCOMMIT",
+            connect_args={"connect_timeout": parsed.connect_timeout},
+        )
+        sa.event.listen(engine.sync_engine, "connect", _set_up_connection)
+        driver = cls(engine, parsed)
+        try:
+            async with driver._connection() as conn:
+                if migrate:
+                    await upgrade(conn)
+        except Exception as exc:
+            await engine.dispose()
+            cause = exc.__cause__ or exc
+            if isinstance(cause, sqlalchemy.exc.DBAPIError) and cause.orig is not None:
+                cause = cause.orig
+            if isinstance(exc, StoreUnavailable):
+                raise StoreUnavailable(
+                    f"cannot connect to MySQL at {driver.where}: {cause}"
+                ) from exc
+            if error_code(cause) in UNOPENABLE:
+                raise StoreUnavailable(f"cannot open MySQL at {driver.where}: {cause}") from exc
+            if isinstance(exc, StoreError):
+                raise
+            raise store_error(exc, driver.where) from exc
+        return driver
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    # -- connections ----------------------------------------------------------------------
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled autocommit connection; a connection that failed is dropped, not reused."""
+        with mapped(self.where):
+            conn = await self._engine.connect()
+            try:
+                yield conn
+            except BaseException as exc:
+                if is_disconnect(exc):
+                    await conn.invalidate()
+                raise
+            finally:
+                await conn.close()
+
+    @asynccontextmanager
+    async def _raw(self) -> AsyncIterator[MyConnection]:
+        """The asyncmy connection under a pooled one."""
+        async with self._connection() as conn:
+            raw = await conn.get_raw_connection()
+            assert isinstance(raw.driver_connection, MyConnection)
+            yield raw.driver_connection
+
+    @asynccontextmanager
+    async def _transaction(self, conn: MyConnection) -> AsyncIterator[None]:
+        await conn.begin()
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):  # a broken connection is dropped anyway
+                await conn.rollback()
+            raise
+        await conn.commit()
+
+    # -- sessions -------------------------------------------------------------------------
+    async def insert_session(self, record: SessionRecord) -> None:
+        try:
+            async with self._connection() as conn:
+                await conn.execute(TABLES.sessions.insert().values(**record.model_dump()))
+        except StoreError as exc:
+            if error_code(exc.__cause__ or exc) == DUPLICATE_KEY:
+                raise SessionExists(record.id) from exc
+            raise
+
+    async def select_session(self, session_id: str) -> SessionRecord | None:
+        sessions = TABLES.sessions
+        async with self._connection() as conn:
+            row = (
+                await conn.execute(sa.select(sessions).where(sessions.c.id == session_id))
+            ).first()
+        return None if row is None else SessionRecord.model_validate(dict(row._mapping))
+
+    async def select_sessions(
+        self,
+        *,
+        limit: int,
+        before: tuple[datetime, str] | None,
+        status: SessionStatus | None,
+        agent: str | None,
+    ) -> list[SessionRecord]:
+        sessions = TABLES.sessions
+        query = sa.select(sessions)
+        if before is not None:
+            created, last_id = before
+            query = query.where(
+                sa.or_(
+                    sessions.c.created_at < created,
+                    sa.and_(sessions.c.created_at == created, sessions.c.id < last_id),
+                )
+            )
+        if status is not None:
+            query = query.where(sessions.c.status == status)
+        if agent is not None:
+            query = query.where(sessions.c.agent == agent)
+        query = query.order_by(sessions.c.created_at.desc(), sessions.c.id.desc()).limit(limit)
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return [SessionRecord.model_validate(dict(row._mapping)) for row in rows]
+
+    async def update_session(self, session_id: str, changes: Mapping[str, Any]) -> bool:
+        sessions = TABLES.sessions
+        async with self._connection() as conn:
+            result = await conn.execute(
+                sessions.update().where(sessions.c.id == session_id).values(**changes)
+            )
+        return bool(result.rowcount)  # rows matched: the dialect sets CLIENT.FOUND_ROWS
+
+    async def delete_session(self, session_id: str) -> bool:
+        async with self._raw() as conn, self._transaction(conn), conn.cursor() as cur:
+            # The session row first: it waits for an append in flight (which holds that row)
+            # and stops later ones, so the events deleted next include every committed one.
+            found = await cur.execute("DELETE FROM sessions WHERE id = %s", (session_id,))
+            await cur.execute("DELETE FROM events WHERE session_id = %s", (session_id,))
+            await cur.execute("DELETE FROM snapshots WHERE session_id = %s", (session_id,))
+        return bool(found)
+
+    # -- events ---------------------------------------------------------------------------
+    async def insert_events(
+        self,
+        session_id: str,
+        rows: Sequence[EventRow],
+        expected_sequence: int | None,
+        change: SessionChange,
+    ) -> int:
+        for attempt in range(_DEADLOCK_RETRIES):
+            try:
+                return await self._insert_events(session_id, rows, expected_sequence, change)
+            except StoreError as exc:
+                if error_code(exc.__cause__ or exc) != DEADLOCK or attempt == _DEADLOCK_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _insert_events(
+        self,
+        session_id: str,
+        rows: Sequence[EventRow],
+        expected_sequence: int | None,
+        change: SessionChange,
+    ) -> int:
+        count = len(rows)
+        ended_at = None if change.ended_at is None else naive_utc(change.ended_at)
+        async with self._raw() as conn, conn.cursor() as cur:
+            await conn.begin()
+            try:
+                matched = await cur.execute(
+                    _PROJECT,
+                    (
+                        count,
+                        count,
+                        naive_utc(change.updated_at),
+                        change.status,
+                        change.status,
+                        ended_at,
+                        change.native_session_id,
+                        session_id,
+                        expected_sequence,
+                        expected_sequence,
+                    ),
+                )
+                if not matched:
+                    await conn.rollback()
+                    await cur.execute(_LAST, (session_id,))
+                    found = await cur.fetchone()
+                    if found is None:
+                        raise SessionNotFound(session_id)
+                    raise SequenceConflict(session_id, expected_sequence or 0, int(found[0]))
+                base = cur.lastrowid - count
+                await cur.execute(_TAKE_POSITIONS, (count,))
+                first_position = cur.lastrowid - count + 1
+                await cur.executemany(
+                    _INSERT,
+                    [
+                        (
+                            session_id,
+                            base + i,
+                            first_position + i - 1,
+                            row.event_id,
+                            naive_utc(row.time),
+                            row.type,
+                            row.source,
+                            row.synthetic,
+                            row.native_session_id,
+                            row.data,
+                            row.raw,
+                        )
+                        for i, row in enumerate(rows, start=1)
+                    ],
+                )
+                await conn.commit()
+            except my.IntegrityError as exc:
+                await conn.rollback()
+                if error_code(exc) == DUPLICATE_KEY and "uq_events_session_event_id" in str(exc):
+                    raise DuplicateEventId(session_id, str(exc)) from exc
+                raise store_error(exc, self.where) from exc
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await conn.rollback()
+                raise
+        return base
+
+    async def select_events(
+        self, session_id: str, after: int, limit: int | None
+    ) -> Sequence[StoredRow]:
+        async with self._raw() as conn, conn.cursor() as cur:
+            if limit is None:
+                await cur.execute(_READ, (session_id, after))
+            else:
+                await cur.execute(f"{_READ} LIMIT %s", (session_id, after, limit))
+            rows: Sequence[StoredRow] = list(await cur.fetchall())
+            if not rows:
+                await cur.execute(_LAST, (session_id,))
+                if await cur.fetchone() is None:
+                    raise SessionNotFound(session_id)
+        return rows
+
+    async def select_events_by_id(
+        self, session_id: str, event_ids: Sequence[str]
+    ) -> Sequence[StoredRow]:
+        if not event_ids:
+            return []
+        found: list[StoredRow] = []
+        async with self._raw() as conn, conn.cursor() as cur:
+            for start in range(0, len(event_ids), 500):
+                chunk = list(event_ids[start : start + 500])
+                marks = ", ".join(["%s"] * len(chunk))
+                await cur.execute(
+                    f"SELECT {_EVENT_COLUMNS} FROM events "
+                    f"WHERE session_id = %s AND event_id IN ({marks})",
+                    (session_id, *chunk),
+                )
+                found.extend(await cur.fetchall())
+        return found
+
+    async def select_last_sequence(self, session_id: str) -> int | None:
+        async with self._raw() as conn, conn.cursor() as cur:
+            await cur.execute(_LAST, (session_id,))
+            row = await cur.fetchone()
+        return None if row is None else int(row[0])
+
+    async def select_all(self, after_position: int, limit: int) -> Sequence[PositionedRow]:
+        async with self._raw() as conn, conn.cursor() as cur:
+            await cur.execute(_READ_ALL, (after_position, limit))
+            rows: Sequence[PositionedRow] = list(await cur.fetchall())
+        return rows
+
+    # -- snapshots ------------------------------------------------------------------------
+    async def insert_snapshot(
+        self, session_id: str, sequence: int, version: int, state: str, created_at: datetime
+    ) -> None:
+        async with self._raw() as conn, self._transaction(conn), conn.cursor() as cur:
+            # A shared lock on the session row: a delete in flight finishes first.
+            await cur.execute(
+                "SELECT 1 FROM sessions WHERE id = %s LOCK IN SHARE MODE", (session_id,)
+            )
+            if await cur.fetchone() is None:
+                raise SessionNotFound(session_id)
+            await cur.execute(
+                "INSERT INTO snapshots (session_id, sequence, version, state, created_at) "
+                "VALUES (%s, %s, %s, %s, %s) "
+                "ON DUPLICATE KEY UPDATE state = VALUES(state), created_at = VALUES(created_at)",
+                (session_id, sequence, version, state, naive_utc(created_at)),
+            )
+
+    async def select_snapshot(
+        self, session_id: str, at_or_before: int | None, version: int | None
+    ) -> SnapshotRow | None:
+        query = "SELECT sequence, version, state, created_at FROM snapshots WHERE session_id = %s"
+        args: list[Any] = [session_id]
+        if at_or_before is not None:
+            query += " AND sequence <= %s"
+            args.append(at_or_before)
+        if version is not None:
+            query += " AND version = %s"
+            args.append(version)
+        query += " ORDER BY sequence DESC, version DESC LIMIT 1"
+        async with self._raw() as conn, conn.cursor() as cur:
+            await cur.execute(query, args)
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return SnapshotRow(int(row[0]), int(row[1]), row[2], row[3].replace(tzinfo=UTC))
+
+    async def select_snapshot_keys(self, session_id: str) -> list[tuple[int, int]]:
+        async with self._raw() as conn, conn.cursor() as cur:
+            await cur.execute(
+                "SELECT sequence, version FROM snapshots WHERE session_id = %s "
+                "ORDER BY sequence, version",
+                (session_id,),
+            )
+            rows = await cur.fetchall()
+        return [(int(row[0]), int(row[1])) for row in rows]
+
+    async def delete_snapshots(self, session_id: str, keys: Sequence[tuple[int, int]]) -> int:
+        unique = sorted(set(keys))
+        deleted = 0
+        if not unique:
+            return 0
+        async with self._raw() as conn, self._transaction(conn), conn.cursor() as cur:
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                marks = ", ".join(["(%s, %s)"] * len(chunk))
+                deleted += await cur.execute(
+                    "DELETE FROM snapshots WHERE session_id = %s "
+                    f"AND (sequence, version) IN ({marks})",
+                    (session_id, *(n for key in chunk for n in key)),
+                )
+        return deleted
