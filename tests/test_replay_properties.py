@@ -19,8 +19,7 @@ from sandbox_agent.replay import (
     restore_text,
 )
 from sandbox_agent.replay.restore import ELLIPSIS, HEADER
-
-from replay_helpers import arbitrary_stream, good_stream
+from sandbox_agent.testing.strategies import arbitrary_stream, good_stream
 
 streams = st.one_of(arbitrary_stream(), good_stream())
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
