@@ -36,7 +36,7 @@ def event_store_driver(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest_asyncio.fixture
+@pytest_asyncio.fixture(loop_scope="function")
 async def event_store_url(event_store_driver: str, tmp_path: Path) -> AsyncIterator[str]:
     """The URL of a fresh, empty store of ``event_store_driver``, removed after the test."""
     from sandbox_agent.testing.databases import fresh_store_url
@@ -45,7 +45,7 @@ async def event_store_url(event_store_driver: str, tmp_path: Path) -> AsyncItera
         yield url
 
 
-@pytest_asyncio.fixture
+@pytest_asyncio.fixture(loop_scope="function")
 async def event_store(event_store_url: str) -> AsyncIterator[EventStore]:
     """An open, empty store (memory, SQLite, Postgres), closed after the test."""
     from sandbox_agent.store import open_store

@@ -165,12 +165,19 @@ class ContractFrame:
         return not url.lower().startswith("memory:")
 
     # -- fixtures ---------------------------------------------------------------------------
-    @pytest_asyncio.fixture(autouse=True)
+    @pytest_asyncio.fixture(autouse=True, loop_scope="function")
     async def _store_contract_frame(
         self, request: pytest.FixtureRequest, tmp_path: Path
     ) -> AsyncIterator[None]:
         self.tmp_path = tmp_path
         self._urls = []
+        unknown = sorted(set(self.skip_groups) - set(GROUPS))
+        if unknown:
+            pytest.fail(
+                f"skip_groups of {type(self).__name__} names unknown groups {unknown}; the groups "
+                f"are {sorted(GROUPS)}",
+                pytrace=False,
+            )
         name = getattr(request.function, "_store_group", None)
         if name is not None and name in self.skip_groups:
             pytest.skip(f"group {name!r} opted out: {self.skip_groups[name]}")
@@ -180,7 +187,7 @@ class ContractFrame:
             for url in reversed(self._urls):
                 await self.discard_store_url(url)
 
-    @pytest_asyncio.fixture
+    @pytest_asyncio.fixture(loop_scope="function")
     async def store(self, _store_contract_frame: None) -> AsyncIterator[EventStore]:
         """A new, empty store from ``make_store``, closed after the test."""
         opened = await self.make_store()
@@ -189,7 +196,7 @@ class ContractFrame:
         finally:
             await opened.close()
 
-    @pytest_asyncio.fixture
+    @pytest_asyncio.fixture(loop_scope="function")
     async def contract_url(self, _store_contract_frame: None) -> str:
         """A fresh store URL (the test opens and closes its stores)."""
         return await self.new_store_url()

@@ -16,7 +16,7 @@ from sandbox_agent.store import (
     SequenceConflict,
     SessionNotFound,
 )
-from sandbox_agent.testing.contract._frame import ContractFrame, group
+from sandbox_agent.testing.contract._frame import ContractFrame, group, keeps
 from sandbox_agent.testing.support import (
     delta,
     deltas,
@@ -30,6 +30,7 @@ from sandbox_agent.testing.support import (
 
 @group("append")
 class AppendContract(ContractFrame):
+    @keeps("gapless sequences")
     async def test_append_numbers_events_from_one_without_gaps(self, store: EventStore) -> None:
         sid = await new_session(store)
         first = await store.append(sid, deltas(3))
@@ -38,6 +39,18 @@ class AppendContract(ContractFrame):
         assert [e.sequence for e in first + second + third] == list(range(1, 9))
         assert all(e.session_id == sid for e in first + second + third)
         assert await store.last_sequence(sid) == 8
+
+    @keeps("a batch is stored whole")
+    async def test_a_batch_is_stored_whole_and_in_order(self, store: EventStore) -> None:
+        sid = await new_session(store)
+        drafts = deltas(5)
+        stored = await store.append(sid, drafts)
+        assert [e.event_id for e in stored] == [d.event_id for d in drafts]
+        read = await store.read(sid)
+        assert [e.event_id for e in read] == [d.event_id for d in drafts], (
+            f"appended {len(drafts)} events, {len(read)} stored"
+        )
+        assert dumped(read) == dumped(stored)
 
     async def test_append_returns_what_read_returns(self, store: EventStore) -> None:
         sid = await new_session(store)
@@ -72,6 +85,7 @@ class AppendContract(ContractFrame):
         stored = await store.append(sid, deltas(1), expected_sequence=2)
         assert [e.sequence for e in stored] == [3]
 
+    @keeps("a stale expected_sequence raises SequenceConflict and writes nothing")
     async def test_append_with_a_stale_expected_sequence_raises_and_writes_nothing(
         self, store: EventStore
     ) -> None:
@@ -93,6 +107,7 @@ class AppendContract(ContractFrame):
         assert after is not None and before is not None
         assert (after.last_sequence, after.event_count) == (3, 3)
 
+    @keeps("idempotent retries by event id")
     async def test_append_is_idempotent_by_event_id(self, store: EventStore) -> None:
         sid = await new_session(store)
         drafts = deltas(3)
