@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from sandbox_agent.store import open_store
 from sandbox_agent.store.migrate import alembic_config, run_upgrade
-from sandbox_agent.store.sql import SqlEventStore
+from sandbox_agent.store.sql import SqlDriver
 
 from helpers.databases import driver_params, drop_schema, new_schema_name
 
@@ -70,8 +70,8 @@ async def _build(url: str, *, with_alembic: bool) -> dict[str, Any]:
         return _catalog(connection)
 
     async with await open_store(url, migrate=False) as store:
-        assert isinstance(store, SqlEventStore)
-        async with store._writing() as conn:
+        assert isinstance(store.driver, SqlDriver)
+        async with store.driver._writing() as conn:
             return await conn.run_sync(build)
 
 
@@ -101,7 +101,7 @@ def test_opening_an_empty_sqlite_store_does_not_import_alembic(tmp_path: Path) -
         "from sandbox_agent.store import open_store\n"
         "async def main():\n"
         f"    async with await open_store('sqlite:///{tmp_path}/fresh.db') as store:\n"
-        "        assert await store.schema_revision() is not None\n"
+        "        assert (await store.driver.schema_status())[0] is not None\n"
         "asyncio.run(main())\n"
         "assert not [m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')]\n"
     )

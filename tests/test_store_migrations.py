@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from sandbox_agent.store import StoreConfigError, open_store
 from sandbox_agent.store.migrate import database_status, head_revision
-from sandbox_agent.store.sql import HEAD_REVISION, SqlEventStore
+from sandbox_agent.store.sql import HEAD_REVISION, SqlDriver
 from sandbox_agent.store.tables import tables_for
 
 from helpers.databases import driver_params
@@ -34,8 +34,8 @@ def _schema_differences(connection: Connection) -> list[object]:
 async def test_upgrade_of_an_empty_database_matches_the_tables(store_url: str) -> None:
     assert await database_status(store_url, upgrade=False) == (None, head_revision())
     async with await open_store(store_url) as store:
-        assert isinstance(store, SqlEventStore)
-        async with store._reading() as conn:
+        assert isinstance(store.driver, SqlDriver)
+        async with store.driver._reading() as conn:
             differences = await conn.run_sync(_schema_differences)
     assert differences == []
 
@@ -46,8 +46,8 @@ async def test_upgrade_is_idempotent(store_url: str) -> None:
     assert await database_status(store_url, upgrade=True) == (head, head)
     assert await database_status(store_url, upgrade=True) == (head, head)
     async with await open_store(store_url, migrate=False) as store:
-        assert isinstance(store, SqlEventStore)
-        assert await store.schema_revision() == head
+        assert isinstance(store.driver, SqlDriver)
+        assert await store.driver.schema_revision() == head
 
 
 @sql_drivers

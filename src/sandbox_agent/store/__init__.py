@@ -1,7 +1,17 @@
-"""The append-only event store: ``open_store(url)`` and its drivers (memory, SQLite, Postgres)."""
+"""The append-only event store: ``open_store(url)``, the ``EventStore`` every part uses, and the
+``StorageDriver`` contract its drivers implement (memory, SQLite, Postgres built in; others by
+``register_driver`` or the ``sandbox_agent.store_drivers`` entry point)."""
 
-from sandbox_agent.store.base import EventStore
+from sandbox_agent.store.driver import (
+    EventRow,
+    PositionedRow,
+    SessionChange,
+    SnapshotRow,
+    StorageDriver,
+    StoredRow,
+)
 from sandbox_agent.store.errors import (
+    DuplicateEventId,
     IdempotencyConflict,
     InvalidCursor,
     SequenceConflict,
@@ -11,6 +21,7 @@ from sandbox_agent.store.errors import (
     StoreError,
     StoreUnavailable,
 )
+from sandbox_agent.store.event_store import EventStore
 from sandbox_agent.store.paths import data_dir, default_store_url
 from sandbox_agent.store.records import (
     Page,
@@ -20,25 +31,36 @@ from sandbox_agent.store.records import (
     SessionStatus,
     Snapshot,
 )
+from sandbox_agent.store.registry import register_driver, registered_schemes, unregister_driver
 from sandbox_agent.store.url import open_store
 
 __all__ = [
+    "DuplicateEventId",
+    "EventRow",
     "EventStore",
     "IdempotencyConflict",
     "InvalidCursor",
     "Page",
     "PositionedEvent",
+    "PositionedRow",
     "PruneResult",
     "SequenceConflict",
+    "SessionChange",
     "SessionExists",
     "SessionNotFound",
     "SessionRecord",
     "SessionStatus",
     "Snapshot",
+    "SnapshotRow",
+    "StorageDriver",
     "StoreConfigError",
     "StoreError",
     "StoreUnavailable",
+    "StoredRow",
     "data_dir",
     "default_store_url",
     "open_store",
+    "register_driver",
+    "registered_schemes",
+    "unregister_driver",
 ]

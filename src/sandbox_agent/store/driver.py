@@ -205,5 +205,11 @@ class StorageDriver(abc.ABC):
         """Delete the session's snapshots with these keys; how many there were."""
 
     # -- lifecycle ------------------------------------------------------------------------
+    async def schema_status(self) -> tuple[str | None, str] | None:
+        """For a driver with a migrated schema: (the database's revision, None if never
+        migrated; the newest revision this driver has). None for a schemaless one (the
+        default). ``sandbox-agent db current|upgrade`` report it."""
+        return None
+
     async def close(self) -> None:  # noqa: B027 (nothing to release by default)
         """Release connections. Called once, by ``EventStore.close``."""

@@ -1,60 +1,57 @@
-"""The in-memory driver (``memory://``): dicts in this process, for tests and ephemeral use."""
+"""The in-memory driver (``memory://``): rows in dicts of this process, for tests and ephemeral
+use. Options: ``max_sessions`` and ``max_events_per_session`` (when one is hit the oldest
+session or event is evicted, counted and logged)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from sandbox_agent.events import EventDraft, UniversalEvent, utc_now
-from sandbox_agent.store.base import (
-    DEFAULT_PAGE,
-    EventStore,
-    Projection,
-    check_batch_ids,
-    decode_session_cursor,
-    encode_session_cursor,
-    fill_drafts,
-    resolve_retry,
+from pydantic_core import from_json, to_json
+
+from sandbox_agent.store.driver import (
+    EventRow,
+    PositionedRow,
+    SessionChange,
+    SnapshotRow,
+    StorageDriver,
+    StoredRow,
 )
 from sandbox_agent.store.errors import (
+    DuplicateEventId,
     SequenceConflict,
     SessionExists,
     SessionNotFound,
     StoreConfigError,
 )
-from sandbox_agent.store.records import (
-    Page,
-    PositionedEvent,
-    SessionRecord,
-    SessionStatus,
-    Snapshot,
-)
+from sandbox_agent.store.event_store import EventStore
+from sandbox_agent.store.records import SessionRecord, SessionStatus
+from sandbox_agent.store.url import int_option, no_more_options, split_url
 
 log = logging.getLogger(__name__)
 
 
 class _Stream:
-    __slots__ = ("by_id", "events", "positions", "record", "snapshots")
+    __slots__ = ("ids", "positions", "record", "rows", "snapshots")
 
     def __init__(self, record: SessionRecord) -> None:
         self.record = record
-        self.events: deque[UniversalEvent] = deque()
+        self.rows: deque[tuple[Any, ...]] = deque()  # StoredRow tuples, by sequence
         self.positions: deque[int] = deque()
-        self.by_id: dict[str, UniversalEvent] = {}
-        self.snapshots: dict[tuple[int, int], Snapshot] = {}
+        self.ids: set[str] = set()
+        self.snapshots: dict[tuple[int, int], SnapshotRow] = {}
 
 
-class MemoryEventStore(EventStore):
+class MemoryDriver(StorageDriver):
     """Every stream in process memory. Caps are optional; when one is hit the oldest session or
     event is evicted, counted in ``evicted_sessions`` / ``evicted_events`` and logged."""
 
     def __init__(
         self, *, max_sessions: int | None = None, max_events_per_session: int | None = None
     ) -> None:
-        super().__init__()
         for name, cap in (
             ("max_sessions", max_sessions),
             ("max_events_per_session", max_events_per_session),
@@ -63,162 +60,105 @@ class MemoryEventStore(EventStore):
                 raise StoreConfigError(f"memory store: {name} must be >= 1, got {cap}")
         self._max_sessions = max_sessions
         self._max_events = max_events_per_session
-        self._streams: dict[str, _Stream] = {}
-        self._created: dict[str, int] = {}  # session id -> creation order, for eviction
-        self._counter = 0
+        self._streams: dict[str, _Stream] = {}  # in creation order: the first is the oldest
         self._position = 0
+        self._wake: Callable[[str], None] = lambda _: None
         self.evicted_sessions = 0
         self.evicted_events = 0
 
-    def _stream(self, session_id: str) -> _Stream:
-        stream = self._streams.get(session_id)
-        if stream is None:
-            raise SessionNotFound(session_id)
-        return stream
+    def attach(self, wake: Callable[[str], None]) -> None:
+        self._wake = wake  # for sessions evicted by the cap
 
-    async def create_session(self, record: SessionRecord) -> SessionRecord:
+    # -- sessions -------------------------------------------------------------------------
+    async def insert_session(self, record: SessionRecord) -> None:
         if record.id in self._streams:
             raise SessionExists(record.id)
-        now = utc_now()
-        stored = record.model_copy(
-            update={
-                "created_at": record.created_at or now,
-                "updated_at": now,
-                "status": "active",
-                "ended_at": None,
-                "native_session_id": None,
-                "last_sequence": 0,
-                "event_count": 0,
-            }
-        )
         if self._max_sessions is not None and len(self._streams) >= self._max_sessions:
-            oldest = min(self._created, key=self._created.__getitem__)
-            await self.delete_session(oldest)
+            oldest = next(iter(self._streams))
+            del self._streams[oldest]
+            self._wake(oldest)
             self.evicted_sessions += 1
             log.warning(
                 "memory store full (max_sessions=%d): evicted session %s",
                 self._max_sessions,
                 oldest,
             )
-        self._streams[record.id] = _Stream(stored)
-        self._counter += 1
-        self._created[record.id] = self._counter
-        return stored
+        # A copy through JSON: a caller's later change to its metadata cannot reach the store.
+        self._streams[record.id] = _Stream(_copied(record))
 
-    async def get_session(self, session_id: str) -> SessionRecord | None:
+    async def select_session(self, session_id: str) -> SessionRecord | None:
         stream = self._streams.get(session_id)
         return None if stream is None else stream.record
 
-    async def list_sessions(
+    async def select_sessions(
         self,
-        limit: int = 100,
-        cursor: str | None = None,
-        status: SessionStatus | None = None,
-        agent: str | None = None,
-    ) -> Page[SessionRecord]:
-        key = None if cursor is None else decode_session_cursor(cursor)
+        *,
+        limit: int,
+        before: tuple[datetime, str] | None,
+        status: SessionStatus | None,
+        agent: str | None,
+    ) -> list[SessionRecord]:
         records = sorted(
             (stream.record for stream in self._streams.values()),
             key=lambda r: (r.created_at, r.id),
             reverse=True,
         )
-        items: list[SessionRecord] = []
+        found: list[SessionRecord] = []
         for record in records:
-            if key is not None and (record.created_at, record.id) >= key:
+            if before is not None and (record.created_at, record.id) >= before:
                 continue
             if status is not None and record.status != status:
                 continue
             if agent is not None and record.agent != agent:
                 continue
-            if len(items) == limit:
-                return Page(items=items, next_cursor=encode_session_cursor(items[-1]))
-            items.append(record)
-        return Page(items=items, next_cursor=None)
+            found.append(record)
+            if len(found) == limit:
+                break
+        return found
 
-    async def update_session(
-        self,
-        session_id: str,
-        *,
-        title: str | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> SessionRecord:
-        stream = self._stream(session_id)
-        changes: dict[str, Any] = {"updated_at": utc_now()}
-        if title is not None:
-            changes["title"] = title
-        if metadata is not None:
-            changes["metadata"] = json.loads(json.dumps(metadata))
-        stream.record = stream.record.model_copy(update=changes)
-        return stream.record
-
-    async def delete_session(self, session_id: str) -> bool:
-        if self._streams.pop(session_id, None) is None:
+    async def update_session(self, session_id: str, changes: Mapping[str, Any]) -> bool:
+        stream = self._streams.get(session_id)
+        if stream is None:
             return False
-        del self._created[session_id]
-        self._deleted(session_id)
+        stream.record = _copied(stream.record.model_copy(update=dict(changes)))
         return True
 
-    async def append(
+    async def delete_session(self, session_id: str) -> bool:
+        return self._streams.pop(session_id, None) is not None
+
+    # -- events ---------------------------------------------------------------------------
+    async def insert_events(
         self,
         session_id: str,
-        drafts: Sequence[EventDraft],
-        expected_sequence: int | None = None,
-    ) -> list[UniversalEvent]:
-        stream = self._stream(session_id)
-        if not drafts:
-            return []
-        filled = fill_drafts(drafts)
-        check_batch_ids(session_id, filled)
-        known = {eid: stream.by_id[eid] for _, eid, _ in filled if eid in stream.by_id}
-        retried = resolve_retry(session_id, filled, known)
-        if retried is not None:
-            return retried
+        rows: Sequence[EventRow],
+        expected_sequence: int | None,
+        change: SessionChange,
+    ) -> int:
+        stream = self._streams.get(session_id)
+        if stream is None:
+            raise SessionNotFound(session_id)
         last = stream.record.last_sequence
         if expected_sequence is not None and expected_sequence != last:
             raise SequenceConflict(session_id, expected_sequence, last)
-        record = stream.record
-        projection = Projection(record.status, record.ended_at, record.native_session_id)
-        stored: list[UniversalEvent] = []
-        for offset, (draft, event_id, time) in enumerate(filled, start=1):
-            # Copy mutable payloads so a caller's later mutation cannot change history.
-            event = UniversalEvent.model_construct(
-                **{
-                    **draft.to_event(
-                        session_id=session_id, sequence=last + offset, event_id=event_id, time=time
-                    ).__dict__,
-                    "data": _copy(draft.data),
-                    "raw": _copy(draft.raw),
-                }
-            )
-            stored.append(event)
-            projection.apply(event.type, event.time, event.native_session_id)
-        for event in stored:
+        if any(row.event_id in stream.ids for row in rows):
+            raise DuplicateEventId(session_id)
+        for offset, row in enumerate(rows, start=1):
             self._position += 1
-            stream.events.append(event)
+            stream.rows.append((last + offset, *row))
             stream.positions.append(self._position)
-            stream.by_id[event.event_id] = event
+            stream.ids.add(row.event_id)
         self._evict(stream)
-        stream.record = record.model_copy(
-            update={
-                "last_sequence": last + len(stored),
-                "event_count": record.event_count + len(stored),
-                "updated_at": utc_now(),
-                "status": projection.status,
-                "ended_at": projection.ended_at,
-                "native_session_id": projection.native_session_id,
-            }
-        )
-        self._appended(session_id, stored)
-        return stored
+        stream.record = change.applied_to(stream.record)
+        return last
 
     def _evict(self, stream: _Stream) -> None:
         if self._max_events is None:
             return
         dropped = 0
-        while len(stream.events) > self._max_events:
-            event = stream.events.popleft()
+        while len(stream.rows) > self._max_events:
+            row = stream.rows.popleft()
             stream.positions.popleft()
-            del stream.by_id[event.event_id]
+            stream.ids.discard(row[1])
             dropped += 1
         if dropped:
             self.evicted_events += dropped
@@ -229,61 +169,65 @@ class MemoryEventStore(EventStore):
                 dropped,
             )
 
-    async def read(
-        self, session_id: str, after: int = 0, limit: int | None = None
-    ) -> list[UniversalEvent]:
-        stream = self._stream(session_id)
-        if not stream.events:
+    async def select_events(
+        self, session_id: str, after: int, limit: int | None
+    ) -> Sequence[StoredRow]:
+        stream = self._streams.get(session_id)
+        if stream is None:
+            raise SessionNotFound(session_id)
+        if not stream.rows:
             return []
-        first = stream.events[0].sequence
-        start = max(0, after - first + 1)
-        stop = len(stream.events) if limit is None else min(len(stream.events), start + limit)
-        return [stream.events[i] for i in range(start, stop)]
+        start = max(0, after - stream.rows[0][0] + 1)
+        stop = len(stream.rows) if limit is None else min(len(stream.rows), start + limit)
+        return [stream.rows[i] for i in range(start, stop)]
 
-    async def last_sequence(self, session_id: str) -> int:
-        return self._stream(session_id).record.last_sequence
+    async def select_events_by_id(
+        self, session_id: str, event_ids: Sequence[str]
+    ) -> Sequence[StoredRow]:
+        stream = self._streams.get(session_id)
+        if stream is None:
+            return []
+        wanted = set(event_ids) & stream.ids
+        return [row for row in stream.rows if row[1] in wanted] if wanted else []
 
-    async def read_all(
-        self, after_position: int = 0, limit: int = DEFAULT_PAGE
-    ) -> list[PositionedEvent]:
-        found: list[PositionedEvent] = []
-        for stream in self._streams.values():
-            for position, event in zip(stream.positions, stream.events, strict=True):
-                if position > after_position:
-                    found.append(PositionedEvent(position, event))
-        found.sort(key=lambda pe: pe.position)
+    async def select_last_sequence(self, session_id: str) -> int | None:
+        stream = self._streams.get(session_id)
+        return None if stream is None else stream.record.last_sequence
+
+    async def select_all(self, after_position: int, limit: int) -> Sequence[PositionedRow]:
+        found = [
+            (position, stream.record.id, *row)
+            for stream in self._streams.values()
+            for position, row in zip(stream.positions, stream.rows, strict=True)
+            if position > after_position
+        ]
+        found.sort(key=lambda row: row[0])
         return found[:limit]
 
-    async def save_snapshot(
-        self, session_id: str, sequence: int, state: dict[str, Any], version: int
-    ) -> Snapshot:
-        stream = self._stream(session_id)
-        snapshot = Snapshot(
-            session_id=session_id, sequence=sequence, version=version, state=_copy(state)
-        )
-        stream.snapshots[(sequence, version)] = snapshot
-        return snapshot
+    # -- snapshots ------------------------------------------------------------------------
+    async def insert_snapshot(
+        self, session_id: str, sequence: int, version: int, state: str, created_at: datetime
+    ) -> None:
+        stream = self._streams.get(session_id)
+        if stream is None:
+            raise SessionNotFound(session_id)
+        stream.snapshots[(sequence, version)] = SnapshotRow(sequence, version, state, created_at)
 
-    async def load_snapshot(
-        self,
-        session_id: str,
-        at_or_before: int | None = None,
-        version: int | None = None,
-    ) -> Snapshot | None:
+    async def select_snapshot(
+        self, session_id: str, at_or_before: int | None, version: int | None
+    ) -> SnapshotRow | None:
         stream = self._streams.get(session_id)
         if stream is None:
             return None
-        best: Snapshot | None = None
-        for (sequence, snap_version), snapshot in stream.snapshots.items():
-            if at_or_before is not None and sequence > at_or_before:
-                continue
-            if version is not None and snap_version != version:
-                continue
-            if best is None or (sequence, snap_version) > (best.sequence, best.version):
-                best = snapshot
-        return None if best is None else best.model_copy(update={"state": _copy(best.state)})
+        keys = [
+            key
+            for key in stream.snapshots
+            if (at_or_before is None or key[0] <= at_or_before)
+            and (version is None or key[1] == version)
+        ]
+        return stream.snapshots[max(keys)] if keys else None
 
-    async def snapshot_keys(self, session_id: str) -> list[tuple[int, int]]:
+    async def select_snapshot_keys(self, session_id: str) -> list[tuple[int, int]]:
         stream = self._streams.get(session_id)
         return [] if stream is None else sorted(stream.snapshots)
 
@@ -294,7 +238,25 @@ class MemoryEventStore(EventStore):
         return sum(stream.snapshots.pop(key, None) is not None for key in set(keys))
 
 
-def _copy(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return json.loads(json.dumps(value))
+def _copied(record: SessionRecord) -> SessionRecord:
+    if not record.metadata and not record.init:
+        return record
+    return record.model_copy(
+        update={
+            "metadata": from_json(to_json(record.metadata)),
+            "init": from_json(to_json(record.init)),
+        }
+    )
+
+
+async def open_memory_store(url: str, **options: Any) -> EventStore:
+    """``memory://?max_sessions=100&max_events_per_session=10000``."""
+    _, query = split_url(url)
+    merged: dict[str, Any] = {**query, **options}
+    merged.pop("migrate", None)  # nothing to migrate
+    driver = MemoryDriver(
+        max_sessions=int_option(merged, "max_sessions"),
+        max_events_per_session=int_option(merged, "max_events_per_session"),
+    )
+    no_more_options(merged, url)
+    return EventStore(driver)

@@ -93,10 +93,10 @@ async def database_status(url: str, *, upgrade: bool) -> tuple[str | None, str]:
     ``upgrade`` the pending migrations run first. Raises ``StoreConfigError`` for memory://,
     which has no schema."""
     from sandbox_agent.store.errors import StoreConfigError
-    from sandbox_agent.store.sql import SqlEventStore
     from sandbox_agent.store.url import open_store
 
     async with await open_store(url, migrate=upgrade) as store:
-        if not isinstance(store, SqlEventStore):
+        status = await store.driver.schema_status()
+        if status is None:
             raise StoreConfigError(f"{url!r} has no database schema: migrations are for SQL stores")
-        return await store.schema_revision(), head_revision()
+        return status

@@ -22,9 +22,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -33,25 +32,19 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from sandbox_agent.events import EventDraft, UniversalEvent, utc_now
-from sandbox_agent.store.base import (
-    DEFAULT_PAGE,
-    batch_projection,
-    check_batch_ids,
-    fill_drafts,
-    resolve_retry,
-)
-from sandbox_agent.store.codec import decode_event, dump_json, dump_raw, paused_gc
+from sandbox_agent.store.codec import dump_json
+from sandbox_agent.store.driver import EventRow, PositionedRow, SessionChange, StoredRow
 from sandbox_agent.store.errors import (
+    DuplicateEventId,
     SequenceConflict,
     SessionNotFound,
     StoreConfigError,
     StoreError,
     StoreUnavailable,
 )
-from sandbox_agent.store.records import PositionedEvent
-from sandbox_agent.store.sql import NOT_MIGRATED_HINT, SqlEventStore
-from sandbox_agent.store.url import float_option, int_option, no_more_options
+from sandbox_agent.store.event_store import EventStore
+from sandbox_agent.store.sql import NOT_MIGRATED_HINT, SqlDriver
+from sandbox_agent.store.url import float_option, int_option, no_more_options, split_url
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -105,19 +98,20 @@ def channel_name(schema: str) -> str:
     return name
 
 
-class PostgresEventStore(SqlEventStore):
+class PostgresDriver(SqlDriver):
     """Open it with ``open_store("postgresql://user@host:5432/db?schema=name")``."""
 
     def __init__(self, engine: Any, url: str, schema: str, poll_interval: float) -> None:
         super().__init__(engine, url)
         self.schema = schema
         self.channel = channel_name(schema)
-        self._poll_interval = poll_interval
+        self.poll_interval = poll_interval
+        self._wake: Callable[[str], None] = lambda _: None
         self._listener: AsyncConnection | None = None
         self._listener_raw: asyncpg.Connection | None = None
 
     @classmethod
-    async def open(cls, url: str, *, migrate: bool = True, **options: Any) -> PostgresEventStore:
+    async def open(cls, url: str, *, migrate: bool = True, **options: Any) -> PostgresDriver:
         schema = str(options.pop("schema", "public"))
         if not _SCHEMA_NAME.match(schema):
             raise StoreConfigError(
@@ -177,8 +171,11 @@ class PostgresEventStore(SqlEventStore):
         assert self._listener_raw is not None
         await self._listener_raw.add_listener(self.channel, self._on_notify)
 
+    def attach(self, wake: Callable[[str], None]) -> None:
+        self._wake = wake
+
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, session_id: str) -> None:
-        self._notifier.notify(session_id)
+        self._wake(session_id)
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -209,105 +206,80 @@ class PostgresEventStore(SqlEventStore):
         finally:
             await conn.close()
 
-    # -- append ---------------------------------------------------------------------------
-    async def append(
+    # -- events ---------------------------------------------------------------------------
+    async def insert_events(
         self,
         session_id: str,
-        drafts: Sequence[EventDraft],
-        expected_sequence: int | None = None,
-    ) -> list[UniversalEvent]:
-        if not drafts:
-            await self.last_sequence(session_id)  # SessionNotFound for an unknown session
-            return []
-        filled = fill_drafts(drafts)
-        check_batch_ids(session_id, filled)
-        count = len(filled)
-        status, ended_at, native = batch_projection(filled)
+        rows: Sequence[EventRow],
+        expected_sequence: int | None,
+        change: SessionChange,
+    ) -> int:
         async with self._raw() as pg:
             try:
                 row = await pg.fetchrow(
                     _APPEND,
                     session_id,
-                    count,
+                    change.count,
                     self.channel,
                     expected_sequence,
-                    [event_id for _, event_id, _ in filled],
-                    [time for _, _, time in filled],
-                    [d.type for d, _, _ in filled],
-                    [d.source for d, _, _ in filled],
-                    [d.synthetic for d, _, _ in filled],
-                    [d.native_session_id for d, _, _ in filled],
-                    [dump_json(d.data) for d, _, _ in filled],
-                    [dump_raw(d.raw) for d, _, _ in filled],
-                    utc_now(),
-                    status,
-                    ended_at,
-                    native,
+                    [r.event_id for r in rows],
+                    [r.time for r in rows],
+                    [r.type for r in rows],
+                    [r.source for r in rows],
+                    [r.synthetic for r in rows],
+                    [r.native_session_id for r in rows],
+                    [r.data for r in rows],
+                    [r.raw for r in rows],
+                    change.updated_at,
+                    change.status,
+                    change.ended_at,
+                    change.native_session_id,
                 )
             except asyncpg.UniqueViolationError as exc:
-                # An event_id of the batch is stored already: a retry, or a conflict.
-                retried = await self._find_retry(pg, session_id, filled)
-                if retried is not None:
-                    return retried
-                raise StoreError(
-                    f"session {session_id!r}: append failed, nothing was written: {exc}"
-                ) from exc
+                raise DuplicateEventId(session_id, str(exc)) from exc
             if row is None:
                 actual = await pg.fetchval(_EXISTS, session_id)
                 if actual is None:
                     raise SessionNotFound(session_id)
-                retried = await self._find_retry(pg, session_id, filled)
-                if retried is not None:
-                    return retried
                 raise SequenceConflict(session_id, expected_sequence or 0, int(actual))
-        last = int(row[0])
-        stored = [
-            draft.to_event(session_id=session_id, sequence=last + i, event_id=event_id, time=time)
-            for i, (draft, event_id, time) in enumerate(filled, start=1)
-        ]
-        # Local subscribers at once; the NOTIFY wakes those of other processes.
-        self._appended(session_id, stored)
-        return stored
+        return int(row[0])
 
-    async def _find_retry(
-        self,
-        pg: asyncpg.Connection,
-        session_id: str,
-        filled: list[tuple[EventDraft, str, datetime]],
-    ) -> list[UniversalEvent] | None:
-        rows = await pg.fetch(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = $1 AND event_id = ANY($2)",
-            session_id,
-            [event_id for _, event_id, _ in filled],
-        )
-        found = {row[1]: decode_event(session_id, *row) for row in rows}
-        return resolve_retry(session_id, filled, found)
-
-    # -- reads ----------------------------------------------------------------------------
-    async def read(
-        self, session_id: str, after: int = 0, limit: int | None = None
-    ) -> list[UniversalEvent]:
+    async def select_events(
+        self, session_id: str, after: int, limit: int | None
+    ) -> Sequence[StoredRow]:
         async with self._raw() as pg:
-            rows = await pg.fetch(_READ, session_id, after, limit)
+            rows: list[asyncpg.Record] = await pg.fetch(_READ, session_id, after, limit)
             if not rows and await pg.fetchval(_EXISTS, session_id) is None:
                 raise SessionNotFound(session_id)
-        with paused_gc():
-            return [decode_event(session_id, *row) for row in rows]
+        return rows
 
-    async def last_sequence(self, session_id: str) -> int:
+    async def select_events_by_id(
+        self, session_id: str, event_ids: Sequence[str]
+    ) -> Sequence[StoredRow]:
+        async with self._raw() as pg:
+            rows: list[asyncpg.Record] = await pg.fetch(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = $1 AND event_id = ANY($2)",
+                session_id,
+                list(event_ids),
+            )
+        return rows
+
+    async def select_last_sequence(self, session_id: str) -> int | None:
         async with self._raw() as pg:
             value = await pg.fetchval(_EXISTS, session_id)
-        if value is None:
-            raise SessionNotFound(session_id)
-        return int(value)
+        return None if value is None else int(value)
 
-    async def read_all(
-        self, after_position: int = 0, limit: int = DEFAULT_PAGE
-    ) -> list[PositionedEvent]:
+    async def select_all(self, after_position: int, limit: int) -> Sequence[PositionedRow]:
         async with self._raw() as pg:
-            rows = await pg.fetch(_READ_ALL, after_position, limit)
-        with paused_gc():
-            return [PositionedEvent(row[0], decode_event(*row[1:])) for row in rows]
+            rows: list[asyncpg.Record] = await pg.fetch(_READ_ALL, after_position, limit)
+        return rows
 
 
-__all__ = ["PostgresEventStore", "channel_name"]
+async def open_postgres_store(url: str, **options: Any) -> EventStore:
+    """``postgresql://user@host:5432/db?schema=name&pool_size=10`` (see the module's
+    docstring)."""
+    base, query = split_url(url)
+    return EventStore(await PostgresDriver.open(base, **{**query, **options}))
+
+
+__all__ = ["PostgresDriver", "channel_name", "open_postgres_store"]

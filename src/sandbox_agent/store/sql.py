@@ -1,25 +1,22 @@
 """What the SQLite and Postgres drivers share: SQLAlchemy Core over an async engine for the
-sessions, snapshots and listings. Each driver adds its own append and read paths."""
+session rows, snapshots and migrations. Each driver adds its own event primitives (the hot
+paths)."""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sandbox_agent.events import utc_now
-from sandbox_agent.store.base import EventStore, decode_session_cursor, encode_session_cursor
-from sandbox_agent.store.errors import (
-    SessionExists,
-    SessionNotFound,
-    StoreError,
-)
-from sandbox_agent.store.records import Page, SessionRecord, SessionStatus, Snapshot
+from sandbox_agent.store.driver import SnapshotRow, StorageDriver
+from sandbox_agent.store.errors import SessionExists, SessionNotFound, StoreError
+from sandbox_agent.store.records import SessionRecord, SessionStatus
 from sandbox_agent.store.tables import Tables, tables_for
 
 #: The newest revision in ``migrations/versions`` (a test keeps the two equal).
@@ -29,11 +26,10 @@ HEAD_REVISION = "0001"
 WRITE = "sandbox_agent_write"
 
 
-class SqlEventStore(EventStore, abc.ABC):
+class SqlDriver(StorageDriver, abc.ABC):
     """Base of the SQL drivers: ``_engine`` is a SQLAlchemy ``AsyncEngine``."""
 
     def __init__(self, engine: AsyncEngine, url: str) -> None:
-        super().__init__()
         self._engine = engine
         self.url = url
         self._tables: Tables = tables_for(engine.dialect.name)
@@ -53,13 +49,15 @@ class SqlEventStore(EventStore, abc.ABC):
                 yield conn
 
     async def close(self) -> None:
-        await super().close()
         await self._engine.dispose()
 
     async def schema_revision(self) -> str | None:
         """The Alembic revision of the database (None if it was never migrated)."""
         async with self._reading() as conn:
             return await stored_revision(conn)
+
+    async def schema_status(self) -> tuple[str | None, str]:
+        return await self.schema_revision(), HEAD_REVISION
 
     async def _upgrade(self) -> None:
         """Run pending migrations. Alembic is imported only when the database is behind: it
@@ -75,176 +73,125 @@ class SqlEventStore(EventStore, abc.ABC):
         """Keep concurrent openers from migrating at once (SQLite's write lock already does)."""
 
     # -- sessions -------------------------------------------------------------------------
-    async def create_session(self, record: SessionRecord) -> SessionRecord:
-        now = utc_now()
-        stored = record.model_copy(
-            update={
-                "updated_at": now,
-                "status": "active",
-                "ended_at": None,
-                "native_session_id": None,
-                "last_sequence": 0,
-                "event_count": 0,
-            }
-        )
+    async def insert_session(self, record: SessionRecord) -> None:
         try:
             async with self._writing() as conn:
-                await conn.execute(self._tables.sessions.insert().values(**stored.model_dump()))
+                await conn.execute(self._tables.sessions.insert().values(**record.model_dump()))
         except IntegrityError as exc:
             raise SessionExists(record.id) from exc
-        return stored
 
-    async def get_session(self, session_id: str) -> SessionRecord | None:
+    async def select_session(self, session_id: str) -> SessionRecord | None:
+        sessions = self._tables.sessions
         async with self._reading() as conn:
             row = (
-                await conn.execute(
-                    sa.select(self._tables.sessions).where(self._tables.sessions.c.id == session_id)
-                )
+                await conn.execute(sa.select(sessions).where(sessions.c.id == session_id))
             ).first()
         return None if row is None else SessionRecord.model_validate(dict(row._mapping))
 
-    async def list_sessions(
+    async def select_sessions(
         self,
-        limit: int = 100,
-        cursor: str | None = None,
-        status: SessionStatus | None = None,
-        agent: str | None = None,
-    ) -> Page[SessionRecord]:
-        query = sa.select(self._tables.sessions)
-        if cursor is not None:
-            created, last_id = decode_session_cursor(cursor)
+        *,
+        limit: int,
+        before: tuple[datetime, str] | None,
+        status: SessionStatus | None,
+        agent: str | None,
+    ) -> list[SessionRecord]:
+        sessions = self._tables.sessions
+        query = sa.select(sessions)
+        if before is not None:
+            created, last_id = before
             query = query.where(
                 sa.or_(
-                    self._tables.sessions.c.created_at < created,
-                    sa.and_(
-                        self._tables.sessions.c.created_at == created,
-                        self._tables.sessions.c.id < last_id,
-                    ),
+                    sessions.c.created_at < created,
+                    sa.and_(sessions.c.created_at == created, sessions.c.id < last_id),
                 )
             )
         if status is not None:
-            query = query.where(self._tables.sessions.c.status == status)
+            query = query.where(sessions.c.status == status)
         if agent is not None:
-            query = query.where(self._tables.sessions.c.agent == agent)
-        query = query.order_by(
-            self._tables.sessions.c.created_at.desc(), self._tables.sessions.c.id.desc()
-        ).limit(limit + 1)
+            query = query.where(sessions.c.agent == agent)
+        query = query.order_by(sessions.c.created_at.desc(), sessions.c.id.desc()).limit(limit)
         async with self._reading() as conn:
             rows = (await conn.execute(query)).all()
-        items = [SessionRecord.model_validate(dict(r._mapping)) for r in rows[:limit]]
-        more = len(rows) > limit
-        return Page(items=items, next_cursor=encode_session_cursor(items[-1]) if more else None)
+        return [SessionRecord.model_validate(dict(r._mapping)) for r in rows]
 
-    async def update_session(
-        self,
-        session_id: str,
-        *,
-        title: str | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> SessionRecord:
-        changes: dict[str, Any] = {"updated_at": utc_now()}
-        if title is not None:
-            changes["title"] = title
-        if metadata is not None:
-            changes["metadata"] = metadata
+    async def update_session(self, session_id: str, changes: Mapping[str, Any]) -> bool:
+        sessions = self._tables.sessions
         async with self._writing() as conn:
             result = await conn.execute(
-                self._tables.sessions.update()
-                .where(self._tables.sessions.c.id == session_id)
-                .values(**changes)
+                sessions.update().where(sessions.c.id == session_id).values(**changes)
             )
-            if result.rowcount == 0:
-                raise SessionNotFound(session_id)
-        record = await self.get_session(session_id)
-        if record is None:
-            raise SessionNotFound(session_id)
-        return record
+        return bool(result.rowcount)
 
     async def delete_session(self, session_id: str) -> bool:
+        tables = self._tables
         async with self._writing() as conn:
             # The session row first: it waits for an append in flight (which holds that row)
             # and stops later ones, so the events deleted next include every committed one.
             result = await conn.execute(
-                self._tables.sessions.delete().where(self._tables.sessions.c.id == session_id)
+                tables.sessions.delete().where(tables.sessions.c.id == session_id)
             )
             await conn.execute(
-                self._tables.events.delete().where(self._tables.events.c.session_id == session_id)
+                tables.events.delete().where(tables.events.c.session_id == session_id)
             )
             await conn.execute(
-                self._tables.snapshots.delete().where(
-                    self._tables.snapshots.c.session_id == session_id
-                )
+                tables.snapshots.delete().where(tables.snapshots.c.session_id == session_id)
             )
-        self._deleted(session_id)
         return bool(result.rowcount)
 
     # -- snapshots ------------------------------------------------------------------------
-    async def save_snapshot(
-        self, session_id: str, sequence: int, state: dict[str, Any], version: int
-    ) -> Snapshot:
-        snapshot = Snapshot(session_id=session_id, sequence=sequence, version=version, state=state)
+    async def insert_snapshot(
+        self, session_id: str, sequence: int, version: int, state: str, created_at: datetime
+    ) -> None:
+        tables = self._tables
+        snapshots = tables.snapshots
         async with self._writing() as conn:
             exists = (
                 await conn.execute(
-                    sa.select(self._tables.sessions.c.id).where(
-                        self._tables.sessions.c.id == session_id
-                    )
+                    sa.select(tables.sessions.c.id).where(tables.sessions.c.id == session_id)
                 )
             ).first()
             if exists is None:
                 raise SessionNotFound(session_id)
             await conn.execute(
-                self._tables.snapshots.delete().where(
-                    self._tables.snapshots.c.session_id == session_id,
-                    self._tables.snapshots.c.sequence == sequence,
-                    self._tables.snapshots.c.version == version,
+                snapshots.delete().where(
+                    snapshots.c.session_id == session_id,
+                    snapshots.c.sequence == sequence,
+                    snapshots.c.version == version,
                 )
             )
-            await conn.execute(self._tables.snapshots.insert().values(**snapshot.model_dump()))
-        return snapshot
+            # The text as it is: a literal JSON value, not a dict to encode again.
+            await conn.execute(
+                snapshots.insert().values(
+                    session_id=session_id,
+                    sequence=sequence,
+                    version=version,
+                    state=sa.cast(sa.literal(state, sa.Text), snapshots.c.state.type),
+                    created_at=created_at,
+                )
+            )
 
-    async def load_snapshot(
-        self,
-        session_id: str,
-        at_or_before: int | None = None,
-        version: int | None = None,
-    ) -> Snapshot | None:
-        query = sa.select(self._tables.snapshots).where(
-            self._tables.snapshots.c.session_id == session_id
-        )
-        if at_or_before is not None:
-            query = query.where(self._tables.snapshots.c.sequence <= at_or_before)
-        if version is not None:
-            query = query.where(self._tables.snapshots.c.version == version)
-        query = query.order_by(
-            # Primary-key columns only: the index orders them without reading any state.
-            self._tables.snapshots.c.sequence.desc(),
-            self._tables.snapshots.c.version.desc(),
-        ).limit(1)
-        async with self._reading() as conn:
-            row = (await conn.execute(query)).first()
-        return None if row is None else Snapshot.model_validate(dict(row._mapping))
-
-    async def load_snapshot_json(
-        self,
-        session_id: str,
-        at_or_before: int | None = None,
-        version: int | None = None,
-    ) -> tuple[int, str] | None:
+    async def select_snapshot(
+        self, session_id: str, at_or_before: int | None, version: int | None
+    ) -> SnapshotRow | None:
         snapshots = self._tables.snapshots
-        query = sa.select(snapshots.c.sequence, sa.cast(snapshots.c.state, sa.Text)).where(
-            snapshots.c.session_id == session_id
-        )
+        query = sa.select(
+            snapshots.c.sequence,
+            snapshots.c.version,
+            sa.cast(snapshots.c.state, sa.Text),
+            snapshots.c.created_at,
+        ).where(snapshots.c.session_id == session_id)
         if at_or_before is not None:
             query = query.where(snapshots.c.sequence <= at_or_before)
         if version is not None:
             query = query.where(snapshots.c.version == version)
+        # Primary-key columns only: the index orders them without reading any state.
         query = query.order_by(snapshots.c.sequence.desc(), snapshots.c.version.desc()).limit(1)
         async with self._reading() as conn:
             row = (await conn.execute(query)).first()
-        return None if row is None else (int(row[0]), str(row[1]))
+        return None if row is None else SnapshotRow(int(row[0]), int(row[1]), str(row[2]), row[3])
 
-    async def snapshot_keys(self, session_id: str) -> list[tuple[int, int]]:
+    async def select_snapshot_keys(self, session_id: str) -> list[tuple[int, int]]:
         snapshots = self._tables.snapshots
         query = (
             sa.select(snapshots.c.sequence, snapshots.c.version)

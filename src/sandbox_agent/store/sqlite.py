@@ -39,26 +39,26 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from sandbox_agent.events import EventDraft, UniversalEvent, utc_now
-from sandbox_agent.store.base import (
-    DEFAULT_PAGE,
-    batch_projection,
-    check_batch_ids,
-    fill_drafts,
-    resolve_retry,
+from sandbox_agent.store.codec import dump_json
+from sandbox_agent.store.driver import (
+    EventRow,
+    PositionedRow,
+    SessionChange,
+    SnapshotRow,
+    StoredRow,
 )
-from sandbox_agent.store.codec import decode_event, dump_json, dump_raw, paused_gc
 from sandbox_agent.store.errors import (
+    DuplicateEventId,
     SequenceConflict,
     SessionNotFound,
     StoreConfigError,
     StoreError,
     StoreUnavailable,
 )
-from sandbox_agent.store.records import PositionedEvent, Snapshot
-from sandbox_agent.store.sql import NOT_MIGRATED_HINT, WRITE, SqlEventStore
+from sandbox_agent.store.event_store import EventStore
+from sandbox_agent.store.sql import NOT_MIGRATED_HINT, WRITE, SqlDriver
 from sandbox_agent.store.tables import decode_sqlite_time, encode_sqlite_time
-from sandbox_agent.store.url import float_option, int_option, no_more_options
+from sandbox_agent.store.url import float_option, int_option, no_more_options, split_url
 
 T = TypeVar("T")
 
@@ -114,13 +114,14 @@ def database_path(url: str) -> Path:
     return Path(path)
 
 
-class SqliteEventStore(SqlEventStore):
-    """The embedded default store. Open it with ``open_store("sqlite:///path.db")``."""
+class SqliteDriver(SqlDriver):
+    """The embedded default store's driver. Open it with ``open_store("sqlite:///path.db")``."""
 
     def __init__(self, engine: Any, url: str, path: Path, poll_interval: float) -> None:
         super().__init__(engine, url)
         self.path = path
-        self._poll_interval = poll_interval
+        self.poll_interval = poll_interval
+        self._closed = False
         # The hot paths use two long-lived connections of their own: each call runs whole in
         # the connection's thread, so calls never interleave and need no pool checkout.
         self._writer: aiosqlite.Connection | None = None
@@ -136,7 +137,7 @@ class SqliteEventStore(SqlEventStore):
         self._checkpoint_holds = False  # the running checkpoint holds inline appends back
 
     @classmethod
-    async def open(cls, url: str, *, migrate: bool = True, **options: Any) -> SqliteEventStore:
+    async def open(cls, url: str, *, migrate: bool = True, **options: Any) -> SqliteDriver:
         path = database_path(url)
         synchronous = str(options.pop("synchronous", "normal")).lower()
         if synchronous not in SYNCHRONOUS:
@@ -225,10 +226,7 @@ class SqliteEventStore(SqlEventStore):
         return connection
 
     async def close(self) -> None:
-        # Subscribers first: once woken they see the store closed and end, instead of
-        # reading through a connection that is going away.
         self._closed = True
-        self._notifier.notify_all()
         if self._checkpoint is not None:
             await asyncio.wait([self._checkpoint])
         if self._inline is not None:
@@ -254,44 +252,40 @@ class SqliteEventStore(SqlEventStore):
             hint = NOT_MIGRATED_HINT if "no such table" in str(exc) else ""
             raise StoreError(f"SQLite {self.path}: {exc}{hint}") from exc
 
-    # -- append ---------------------------------------------------------------------------
-    async def append(
+    # -- events ---------------------------------------------------------------------------
+    async def insert_events(
         self,
         session_id: str,
-        drafts: Sequence[EventDraft],
-        expected_sequence: int | None = None,
-    ) -> list[UniversalEvent]:
-        if not drafts:
-            await self.last_sequence(session_id)  # SessionNotFound for an unknown session
-            return []
-        filled = fill_drafts(drafts)
-        check_batch_ids(session_id, filled)
-        stored = self._append_inline(session_id, filled, expected_sequence)
-        if stored is None:
-            stored = await self._in_thread(
-                self._writer, lambda db: _append(db, session_id, filled, expected_sequence)
-            )
-        self._appended(session_id, stored)
-        return stored
-
-    def _append_inline(
-        self,
-        session_id: str,
-        filled: list[tuple[EventDraft, str, datetime]],
+        rows: Sequence[EventRow],
         expected_sequence: int | None,
-    ) -> list[UniversalEvent] | None:
-        """The append on this thread, or None when it must go to the writer thread (a large
-        batch, another writer holding the lock, a checkpoint running, the connection in use by
-        another thread)."""
+        change: SessionChange,
+    ) -> int:
+        last = self._insert_inline(session_id, rows, expected_sequence, change)
+        if last is None:
+            last = await self._in_thread(
+                self._writer, lambda db: _insert(db, session_id, rows, expected_sequence, change)
+            )
+        return last
+
+    def _insert_inline(
+        self,
+        session_id: str,
+        rows: Sequence[EventRow],
+        expected_sequence: int | None,
+        change: SessionChange,
+    ) -> int | None:
+        """The insert on this thread (the last sequence before it), or None when it must go to
+        the writer thread (a large batch, another writer holding the lock, a checkpoint
+        running, the connection in use by another thread)."""
         db = self._inline
-        if db is None or len(filled) > self._inline_max or self._checkpoint_holds:
+        if db is None or len(rows) > self._inline_max or self._checkpoint_holds:
             return None
         if not self._inline_lock.acquire(blocking=False):
             return None
         try:
             if self._inline is None:  # closed meanwhile
                 return None
-            stored = _append(db, session_id, filled, expected_sequence)
+            last = _insert(db, session_id, rows, expected_sequence, change)
         except sqlite3.Error as exc:
             code = getattr(exc, "sqlite_errorcode", None)  # absent on Python-level errors
             if code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
@@ -301,14 +295,14 @@ class SqliteEventStore(SqlEventStore):
         finally:
             self._inline_lock.release()
         self._inline_commits += 1
-        self._inline_events += len(filled)
+        self._inline_events += len(rows)
         due = (
             self._inline_commits >= _CHECKPOINT_COMMITS or self._inline_events >= _CHECKPOINT_EVENTS
         )
         if due and self._checkpoint is None:
             self._inline_commits = self._inline_events = 0
             self._checkpoint = asyncio.ensure_future(self._checkpoint_wal(hold=False))
-        return stored
+        return last
 
     async def _checkpoint_wal(self, hold: bool) -> None:
         """What autocheckpoint would do after the inline appends, in the writer thread; with
@@ -332,195 +326,132 @@ class SqliteEventStore(SqlEventStore):
         if again and not self._closed:
             self._checkpoint = asyncio.ensure_future(self._checkpoint_wal(hold=True))
 
-    # -- reads ----------------------------------------------------------------------------
-    async def read(
-        self, session_id: str, after: int = 0, limit: int | None = None
-    ) -> list[UniversalEvent]:
-        return await self._in_thread(self._reader, lambda db: _read(db, session_id, after, limit))
+    async def select_events(
+        self, session_id: str, after: int, limit: int | None
+    ) -> Sequence[StoredRow]:
+        return await self._in_thread(self._reader, lambda db: _select(db, session_id, after, limit))
 
-    async def last_sequence(self, session_id: str) -> int:
+    async def select_events_by_id(
+        self, session_id: str, event_ids: Sequence[str]
+    ) -> Sequence[StoredRow]:
+        return await self._in_thread(
+            self._reader, lambda db: _select_by_id(db, session_id, event_ids)
+        )
+
+    async def select_last_sequence(self, session_id: str) -> int | None:
         row = await self._in_thread(
             self._reader, lambda db: db.execute(_EXISTS, (session_id,)).fetchone()
         )
-        if row is None:
-            raise SessionNotFound(session_id)
-        return int(row[0])
+        return None if row is None else int(row[0])
 
-    async def load_snapshot(
-        self,
-        session_id: str,
-        at_or_before: int | None = None,
-        version: int | None = None,
-    ) -> Snapshot | None:
-        # In the reader thread, like read(): a snapshot can be tens of MB, and the pooled
-        # path costs several thread hops on top of decoding it.
+    async def select_all(self, after_position: int, limit: int) -> Sequence[PositionedRow]:
         return await self._in_thread(
-            self._reader, lambda db: _load_snapshot(db, session_id, at_or_before, version)
+            self._reader, lambda db: db.execute(_READ_ALL, (after_position, limit)).fetchall()
         )
 
-    async def save_snapshot_json(
-        self, session_id: str, sequence: int, state_json: str, version: int
+    # -- snapshots ------------------------------------------------------------------------
+    # In the connection threads, like the events: a snapshot can be tens of MB, and the pooled
+    # SQLAlchemy path costs several thread hops on top of moving it.
+    async def insert_snapshot(
+        self, session_id: str, sequence: int, version: int, state: str, created_at: datetime
     ) -> None:
-        # The text as it is, in the writer's thread: a snapshot can be tens of MB, and the
-        # SQLAlchemy path would copy it as a dict and encode it again on the event loop.
-        if not state_json.lstrip().startswith("{"):
-            raise ValueError("a snapshot's state must be a JSON object")
-        created = encode_sqlite_time(utc_now())
+        created = encode_sqlite_time(created_at)
         await self._in_thread(
             self._writer,
-            lambda db: _save_snapshot(db, session_id, sequence, version, state_json, created),
+            lambda db: _save_snapshot(db, session_id, sequence, version, state, created),
         )
 
-    async def load_snapshot_json(
-        self,
-        session_id: str,
-        at_or_before: int | None = None,
-        version: int | None = None,
-    ) -> tuple[int, str] | None:
-        def load(db: sqlite3.Connection) -> tuple[int, str] | None:
-            row = _snapshot_row(db, session_id, at_or_before, version)
-            return None if row is None else (row[0], row[2])
-
-        return await self._in_thread(self._reader, load)
-
-    async def read_all(
-        self, after_position: int = 0, limit: int = DEFAULT_PAGE
-    ) -> list[PositionedEvent]:
-        return await self._in_thread(self._reader, lambda db: _read_all(db, after_position, limit))
+    async def select_snapshot(
+        self, session_id: str, at_or_before: int | None, version: int | None
+    ) -> SnapshotRow | None:
+        row = await self._in_thread(
+            self._reader, lambda db: _snapshot_row(db, session_id, at_or_before, version)
+        )
+        if row is None:
+            return None
+        sequence, snapshot_version, state, created_at = row
+        return SnapshotRow(sequence, snapshot_version, state, decode_sqlite_time(created_at))
 
 
 # -- the functions that run in the connection thread -----------------------------------------
 
 
-def _append(
+def _insert(
     db: sqlite3.Connection,
     session_id: str,
-    filled: list[tuple[EventDraft, str, datetime]],
+    rows: Sequence[EventRow],
     expected: int | None,
-) -> list[UniversalEvent]:
-    count = len(filled)
-    status, ended_at, native = batch_projection(filled)
+    change: SessionChange,
+) -> int:
+    count = len(rows)
     db.execute("BEGIN IMMEDIATE")
     try:
         head = db.execute(
             _PROJECT,
             (
                 count,
-                encode_sqlite_time(utc_now()),
-                status,
-                None if ended_at is None else encode_sqlite_time(ended_at),
-                native,
+                encode_sqlite_time(change.updated_at),
+                change.status,
+                None if change.ended_at is None else encode_sqlite_time(change.ended_at),
+                change.native_session_id,
                 session_id,
             ),
         ).fetchone()
         if head is None:
             raise SessionNotFound(session_id)
-        last = head[0] - count
+        last = int(head[0]) - count
         if expected is not None and expected != last:
-            db.execute("ROLLBACK")
-            return _retry_or_conflict(
-                db, session_id, filled, SequenceConflict(session_id, expected, last)
-            )
-        rows = []
-        stored = []
+            raise SequenceConflict(session_id, expected, last)
         time_text: dict[datetime, str] = {}
-        for offset, (draft, event_id, time) in enumerate(filled, start=1):
+        values = []
+        for offset, row in enumerate(rows, start=1):
+            time = row.time
             text = time_text.get(time)
             if text is None:
                 text = time_text[time] = encode_sqlite_time(time)
-            rows.append(
+            values.append(
                 (
                     session_id,
                     last + offset,
-                    event_id,
+                    row.event_id,
                     text,
-                    draft.type,
-                    draft.source,
-                    draft.synthetic,
-                    draft.native_session_id,
-                    dump_json(draft.data),
-                    dump_raw(draft.raw),
-                )
-            )
-            stored.append(
-                draft.to_event(
-                    session_id=session_id, sequence=last + offset, event_id=event_id, time=time
+                    row.type,
+                    row.source,
+                    row.synthetic,
+                    row.native_session_id,
+                    row.data,
+                    row.raw,
                 )
             )
         try:
-            db.executemany(_INSERT, rows)
+            db.executemany(_INSERT, values)
         except sqlite3.IntegrityError as exc:
-            # An event_id of the batch is stored already: a retry, or a conflict.
-            db.execute("ROLLBACK")
-            return _retry_or_conflict(db, session_id, filled, exc)
+            raise DuplicateEventId(session_id, str(exc)) from exc
         db.execute("COMMIT")
-        return stored
+        return last
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
 
 
-def _retry_or_conflict(
-    db: sqlite3.Connection,
-    session_id: str,
-    filled: list[tuple[EventDraft, str, datetime]],
-    error: Exception,
-) -> list[UniversalEvent]:
-    """After a rollback: the stored events if the batch was stored before, else ``error``."""
-    retried = _find_retry(db, session_id, filled)
-    if retried is not None:
-        return retried
-    if isinstance(error, StoreError):
-        raise error
-    raise StoreError(
-        f"session {session_id!r}: append failed, nothing was written: {error}"
-    ) from error
-
-
-def _find_retry(
-    db: sqlite3.Connection, session_id: str, filled: list[tuple[EventDraft, str, datetime]]
-) -> list[UniversalEvent] | None:
-    ids = [event_id for _, event_id, _ in filled]
-    found: dict[str, UniversalEvent] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ", ".join("?" * len(chunk))
-        rows = db.execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = ? AND event_id IN ({marks})",
-            (session_id, *chunk),
-        ).fetchall()
-        for row in rows:
-            event = decode_event(session_id, *row)
-            found[event.event_id] = event
-    return resolve_retry(session_id, filled, found)
-
-
-def _read(
-    db: sqlite3.Connection, session_id: str, after: int, limit: int | None
-) -> list[UniversalEvent]:
+def _select(db: sqlite3.Connection, session_id: str, after: int, limit: int | None) -> list[Any]:
     rows = db.execute(_READ, (session_id, after, -1 if limit is None else limit)).fetchall()
     if not rows and db.execute(_EXISTS, (session_id,)).fetchone() is None:
         raise SessionNotFound(session_id)
-    with paused_gc():
-        return [decode_event(session_id, *row) for row in rows]
+    return rows
 
 
-def _load_snapshot(
-    db: sqlite3.Connection, session_id: str, at_or_before: int | None, version: int | None
-) -> Snapshot | None:
-    row = _snapshot_row(db, session_id, at_or_before, version)
-    if row is None:
-        return None
-    sequence, snapshot_version, state, created_at = row
-    with paused_gc():
-        return Snapshot(
-            session_id=session_id,
-            sequence=sequence,
-            version=snapshot_version,
-            state=from_json(state),
-            created_at=decode_sqlite_time(created_at),
-        )
+def _select_by_id(db: sqlite3.Connection, session_id: str, ids: Sequence[str]) -> list[Any]:
+    found: list[Any] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        found += db.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = ? AND event_id IN ({marks})",
+            (session_id, *chunk),
+        ).fetchall()
+    return found
 
 
 def _save_snapshot(
@@ -552,12 +483,6 @@ def _snapshot_row(
     return db.execute(query + " ORDER BY sequence DESC, version DESC LIMIT 1", params).fetchone()
 
 
-def _read_all(db: sqlite3.Connection, after: int, limit: int) -> list[PositionedEvent]:
-    rows = db.execute(_READ_ALL, (after, limit)).fetchall()
-    with paused_gc():
-        return [PositionedEvent(row[0], decode_event(*row[1:])) for row in rows]
-
-
 def _inline_connection(path: Path, synchronous: str) -> sqlite3.Connection:
     """The connection of inline appends: never waits for the lock, never checkpoints."""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -569,3 +494,9 @@ def _inline_connection(path: Path, synchronous: str) -> sqlite3.Connection:
     ):
         db.execute(pragma)
     return db
+
+
+async def open_sqlite_store(url: str, **options: Any) -> EventStore:
+    """``sqlite:///path.db?synchronous=full&busy_timeout=5000`` (see the module's docstring)."""
+    base, query = split_url(url)
+    return EventStore(await SqliteDriver.open(base, **{**query, **options}))

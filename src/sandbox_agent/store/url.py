@@ -1,68 +1,60 @@
-"""``open_store(url)``: pick the driver from the URL and open it."""
+"""``open_store(url)``: find the URL scheme's driver (``store/registry.py``) and open it; the
+option parsing the openers share."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from sandbox_agent.store.base import EventStore
-from sandbox_agent.store.errors import StoreConfigError
+from sandbox_agent.store.errors import StoreConfigError, StoreError
 
-SCHEMES = {
-    "memory": "memory",
-    "sqlite": "sqlite",
-    "sqlite+aiosqlite": "sqlite",
-    "postgresql": "postgres",
-    "postgres": "postgres",
-    "postgresql+asyncpg": "postgres",
-}
+if TYPE_CHECKING:
+    from sandbox_agent.store.event_store import EventStore
 
 
-def split_options(url: str) -> tuple[str, str, dict[str, str]]:
-    """(driver, url without the query, query options). Raises ``StoreConfigError``."""
-    if not isinstance(url, str) or "://" not in url:
-        raise StoreConfigError(
-            f"invalid store URL {url!r}: expected memory://, sqlite:///path.db or "
-            "postgresql://user@host:port/db"
-        )
-    parts = urlsplit(url)
-    driver = SCHEMES.get(parts.scheme.lower())
-    if driver is None:
-        raise StoreConfigError(
-            f"unknown store driver {parts.scheme!r} in {url!r}: use one of "
-            "memory://, sqlite:///..., postgresql://..."
-        )
-    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+def split_url(url: str) -> tuple[str, dict[str, str]]:
+    """(the URL without its query, the query's options)."""
+    options = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
     base = url.partition("?")[0]  # not geturl(): it would fold sqlite://// into sqlite://
-    return driver, base, options
+    return base, options
 
 
-async def open_store(url: str, *, migrate: bool = True, **options: Any) -> EventStore:
+async def open_store(url: str, *, migrate: bool | None = None, **options: Any) -> EventStore:
     """Open the store at ``url`` (running pending migrations unless ``migrate=False``).
 
-    Options come from the URL's query string and from keyword arguments (which win):
+    The URL's scheme picks the driver: ``memory://``, ``sqlite:///path.db``,
+    ``postgresql://user@host/db``, or any scheme registered with ``register_driver`` or the
+    ``sandbox_agent.store_drivers`` entry point. Options come from the URL's query string and
+    from keyword arguments (which win):
     ``memory://?max_sessions=100&max_events_per_session=10000``,
     ``sqlite:///path.db?synchronous=full&busy_timeout=5000``,
     ``postgresql://user@host/db?schema=name&pool_size=10``.
     The store is an async context manager that closes it.
     """
-    driver, base, query = split_options(url)
-    merged: dict[str, Any] = {**query, **options}
-    if driver == "memory":
-        from sandbox_agent.store.memory import MemoryEventStore
+    from sandbox_agent.store.event_store import EventStore
+    from sandbox_agent.store.registry import opener_for, registered_schemes
 
-        return MemoryEventStore(
-            max_sessions=int_option(merged, "max_sessions"),
-            max_events_per_session=int_option(merged, "max_events_per_session"),
-            **no_more_options(merged, url),
+    if not isinstance(url, str) or "://" not in url:
+        raise StoreConfigError(
+            f"invalid store URL {url!r}: expected scheme://..., with a scheme of "
+            f"{', '.join(registered_schemes())}"
         )
-    if driver == "sqlite":
-        from sandbox_agent.store.sqlite import SqliteEventStore
-
-        return await SqliteEventStore.open(base, migrate=migrate, **merged)
-    from sandbox_agent.store.postgres import PostgresEventStore
-
-    return await PostgresEventStore.open(base, migrate=migrate, **merged)
+    scheme = urlsplit(url).scheme
+    opener = opener_for(scheme, url)
+    if migrate is not None:
+        options["migrate"] = migrate
+    try:
+        store = await (opener(url, **options) if options else opener(url))
+    except StoreError:
+        raise
+    except Exception as exc:
+        # A driver of another package that rejects the URL: its message, not a traceback.
+        raise StoreConfigError(f"cannot open {scheme} store {url!r}: {exc}") from exc
+    if not isinstance(store, EventStore):
+        raise StoreConfigError(
+            f"the {scheme!r} store driver returned {type(store).__name__}, not an EventStore"
+        )
+    return store
 
 
 def int_option(options: dict[str, Any], name: str) -> int | None:

@@ -1,14 +1,13 @@
-"""The contract every event-store driver implements.
+"""``EventStore``: the one store every part of sandbox-agent uses, over a ``StorageDriver``.
 
 An ``EventStore`` keeps one append-only stream of ``UniversalEvent`` per session, numbered
 1..N with no gaps, plus a ``sessions`` projection kept in step with each append, and snapshots
-of reducer state. Drivers: ``memory.py``, ``sqlite.py``, ``postgres.py``.
-
-To write a driver, subclass ``EventStore`` and implement the abstract methods; ``subscribe``,
-``fork_session`` and ``prune`` come for free on top of them. Call ``self._appended(id, stored)``
-after every committed append, ``self._deleted(id)`` after a delete (and ``notify_all()`` on
-close), and set ``_poll_interval`` when other processes can append without notifying this one.
-Then run the shared behavioural suite (``tests/store_contract.py``) against it.
+of reducer state. Everything that is the same for every backend lives here: validating drafts
+and encoding them, idempotent retries, the session projection of a batch, decoding rows into
+validated events, snapshot decoding and retention, subscribe with its in-memory tail, fork and
+prune. Backends implement only the primitives of ``store/driver.py``: ``memory.py``,
+``sqlite.py``, ``postgres.py`` here, others in their own distributions
+(``store/registry.py``).
 
 Example::
 
@@ -21,10 +20,8 @@ Example::
 
 from __future__ import annotations
 
-import abc
 import base64
 import contextlib
-import json
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -34,7 +31,16 @@ from pydantic_core import from_json
 
 from sandbox_agent.events import EventDraft, UniversalEvent, format_time, new_event_id, utc_now
 from sandbox_agent.events.envelope import TIME_FORMAT
-from sandbox_agent.store.errors import IdempotencyConflict, InvalidCursor, StoreError
+from sandbox_agent.store.codec import decode_event, dump_json, dump_raw, paused_gc
+from sandbox_agent.store.driver import EventRow, SessionChange, StorageDriver, StoredRow
+from sandbox_agent.store.errors import (
+    DuplicateEventId,
+    IdempotencyConflict,
+    InvalidCursor,
+    SequenceConflict,
+    SessionNotFound,
+    StoreError,
+)
 from sandbox_agent.store.notify import ChangeNotifier, wait_for
 from sandbox_agent.store.records import (
     Page,
@@ -49,17 +55,17 @@ from sandbox_agent.store.tail import StreamTails
 DEFAULT_PAGE = 1000
 
 
-class EventStore(abc.ABC):
-    """An append-only, per-session event log. Every method is a coroutine; errors are
-    ``StoreError`` subclasses."""
+class EventStore:
+    """An append-only, per-session event log over a ``StorageDriver``. Every method is a
+    coroutine; errors are ``StoreError`` subclasses. Open one with ``open_store(url)``, or
+    wrap a driver of your own: ``EventStore(MyDriver())``."""
 
-    #: Seconds between polls for appends made by other processes (None: never poll).
-    _poll_interval: float | None = None
-
-    def __init__(self) -> None:
+    def __init__(self, driver: StorageDriver) -> None:
+        self.driver = driver
         self._notifier = ChangeNotifier()
         self._tails = StreamTails()
         self._closed = False
+        driver.attach(self._notifier.notify)
 
     def _appended(self, session_id: str, stored: Sequence[UniversalEvent]) -> None:
         """After a committed append: its events go to the session's subscribers."""
@@ -72,15 +78,26 @@ class EventStore(abc.ABC):
         self._notifier.notify(session_id)
 
     # -- sessions -------------------------------------------------------------------------
-    @abc.abstractmethod
     async def create_session(self, record: SessionRecord) -> SessionRecord:
-        """Store a new session with an empty stream. Raises ``SessionExists`` for a taken id."""
+        """Store a new session with an empty stream. Raises ``SessionExists`` for a taken id.
+        The projection fields of ``record`` are ignored (the store keeps them)."""
+        stored = record.model_copy(
+            update={
+                "updated_at": utc_now(),
+                "status": "active",
+                "ended_at": None,
+                "native_session_id": None,
+                "last_sequence": 0,
+                "event_count": 0,
+            }
+        )
+        await self.driver.insert_session(stored)
+        return stored
 
-    @abc.abstractmethod
     async def get_session(self, session_id: str) -> SessionRecord | None:
         """The session's record, or None."""
+        return await self.driver.select_session(session_id)
 
-    @abc.abstractmethod
     async def list_sessions(
         self,
         limit: int = 100,
@@ -90,6 +107,13 @@ class EventStore(abc.ABC):
     ) -> Page[SessionRecord]:
         """Sessions newest first (by creation), keyset-paginated with an opaque cursor that stays
         valid while sessions are added."""
+        before = None if cursor is None else decode_session_cursor(cursor)
+        rows = await self.driver.select_sessions(
+            limit=limit + 1, before=before, status=status, agent=agent
+        )
+        items = rows[:limit]
+        more = len(rows) > limit
+        return Page(items=items, next_cursor=encode_session_cursor(items[-1]) if more else None)
 
     async def all_sessions(self, status: SessionStatus | None = None) -> list[SessionRecord]:
         """Every session (with ``status``, any when None), newest first: all pages of
@@ -103,7 +127,6 @@ class EventStore(abc.ABC):
                 return records
             cursor = page.next_cursor
 
-    @abc.abstractmethod
     async def update_session(
         self,
         session_id: str,
@@ -113,13 +136,25 @@ class EventStore(abc.ABC):
     ) -> SessionRecord:
         """Set the user annotations (``title``; ``metadata`` replaces the old one). Raises
         ``SessionNotFound``."""
+        changes: dict[str, Any] = {"updated_at": utc_now()}
+        if title is not None:
+            changes["title"] = title
+        if metadata is not None:
+            changes["metadata"] = metadata
+        if not await self.driver.update_session(session_id, changes):
+            raise SessionNotFound(session_id)
+        record = await self.driver.select_session(session_id)
+        if record is None:
+            raise SessionNotFound(session_id)
+        return record
 
-    @abc.abstractmethod
     async def delete_session(self, session_id: str) -> bool:
         """Remove the session with its events and snapshots. False when there was none."""
+        deleted = await self.driver.delete_session(session_id)
+        self._deleted(session_id)
+        return deleted
 
     # -- events ---------------------------------------------------------------------------
-    @abc.abstractmethod
     async def append(
         self,
         session_id: str,
@@ -136,19 +171,62 @@ class EventStore(abc.ABC):
         only partly stored, raises ``IdempotencyConflict``. ``SessionNotFound`` for an unknown
         session. An empty batch writes nothing and returns [].
         """
+        if not drafts:
+            await self.last_sequence(session_id)  # SessionNotFound for an unknown session
+            return []
+        filled = fill_drafts(drafts)
+        check_batch_ids(session_id, filled)
+        rows = [
+            EventRow(
+                event_id,
+                time,
+                draft.type,
+                draft.source,
+                draft.synthetic,
+                draft.native_session_id,
+                dump_json(draft.data),
+                dump_raw(draft.raw),
+            )
+            for draft, event_id, time in filled
+        ]
+        try:
+            last = await self.driver.insert_events(
+                session_id, rows, expected_sequence, session_change(filled)
+            )
+        except (SequenceConflict, DuplicateEventId) as exc:
+            # A retry of a batch stored before, or a real conflict.
+            found = await self.driver.select_events_by_id(session_id, [row[0] for row in rows])
+            retried = resolve_retry(
+                session_id, filled, {e.event_id: e for e in decode_rows(session_id, found)}
+            )
+            if retried is not None:
+                return retried
+            if isinstance(exc, SequenceConflict):
+                raise
+            raise StoreError(
+                f"session {session_id!r}: append failed, nothing was written: {exc}"
+            ) from exc
+        stored = [
+            draft.to_event(session_id=session_id, sequence=last + i, event_id=event_id, time=time)
+            for i, (draft, event_id, time) in enumerate(filled, start=1)
+        ]
+        self._appended(session_id, stored)
+        return stored
 
-    @abc.abstractmethod
     async def read(
         self, session_id: str, after: int = 0, limit: int | None = None
     ) -> list[UniversalEvent]:
         """Events with ``sequence > after`` in order, at most ``limit``. ``SessionNotFound`` for
         an unknown session."""
+        return decode_rows(session_id, await self.driver.select_events(session_id, after, limit))
 
-    @abc.abstractmethod
     async def last_sequence(self, session_id: str) -> int:
         """The sequence of the newest event (0 when empty). ``SessionNotFound`` if unknown."""
+        last = await self.driver.select_last_sequence(session_id)
+        if last is None:
+            raise SessionNotFound(session_id)
+        return last
 
-    @abc.abstractmethod
     async def read_all(
         self, after_position: int = 0, limit: int = DEFAULT_PAGE
     ) -> list[PositionedEvent]:
@@ -156,16 +234,31 @@ class EventStore(abc.ABC):
 
         Positions increase with commit order, so a reader that resumes after the last position
         it saw never skips an event that commits later."""
+        rows = await self.driver.select_all(after_position, limit)
+        with paused_gc():
+            return [PositionedEvent(row[0], decode_event(*row[1:])) for row in rows]
 
     # -- snapshots ------------------------------------------------------------------------
-    @abc.abstractmethod
     async def save_snapshot(
         self, session_id: str, sequence: int, state: dict[str, Any], version: int
     ) -> Snapshot:
         """Save (or replace) the reducer state after ``sequence``. ``SessionNotFound`` if
         unknown."""
+        snapshot = Snapshot(session_id=session_id, sequence=sequence, version=version, state=state)
+        await self.driver.insert_snapshot(
+            session_id, sequence, version, dump_json(state), snapshot.created_at
+        )
+        return snapshot
 
-    @abc.abstractmethod
+    async def save_snapshot_json(
+        self, session_id: str, sequence: int, state_json: str, version: int
+    ) -> None:
+        """``save_snapshot`` with the state given as JSON text of an object, stored as it is
+        (writers of large states use it: no dict in between)."""
+        if not state_json.lstrip().startswith("{"):
+            raise ValueError("a snapshot's state must be a JSON object")
+        await self.driver.insert_snapshot(session_id, sequence, version, state_json, utc_now())
+
     async def load_snapshot(
         self,
         session_id: str,
@@ -174,17 +267,17 @@ class EventStore(abc.ABC):
     ) -> Snapshot | None:
         """The snapshot with the highest ``sequence <= at_or_before`` (any when None), of
         ``version`` when given; between versions at one sequence, the highest version."""
-
-    async def save_snapshot_json(
-        self, session_id: str, sequence: int, state_json: str, version: int
-    ) -> None:
-        """``save_snapshot`` with the state given as JSON text (a JSON object). Writers of large
-        states use it: drivers that keep the text store it as it is, without a dict in between
-        (``state_at``'s writer side)."""
-        state = from_json(state_json)
-        if not isinstance(state, dict):
-            raise ValueError("a snapshot's state must be a JSON object")
-        await self.save_snapshot(session_id, sequence, state, version)
+        row = await self.driver.select_snapshot(session_id, at_or_before, version)
+        if row is None:
+            return None
+        with paused_gc():
+            return Snapshot(
+                session_id=session_id,
+                sequence=row.sequence,
+                version=row.version,
+                state=from_json(row.state),
+                created_at=row.created_at,
+            )
 
     async def load_snapshot_json(
         self,
@@ -193,23 +286,19 @@ class EventStore(abc.ABC):
         version: int | None = None,
     ) -> tuple[int, str] | None:
         """The snapshot ``load_snapshot`` would give, as its sequence and its state as JSON
-        text: the reader validates it in one pass (``state_at``'s fast path). Drivers that
-        keep the text override this to skip building the dict."""
-        snapshot = await self.load_snapshot(session_id, at_or_before, version)
-        if snapshot is None:
-            return None
-        return snapshot.sequence, json.dumps(snapshot.state, separators=(",", ":"))
+        text: the reader validates it in one pass (``state_at``'s fast path)."""
+        row = await self.driver.select_snapshot(session_id, at_or_before, version)
+        return None if row is None else (row.sequence, row.state)
 
     async def snapshot_keys(self, session_id: str) -> list[tuple[int, int]]:
         """``(sequence, version)`` of each of the session's snapshots, in that order; [] for an
-        unknown session. Drivers implement it with ``delete_snapshots`` (the defaults keep every
-        snapshot: ``prune_snapshots`` then deletes nothing)."""
-        return []
+        unknown session."""
+        return await self.driver.select_snapshot_keys(session_id)
 
     async def delete_snapshots(self, session_id: str, keys: Sequence[tuple[int, int]]) -> int:
         """Delete the session's snapshots with these ``(sequence, version)`` keys; how many
         there were."""
-        return 0
+        return await self.driver.delete_snapshots(session_id, keys) if keys else 0
 
     async def prune_snapshots(
         self,
@@ -241,8 +330,13 @@ class EventStore(abc.ABC):
     # -- lifecycle ------------------------------------------------------------------------
     async def close(self) -> None:
         """Release connections; wakes every subscriber, which then ends."""
+        if self._closed:
+            return
+        # Subscribers first: once woken they see the store closed and end, instead of
+        # reading through connections that are going away.
         self._closed = True
         self._notifier.notify_all()
+        await self.driver.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -294,7 +388,7 @@ class EventStore(abc.ABC):
                     last = events[-1].sequence
                     yield events
                 if len(events) < page_size:
-                    await wait_for(waiter, self._poll_interval)
+                    await wait_for(waiter, self.driver.poll_interval)
         finally:
             self._tails.unsubscribe(session_id)
 
@@ -304,8 +398,6 @@ class EventStore(abc.ABC):
         """A new session whose stream is a copy of ``source_id``'s events 1..``at`` (all when
         None), with new event ids and ``metadata.forked_from``. If copying fails, the new
         session is removed again."""
-        from sandbox_agent.store.errors import SessionNotFound
-
         source = await self.get_session(source_id)
         if source is None:
             raise SessionNotFound(source_id)
@@ -434,34 +526,11 @@ SESSION_STATUS_BY_TYPE: dict[str, Literal["active", "ended"]] = {
 }
 
 
-class Projection:
-    """How a batch changes the ``sessions`` row: status, ``ended_at``, native session id."""
-
-    __slots__ = ("ended_at", "native_session_id", "status")
-
-    def __init__(
-        self, status: str, ended_at: datetime | None, native_session_id: str | None
-    ) -> None:
-        self.status = status
-        self.ended_at = ended_at
-        self.native_session_id = native_session_id
-
-    def apply(self, event_type: str, time: datetime, native_session_id: str | None) -> None:
-        if native_session_id is not None:
-            self.native_session_id = native_session_id
-        new_status = SESSION_STATUS_BY_TYPE.get(event_type)
-        if new_status == "ended":
-            self.status, self.ended_at = "ended", time
-        elif new_status == "active":
-            self.status, self.ended_at = "active", None
-
-
-def batch_projection(
-    filled: Sequence[tuple[EventDraft, str, datetime]],
-) -> tuple[str | None, datetime | None, str | None]:
-    """How a batch changes the ``sessions`` row, as (status, ended_at, native_session_id);
-    None means "unchanged" (for ``ended_at``: unchanged unless status changes)."""
-    status: str | None = None
+def session_change(filled: Sequence[tuple[EventDraft, str, datetime]]) -> SessionChange:
+    """The one projection of a batch onto its session's row: ``session.ended`` ends the
+    session (``ended_at`` = its time), ``session.resumed`` makes it active again, the last
+    native session id given wins."""
+    status: SessionStatus | None = None
     ended_at: datetime | None = None
     native: str | None = None
     for draft, _, time in filled:
@@ -471,7 +540,19 @@ def batch_projection(
         if new_status is not None:
             status = new_status
             ended_at = time if new_status == "ended" else None
-    return status, ended_at, native
+    return SessionChange(
+        count=len(filled),
+        updated_at=utc_now(),
+        status=status,
+        ended_at=ended_at,
+        native_session_id=native,
+    )
+
+
+def decode_rows(session_id: str, rows: Sequence[StoredRow]) -> list[UniversalEvent]:
+    """A driver's rows of one session as validated events."""
+    with paused_gc():
+        return [decode_event(session_id, *row) for row in rows]
 
 
 def encode_session_cursor(record: SessionRecord) -> str:
