@@ -30,11 +30,11 @@ import pytest
 from sandbox_agent.agents import AgentSessionConfig, AgentSettings, EventSink
 from sandbox_agent.agents.amp import AmpAgent
 from sandbox_agent.testing.consistency import check_stream
+from sandbox_agent.testing.databases import sqlite_url
 from sandbox_agent.testing.server import ServerProcess, events_of, running, stream_turn, wait_for
 
 from agent_contract import AgentContract, SessionHarness, stream_violations
 from helpers.agent_env import AGENTS_DIR, require_agent
-from helpers.databases import sqlite_url
 from helpers.fake_amp import FakeAmp
 
 pytestmark = pytest.mark.agents

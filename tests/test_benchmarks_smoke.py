@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers.databases import pg_base_url, postgres_problem, require_postgres
+from sandbox_agent.testing.databases import pg_base_url, postgres_problem, require_postgres
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "store.py"
 ROWS = (

@@ -17,8 +17,8 @@ from typing import IO
 import pytest
 
 from sandbox_agent.store import open_store
+from sandbox_agent.testing.databases import driver_params, fresh_url
 
-from helpers.databases import driver_params, fresh_url
 from replay_helpers import Stream, canonical_session, drafts_of, write_sqlite
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -13,9 +13,8 @@ from sandbox_agent import SandboxAgent
 from sandbox_agent.events import UniversalEvent
 from sandbox_agent.sdk import MirrorConflict, Session
 from sandbox_agent.testing.consistency import assert_same_stream, server_events
+from sandbox_agent.testing.databases import drop_schema, new_schema_name, pg_url, require_postgres
 from sandbox_agent.testing.server import OK_PROMPT, ServerProcess
-
-from helpers.databases import drop_schema, new_schema_name, pg_url, require_postgres
 
 pytestmark = pytest.mark.postgres
 

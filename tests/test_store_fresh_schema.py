@@ -16,8 +16,7 @@ from sqlalchemy.engine import Connection
 from sandbox_agent.store import open_store
 from sandbox_agent.store.migrate import alembic_config, run_upgrade
 from sandbox_agent.store.sql import SqlDriver
-
-from helpers.databases import driver_params, drop_schema, new_schema_name
+from sandbox_agent.testing.databases import driver_params, drop_schema, new_schema_name
 
 sql_drivers = pytest.mark.parametrize(
     "driver", driver_params(("sqlite", "postgres")), indirect=True

@@ -9,8 +9,7 @@ import pytest
 
 from sandbox_agent.store import open_store
 from sandbox_agent.store.memory import MemoryDriver
-
-from store_contract import deltas, new_session
+from sandbox_agent.testing.support import deltas, new_session
 
 
 async def test_memory_store_evicts_the_oldest_session_beyond_max_sessions(

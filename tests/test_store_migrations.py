@@ -16,8 +16,7 @@ from sandbox_agent.store import StoreConfigError, open_store
 from sandbox_agent.store.migrate import database_status, head_revision
 from sandbox_agent.store.sql import HEAD_REVISION, SqlDriver
 from sandbox_agent.store.tables import tables_for
-
-from helpers.databases import driver_params
+from sandbox_agent.testing.databases import driver_params
 
 sql_drivers = pytest.mark.parametrize(
     "driver", driver_params(("sqlite", "postgres")), indirect=True

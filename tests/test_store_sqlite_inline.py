@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from sandbox_agent.store import StoreConfigError, StoreError, open_store
-
-from helpers.databases import sqlite_url
-from store_contract import deltas, dumped, new_session
+from sandbox_agent.testing.databases import sqlite_url
+from sandbox_agent.testing.support import deltas, dumped, new_session
 
 
 async def test_an_append_waits_for_another_writer_without_blocking_the_loop(

@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 
+from sandbox_agent.testing.databases import sqlite_url
 from sandbox_agent.testing.server import ServerProcess, events_of, wait_for
 
 from agent_contract import SessionHarness
 from helpers.agent_env import offline_env
-from helpers.databases import sqlite_url
 from helpers.fake_llm import FakeLLM
 
 #: Seconds a turn of a real CLI may take on a loaded 2-core machine.
