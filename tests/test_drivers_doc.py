@@ -37,8 +37,9 @@ def env_with(path: Path) -> dict[str, str]:
 
 def test_the_dict_driver_of_the_doc_passes_the_kit(project: Path) -> None:
     assert "pytest test_dictstore.py" in blocks("sh")[0]
+    pytest_command = [sys.executable, "-m", "pytest", "test_dictstore.py", "-q", "-rs"]
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "test_dictstore.py", "-q", "-rs", "-p", "no:cacheprovider"],
+        [*pytest_command, "-p", "no:cacheprovider"],
         cwd=project,
         env=env_with(project),
         capture_output=True,
