@@ -626,9 +626,11 @@ def run_store_machine(
     *,
     examples: int = 100,
     steps: int = 30,
+    **overrides: Any,
 ) -> None:
     """Run ``machine`` (or ``store_machine(machine)`` for a factory of stores) as a test:
-    ``examples`` examples of up to ``steps`` steps, no deadline, no example database."""
+    ``examples`` examples of up to ``steps`` steps, no deadline, no example database;
+    ``overrides`` are more hypothesis ``settings`` (``phases=...``, ``print_blob=True``)."""
     runs = machine if isinstance(machine, type) else store_machine(machine)
     run_state_machine_as_test(
         runs,
@@ -638,5 +640,6 @@ def run_store_machine(
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
             database=None,
+            **overrides,
         ),
     )
