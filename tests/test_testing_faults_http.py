@@ -16,8 +16,6 @@ from sandbox_agent.testing.server import ServerProcess, events_of
 
 SSE = r"/events/sse$"
 
-pytest_plugins = ["sandbox_agent.testing.server_fixtures"]  # until the plugin is installed
-
 
 async def test_a_stream_cut_after_some_bytes_is_resumed_by_the_mirror(
     sandbox_server: ServerProcess,

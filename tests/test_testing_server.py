@@ -13,8 +13,6 @@ from sandbox_agent.store import EventStore, SessionRecord, open_store
 from sandbox_agent.testing.consistency import AssertConsistent, check_events
 from sandbox_agent.testing.server import OK_PROMPT, ServerProcess, create, stream_turn
 
-pytest_plugins = ["sandbox_agent.testing.server_fixtures"]  # until the plugin is installed
-
 
 def test_the_server_fixture_is_killed_and_restarted_on_the_same_url_and_store(
     sandbox_server: ServerProcess,

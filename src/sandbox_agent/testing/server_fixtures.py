@@ -6,6 +6,9 @@
   (same URL and store), ``.stop()``. Stopped after the test.
 - ``assert_consistent``: ``sandbox_agent.testing.consistency.assert_consistent``, as a fixture
   so that a test asks for it by name (``await assert_consistent(store, url, session_id)``).
+
+The plugin loads this module in every pytest run: the server, the store and the replay engine
+are imported when a fixture runs, not here.
 """
 
 from __future__ import annotations
@@ -13,18 +16,23 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from sandbox_agent.testing import consistency
-from sandbox_agent.testing.server import ServerProcess
+if TYPE_CHECKING:
+    from sandbox_agent.testing.consistency import AssertConsistent
+    from sandbox_agent.testing.server import ServerProcess
 
 __all__ = ["assert_consistent", "sandbox_server"]
 
 
 @pytest.fixture
 def sandbox_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """A real server process (mock agent, no delay, no token) on a fresh SQLite store."""
+    """A real server process (mock agent, no delay, no token) on a fresh SQLite store:
+    ``.url``, ``.store_url``, ``.kill()`` (SIGKILL), ``.restart()`` (same URL and store)."""
+    from sandbox_agent.testing.server import ServerProcess
+
     directory = tmp_path / "sandbox-server"
     directory.mkdir(exist_ok=True)
     server = ServerProcess(f"sqlite:///{directory / 'server.db'}", directory / "server.log")
@@ -38,7 +46,9 @@ def sandbox_server(tmp_path: Path) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
-def assert_consistent() -> consistency.AssertConsistent:
+def assert_consistent() -> AssertConsistent:
     """``await assert_consistent(local_store, server_url, session_id, token=None)``: the local
     store holds the server's stream of the session, and both replay cleanly."""
-    return consistency.assert_consistent
+    from sandbox_agent.testing.consistency import assert_consistent
+
+    return assert_consistent
