@@ -15,18 +15,394 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
-from collections.abc import AsyncIterator, Callable
+import signal
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
-from typing import Self
+from typing import Any, NamedTuple, Self
 
 import httpx
 
+from sandbox_agent.store import (
+    EventStore,
+    SessionRecord,
+    SessionStatus,
+    StoreError,
+    StoreUnavailable,
+)
+from sandbox_agent.store.driver import (
+    EventRow,
+    PositionedRow,
+    SessionChange,
+    SnapshotRow,
+    StorageDriver,
+    StoredRow,
+)
+
 __all__ = [
+    "OPERATIONS",
     "CuttingProxy",
+    "FaultyDriver",
+    "FaultyStore",
     "FaultyTransport",
+    "StoreCall",
 ]
+
+# -- the store ----------------------------------------------------------------------------------
+#: The ``EventStore`` operations a fault can name, and the driver primitives that carry them out
+#: (a primitive's own name works too: ``"select_events_by_id"``, the idempotent-retry lookup).
+OPERATIONS: Mapping[str, tuple[str, ...]] = {
+    "create_session": ("insert_session",),
+    "get_session": ("select_session",),
+    "list_sessions": ("select_sessions",),
+    "update_session": ("update_session",),
+    "delete_session": ("delete_session",),
+    "append": ("insert_events",),
+    "read": ("select_events",),
+    "last_sequence": ("select_last_sequence",),
+    "read_all": ("select_all",),
+    "save_snapshot": ("insert_snapshot",),
+    "load_snapshot": ("select_snapshot",),
+    "snapshot_keys": ("select_snapshot_keys",),
+    "delete_snapshots": ("delete_snapshots",),
+}
+PRIMITIVES = frozenset(p for primitives in OPERATIONS.values() for p in primitives) | {
+    "select_events_by_id"
+}
+
+
+class StoreCall(NamedTuple):
+    """One call of a driver primitive through ``FaultyDriver``: its session (None for calls of
+    no one session) and the fault applied to it (None, ``"fail"``, ``"fail_after_commit"``,
+    ``"delay"``, ``"crash"``)."""
+
+    primitive: str
+    session_id: str | None
+    fault: str | None
+
+
+@dataclass
+class _StoreRule:
+    kind: str  # "fail", "delay", "crash"
+    primitives: frozenset[str]
+    skip: int  # matching calls to let through first
+    times: int | None  # None: every matching call after the skipped ones
+    session_id: str | None
+    error: StoreError | type[StoreError] = StoreUnavailable
+    after_commit: bool = False
+    seconds: float = 0.0
+
+    def take(self, primitive: str, session_id: str | None) -> bool:
+        if primitive not in self.primitives or self.times == 0:
+            return False
+        if self.session_id is not None and session_id != self.session_id:
+            return False
+        if self.skip > 0:
+            self.skip -= 1
+            return False
+        if self.times is not None:
+            self.times -= 1
+        return True
+
+
+def _primitives(operation: str) -> frozenset[str]:
+    if operation in OPERATIONS:
+        return frozenset(OPERATIONS[operation])
+    if operation in PRIMITIVES:
+        return frozenset({operation})
+    known = ", ".join(sorted(OPERATIONS) + sorted(PRIMITIVES))
+    raise ValueError(f"no store operation {operation!r}; one of: {known}")
+
+
+class FaultyDriver(StorageDriver):
+    """A ``StorageDriver`` that delegates every primitive to ``inner`` and applies the faults
+    planned with ``fail``, ``delay`` and ``crash_after`` (see ``FaultyStore``). ``calls``
+    records every primitive called, in order."""
+
+    def __init__(self, inner: StorageDriver) -> None:
+        self.inner = inner
+        self.poll_interval = inner.poll_interval
+        self.calls: list[StoreCall] = []
+        self._rules: list[_StoreRule] = []
+
+    def attach(self, wake: Callable[[str], None]) -> None:
+        self.inner.attach(wake)
+
+    # -- planning ---------------------------------------------------------------------------
+    def fail(
+        self,
+        operation: str,
+        *,
+        times: int | None = 1,
+        skip: int = 0,
+        error: StoreError | type[StoreError] = StoreUnavailable,
+        after_commit: bool = False,
+        session_id: str | None = None,
+    ) -> None:
+        self._rules.append(
+            _StoreRule("fail", _primitives(operation), skip, times, session_id, error, after_commit)
+        )
+
+    def delay(
+        self,
+        operation: str,
+        seconds: float,
+        *,
+        times: int | None = None,
+        skip: int = 0,
+        session_id: str | None = None,
+    ) -> None:
+        rule = _StoreRule("delay", _primitives(operation), skip, times, session_id)
+        rule.seconds = seconds
+        self._rules.append(rule)
+
+    def crash_after(self, operation: str, *, nth: int = 1, session_id: str | None = None) -> None:
+        if nth < 1:
+            raise ValueError("nth counts calls from 1")
+        self._rules.append(_StoreRule("crash", _primitives(operation), nth - 1, 1, session_id))
+
+    def clear(self) -> None:
+        self._rules.clear()
+
+    # -- applying ---------------------------------------------------------------------------
+    async def _call(self, primitive: str, session_id: str | None, run: Callable[[], Any]) -> Any:
+        rules = [rule for rule in self._rules if rule.take(primitive, session_id)]
+        applied: list[str] = []
+        for rule in rules:
+            if rule.kind == "delay":
+                applied.append("delay")
+                await asyncio.sleep(rule.seconds)
+        failure = next((rule for rule in rules if rule.kind == "fail"), None)
+        crash = any(rule.kind == "crash" for rule in rules)
+        if failure is not None and not failure.after_commit:
+            self.calls.append(StoreCall(primitive, session_id, "fail"))
+            raise _error(failure.error, primitive, session_id)
+        result = await run()
+        if crash:
+            self.calls.append(StoreCall(primitive, session_id, "crash"))
+            os.kill(os.getpid(), signal.SIGKILL)  # right after the commit: nothing after runs
+        if failure is not None:
+            self.calls.append(StoreCall(primitive, session_id, "fail_after_commit"))
+            raise _error(failure.error, primitive, session_id)
+        self.calls.append(StoreCall(primitive, session_id, applied[0] if applied else None))
+        return result
+
+    # -- the primitives ---------------------------------------------------------------------
+    async def insert_session(self, record: SessionRecord) -> None:
+        await self._call("insert_session", record.id, lambda: self.inner.insert_session(record))
+
+    async def select_session(self, session_id: str) -> SessionRecord | None:
+        result: SessionRecord | None = await self._call(
+            "select_session", session_id, lambda: self.inner.select_session(session_id)
+        )
+        return result
+
+    async def select_sessions(
+        self,
+        *,
+        limit: int,
+        before: tuple[datetime, str] | None,
+        status: SessionStatus | None,
+        agent: str | None,
+    ) -> list[SessionRecord]:
+        result: list[SessionRecord] = await self._call(
+            "select_sessions",
+            None,
+            lambda: self.inner.select_sessions(
+                limit=limit, before=before, status=status, agent=agent
+            ),
+        )
+        return result
+
+    async def update_session(self, session_id: str, changes: Mapping[str, Any]) -> bool:
+        result: bool = await self._call(
+            "update_session", session_id, lambda: self.inner.update_session(session_id, changes)
+        )
+        return result
+
+    async def delete_session(self, session_id: str) -> bool:
+        result: bool = await self._call(
+            "delete_session", session_id, lambda: self.inner.delete_session(session_id)
+        )
+        return result
+
+    async def insert_events(
+        self,
+        session_id: str,
+        rows: Sequence[EventRow],
+        expected_sequence: int | None,
+        change: SessionChange,
+    ) -> int:
+        result: int = await self._call(
+            "insert_events",
+            session_id,
+            lambda: self.inner.insert_events(session_id, rows, expected_sequence, change),
+        )
+        return result
+
+    async def select_events(
+        self, session_id: str, after: int, limit: int | None
+    ) -> Sequence[StoredRow]:
+        result: Sequence[StoredRow] = await self._call(
+            "select_events",
+            session_id,
+            lambda: self.inner.select_events(session_id, after, limit),
+        )
+        return result
+
+    async def select_events_by_id(
+        self, session_id: str, event_ids: Sequence[str]
+    ) -> Sequence[StoredRow]:
+        result: Sequence[StoredRow] = await self._call(
+            "select_events_by_id",
+            session_id,
+            lambda: self.inner.select_events_by_id(session_id, event_ids),
+        )
+        return result
+
+    async def select_last_sequence(self, session_id: str) -> int | None:
+        result: int | None = await self._call(
+            "select_last_sequence",
+            session_id,
+            lambda: self.inner.select_last_sequence(session_id),
+        )
+        return result
+
+    async def select_all(self, after_position: int, limit: int) -> Sequence[PositionedRow]:
+        result: Sequence[PositionedRow] = await self._call(
+            "select_all", None, lambda: self.inner.select_all(after_position, limit)
+        )
+        return result
+
+    async def insert_snapshot(
+        self, session_id: str, sequence: int, version: int, state: str, created_at: datetime
+    ) -> None:
+        await self._call(
+            "insert_snapshot",
+            session_id,
+            lambda: self.inner.insert_snapshot(session_id, sequence, version, state, created_at),
+        )
+
+    async def select_snapshot(
+        self, session_id: str, at_or_before: int | None, version: int | None
+    ) -> SnapshotRow | None:
+        result: SnapshotRow | None = await self._call(
+            "select_snapshot",
+            session_id,
+            lambda: self.inner.select_snapshot(session_id, at_or_before, version),
+        )
+        return result
+
+    async def select_snapshot_keys(self, session_id: str) -> list[tuple[int, int]]:
+        result: list[tuple[int, int]] = await self._call(
+            "select_snapshot_keys", session_id, lambda: self.inner.select_snapshot_keys(session_id)
+        )
+        return result
+
+    async def delete_snapshots(self, session_id: str, keys: Sequence[tuple[int, int]]) -> int:
+        result: int = await self._call(
+            "delete_snapshots", session_id, lambda: self.inner.delete_snapshots(session_id, keys)
+        )
+        return result
+
+    async def close(self) -> None:
+        """Nothing: the wrapped store closes its own driver (``FaultyStore.close``)."""
+
+
+def _error(
+    error: StoreError | type[StoreError], primitive: str, session_id: str | None
+) -> StoreError:
+    if isinstance(error, StoreError):
+        return error
+    where = f" (session {session_id!r})" if session_id is not None else ""
+    return error(f"{primitive}{where} failed: a fault injected by FaultyStore")
+
+
+class FaultyStore(EventStore):
+    """An ``EventStore`` over ``store``'s data whose calls fail, slow down or crash the process
+    as planned. Use it instead of ``store`` (it takes over the driver's wake-ups); closing it
+    closes ``store``.
+
+    Faults name the store operation (``append``, ``read``, ``read_all``, ``create_session``,
+    ``get_session``, ``list_sessions``, ``update_session``, ``delete_session``,
+    ``last_sequence``, ``save_snapshot``, ``load_snapshot``, ``snapshot_keys``,
+    ``delete_snapshots``; see ``OPERATIONS``) or a driver primitive. Each applies to the
+    matching calls after ``skip`` of them, ``times`` times (``None``: always), optionally of
+    one ``session_id`` only::
+
+        store = FaultyStore(await open_store("sqlite:///app.db"))
+        store.fail("append", times=1)  # the next append raises StoreUnavailable, writes nothing
+        store.fail("append", after_commit=True)  # written, then StoreUnavailable: a lost ack
+        store.delay("read", seconds=0.2)  # every read 200 ms late
+        store.crash_after("append", nth=3)  # SIGKILL this process once the 3rd append committed
+        store.clear()
+
+    ``calls`` records each primitive call (``StoreCall``: primitive, session id, fault).
+    Operations above the driver (validation, idempotent retries, subscribe, fork) are
+    ``EventStore``'s own, unchanged.
+    """
+
+    def __init__(self, store: EventStore) -> None:
+        self.inner = store
+        self.faults = FaultyDriver(store.driver)
+        super().__init__(self.faults)
+
+    @property
+    def calls(self) -> list[StoreCall]:
+        return self.faults.calls
+
+    def fail(
+        self,
+        operation: str,
+        *,
+        times: int | None = 1,
+        skip: int = 0,
+        error: StoreError | type[StoreError] = StoreUnavailable,
+        after_commit: bool = False,
+        session_id: str | None = None,
+    ) -> Self:
+        """Raise ``error`` (a ``StoreError`` class or instance) from the matching calls, before
+        the driver runs them (nothing written) or, with ``after_commit``, after it did."""
+        self.faults.fail(
+            operation,
+            times=times,
+            skip=skip,
+            error=error,
+            after_commit=after_commit,
+            session_id=session_id,
+        )
+        return self
+
+    def delay(
+        self,
+        operation: str,
+        seconds: float,
+        *,
+        times: int | None = None,
+        skip: int = 0,
+        session_id: str | None = None,
+    ) -> Self:
+        """Sleep ``seconds`` before each matching call."""
+        self.faults.delay(operation, seconds, times=times, skip=skip, session_id=session_id)
+        return self
+
+    def crash_after(self, operation: str, *, nth: int = 1, session_id: str | None = None) -> Self:
+        """SIGKILL this process right after the ``nth`` matching call returned (for a write:
+        once it committed), as a power cut would: nothing after it runs, nothing is closed."""
+        self.faults.crash_after(operation, nth=nth, session_id=session_id)
+        return self
+
+    def clear(self) -> Self:
+        """Forget the planned faults (``calls`` stays)."""
+        self.faults.clear()
+        return self
+
+    async def close(self) -> None:
+        await super().close()
+        await self.inner.close()
 
 
 # -- TCP ----------------------------------------------------------------------------------------
