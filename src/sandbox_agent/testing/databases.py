@@ -89,22 +89,31 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path.resolve()}"  # an absolute path gives sqlite:////abs/path.db
 
 
-@contextmanager
-def fresh_url(driver: str, tmp_dir: Path) -> Iterator[str]:
-    """A URL of an empty store of ``driver``, removed again afterwards (sync callers)."""
+def _new_store(driver: str, tmp_dir: Path) -> tuple[str, str | None]:
+    """A URL of an empty store of ``driver``, and the Postgres schema to drop afterwards."""
     if driver == "memory":
-        yield "memory://"
-    elif driver == "sqlite":
-        yield sqlite_url(tmp_dir / f"store-{secrets.token_hex(4)}.db")
-    elif driver == "postgres":
+        return "memory://", None
+    if driver in ("sqlite", "sqlite-threaded"):
+        url = sqlite_url(tmp_dir / f"store-{secrets.token_hex(4)}.db")
+        # sqlite-threaded: every append in the writer thread, none inline.
+        return (url + "?inline_append_max=0" if driver == "sqlite-threaded" else url), None
+    if driver == "postgres":
         require_postgres()
         schema = new_schema_name()
-        try:
-            yield pg_url(schema)
-        finally:
+        return pg_url(schema), schema
+    raise ValueError(driver)
+
+
+@contextmanager
+def fresh_url(driver: str, tmp_dir: Path) -> Iterator[str]:
+    """A URL of an empty store of ``driver``, removed again afterwards (sync callers); the
+    drivers are those of ``fresh_store_url``."""
+    url, schema = _new_store(driver, tmp_dir)
+    try:
+        yield url
+    finally:
+        if schema is not None:
             asyncio.run(drop_schema(schema))
-    else:
-        raise ValueError(driver)
 
 
 @asynccontextmanager
@@ -112,21 +121,12 @@ async def fresh_store_url(driver: str, tmp_dir: Path) -> AsyncIterator[str]:
     """A URL of an empty store of ``driver`` (``memory``, ``sqlite``, ``sqlite-threaded``:
     SQLite without inline appends, ``postgres``), removed again afterwards (async callers).
     Postgres skips (under CI=true: fails) when unreachable."""
-    if driver == "memory":
-        yield "memory://"
-    elif driver == "sqlite":
-        yield sqlite_url(tmp_dir / f"store-{secrets.token_hex(4)}.db")
-    elif driver == "sqlite-threaded":  # every append in the writer thread, none inline
-        yield sqlite_url(tmp_dir / f"store-{secrets.token_hex(4)}.db") + "?inline_append_max=0"
-    elif driver == "postgres":
-        require_postgres()
-        schema = new_schema_name()
-        try:
-            yield pg_url(schema)
-        finally:
+    url, schema = _new_store(driver, tmp_dir)
+    try:
+        yield url
+    finally:
+        if schema is not None:
             await drop_schema(schema)
-    else:
-        raise ValueError(driver)
 
 
 def driver_params(drivers: tuple[str, ...] = DRIVERS) -> list[object]:
