@@ -7,7 +7,8 @@ interpreter start-up, so a trial takes milliseconds). The child opens the store 
 real driver, first retries the batch that was in flight when the previous child was killed,
 then appends batches in a loop, writing ``begin K`` before and ``ack K`` after each
 ``append`` to a pipe. This process reads those lines, kills the child with SIGKILL at a
-random moment, and records what the child had acknowledged. At the end it prints one JSON
+random moment, and records what the child had acknowledged. (A batch counts as begun from
+the moment its predecessor is acknowledged.) At the end it prints one JSON
 line: ``{"trials": [{"acked": [...], "in_flight": K or null, "opened": bool}], "next": K}``.
 
 Batch K is always the same events (ids, payloads, times), so a retry is byte-for-byte
@@ -53,17 +54,17 @@ async def write(url: str, session_id: str, retry: int | None, first: int, out: i
     def say(line: str) -> None:
         os.write(out, f"{line}\n".encode())  # unbuffered; one short write is atomic on a pipe
 
+    # An ack and the next begin go in one write: appends are fast, and a kill between two
+    # writes would land outside any append (the trials want most kills inside one).
     async with await open_store(url) as store:
-        say("open")
+        say(f"open\nbegin {first if retry is None else retry}")
         if retry is not None:
-            say(f"begin {retry}")
             await store.append(session_id, batch_drafts(retry))
-            say(f"ack {retry}")
+            say(f"ack {retry}\nbegin {first}")
         k = first
         while True:
-            say(f"begin {k}")
             await store.append(session_id, batch_drafts(k))
-            say(f"ack {k}")
+            say(f"ack {k}\nbegin {k + 1}")
             k += 1
 
 
