@@ -13,8 +13,8 @@ import concurrent.futures
 import functools
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -112,12 +112,16 @@ async def fresh_database() -> AsyncIterator[str]:
         await drop_database(name)
 
 
-@contextmanager
-def fresh_database_sync() -> Iterator[str]:
-    """``fresh_database`` for callers without a running loop (hypothesis examples)."""
-    require_mysql()
-    name = asyncio.run(create_database())
-    try:
-        yield database_url(name)
-    finally:
-        asyncio.run(drop_database(name))
+def database_of(url: str) -> str:
+    """The database name of a store URL made by ``database_url``."""
+    return urlsplit(url).path.lstrip("/")
+
+
+def new_database_url() -> str:
+    """``create_database`` for sync callers (a thread of its own: a loop may be running)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return database_url(pool.submit(asyncio.run, create_database()).result())
+
+
+async def drop_database_of(url: str) -> None:
+    await drop_database(database_of(url))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -324,3 +325,35 @@ async def test_options_come_from_the_url_and_keywords_win(mysql_url: str) -> Non
     for scheme in ("mariadb", "mysql+asyncmy", "mariadb+asyncmy"):
         other = await MysqlDriver.open(scheme + mysql_url.removeprefix("mysql"))
         await other.close()
+
+
+async def test_a_statement_over_max_allowed_packet_is_a_store_error_and_the_pool_recovers(
+    driver: MysqlDriver,
+) -> None:
+    sid = await new_session(driver)
+    async with driver._connection() as conn:
+        limit = int((await conn.exec_driver_sql("SELECT @@max_allowed_packet")).scalar_one())
+    with pytest.raises(StoreError, match="max_allowed_packet") as info:
+        await driver.insert_snapshot(sid, 1, 1, '"' + "x" * (limit + 1) + '"', utc_now())
+    assert not isinstance(info.value, StoreUnavailable)
+    for _ in range(3):  # the connection the server closed is not handed out again
+        assert await driver.select_snapshot_keys(sid) == []
+
+
+async def test_cancelled_appends_leave_whole_batches_and_a_usable_pool(
+    driver: MysqlDriver,
+) -> None:
+    sid = await new_session(driver)
+    for delay in range(8):
+        task = asyncio.create_task(append(driver, sid, 5))
+        for _ in range(delay):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    last = await driver.select_last_sequence(sid)
+    assert last is not None and last % 5 == 0
+    rows = await driver.select_events(sid, 0, None)
+    assert [r[0] for r in rows] == list(range(1, last + 1))
+    assert len(await driver.select_all(0, 1000)) == last
+    assert await append(driver, sid, 1, expected=last) == last

@@ -34,6 +34,7 @@ round trip. Sessions go through SQLAlchemy Core (``tables.py``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -64,6 +65,7 @@ from sandbox_agent.store.errors import (
 )
 from sandbox_agent.store.records import SessionRecord, SessionStatus
 from sandbox_agent_mysql.errors import (
+    CLOSES_CONNECTION,
     DEADLOCK,
     DUPLICATE_KEY,
     UNOPENABLE,
@@ -187,6 +189,14 @@ class MysqlDriver(StorageDriver):
                 yield conn
             except BaseException as exc:
                 if is_disconnect(exc):
+                    # The server went away (a restart?): every pooled connection is suspect.
+                    await conn.invalidate()
+                    await self._engine.dispose(close=False)
+                elif (
+                    isinstance(exc, asyncio.CancelledError) or error_code(exc) in CLOSES_CONNECTION
+                ):
+                    # Cancelled mid-exchange, or closed by the server: the connection cannot
+                    # be reused (the server rolls back what it had open when it is closed).
                     await conn.invalidate()
                 raise
             finally:
@@ -205,7 +215,7 @@ class MysqlDriver(StorageDriver):
         await conn.begin()
         try:
             yield
-        except BaseException:
+        except Exception:
             with contextlib.suppress(Exception):  # a broken connection is dropped anyway
                 await conn.rollback()
             raise
@@ -351,7 +361,7 @@ class MysqlDriver(StorageDriver):
                 if error_code(exc) == DUPLICATE_KEY and "uq_events_session_event_id" in str(exc):
                     raise DuplicateEventId(session_id, str(exc)) from exc
                 raise store_error(exc, self.where) from exc
-            except BaseException:
+            except Exception:
                 with contextlib.suppress(Exception):
                     await conn.rollback()
                 raise

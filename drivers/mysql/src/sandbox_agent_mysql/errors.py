@@ -17,6 +17,8 @@ from sandbox_agent.store.errors import StoreError, StoreUnavailable
 DISCONNECTED = frozenset({1040, 1053, 1927, 2002, 2003, 2005, 2006, 2013, 2055, 4031})
 #: Cannot be opened: access denied (1044, 1045), unknown database (1049).
 UNOPENABLE = frozenset({1044, 1045, 1049})
+#: The server answers these and then closes the connection: packet too large (1153).
+CLOSES_CONNECTION = frozenset({1153})
 DUPLICATE_KEY = 1062
 NO_SUCH_TABLE = 1146
 DEADLOCK = 1213
