@@ -19,6 +19,12 @@ Postgres: ``--pg-url`` (default ``$SANDBOX_AGENT_TEST_PG_URL`` or
 ``postgresql://postgres@127.0.0.1:5432/test``); the store and the baseline get fresh schemas
 ``bench_<random>`` and ``bench_<random>_raw``, dropped afterwards. Its rows are skipped, and
 say why, when it cannot be reached.
+
+MySQL/MariaDB (the ``sandbox-agent-mysql`` driver package, ``drivers/mysql``): ``--mysql-url``
+(default ``$SANDBOX_AGENT_TEST_MYSQL_URL`` or ``mysql://root@127.0.0.1:3306/test``); the store and
+the baseline (plain ``asyncmy``, the driver's own library) get fresh databases
+``bench_<random>`` and ``bench_<random>_raw``, dropped afterwards. Its rows are skipped, and say
+why, when the server cannot be reached or the driver package is not installed.
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ SESSIONS = 10
 BATCH = 100
 DELTA = ("lorem ipsum dolor sit amet, consectetur adipiscing elit " * 6)[:300]
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3306/test"
+MYSQL_ROWS = ("mysql_batched_append", "mysql_single_append", "mysql_read")
 SNAPSHOT_EVERY = 1000
 
 Row = tuple[Any, ...]
@@ -125,6 +133,24 @@ SPECS = {
             "Postgres append, 1 event per call",
             "asyncpg, one insert per transaction",
             0.6,
+        ),
+        Spec(
+            "mysql_batched_append",
+            "MySQL append, 100 events per call",
+            "asyncmy executemany, 100 rows per transaction",
+            0.5,
+        ),
+        Spec(
+            "mysql_single_append",
+            "MySQL append, 1 event per call",
+            "asyncmy, one insert per transaction",
+            0.5,
+        ),
+        Spec(
+            "mysql_read",
+            "MySQL read of a {n}-event stream into UniversalEvents, one call",
+            "asyncmy select of the same rows",
+            0.5,
         ),
         Spec(
             "state_at_latest",
@@ -443,6 +469,149 @@ async def postgres_rows(counts: Counts, url: str) -> list[Result]:
     return results
 
 
+# -- MySQL / MariaDB ---------------------------------------------------------------------------
+
+MYSQL_INSERT = (
+    "INSERT INTO events (session_id, sequence, event_id, position, time, type, source, "
+    "synthetic, native_session_id, data, raw) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+MYSQL_SELECT = (
+    "SELECT sequence, event_id, time, type, source, synthetic, native_session_id, data, raw "
+    "FROM events WHERE session_id = %s AND sequence > %s ORDER BY sequence"
+)
+
+
+def mysql_connect_args(url: str) -> dict[str, Any]:
+    parts = urlsplit(url)
+    return {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 3306,
+        "user": parts.username or "root",
+        "password": parts.password or "",
+        "charset": "utf8mb4",
+        "autocommit": True,
+        "connect_timeout": 5,
+    }
+
+
+async def mysql_problem(url: str) -> str | None:
+    """Why the MySQL rows cannot run, or None."""
+    try:
+        import asyncmy
+        import sandbox_agent_mysql  # noqa: F401 (the driver package must be installed)
+    except ImportError as exc:
+        return f"skipped: {exc.name} not installed (pip install -e drivers/mysql)"
+    try:
+        conn = await asyncmy.connect(**mysql_connect_args(url))
+    except Exception as exc:
+        where = urlsplit(url).netloc.rpartition("@")[2]
+        return f"skipped: MySQL at {where} unreachable ({type(exc).__name__})"
+    conn.close()
+    return None
+
+
+@asynccontextmanager
+async def mysql_databases(url: str) -> AsyncIterator[tuple[Any, str, str]]:
+    """(an autocommit asyncmy connection, the store's URL, the baseline's database): two fresh
+    databases ``bench_<random>`` and ``bench_<random>_raw``, dropped afterwards."""
+    import asyncmy
+
+    name = f"bench_{secrets.token_hex(5)}"
+    conn = await asyncmy.connect(**mysql_connect_args(url))
+    try:
+        async with conn.cursor() as cur:
+            for database in (name, f"{name}_raw"):
+                await cur.execute(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4")
+        yield conn, urlsplit(url)._replace(path=f"/{name}", query="").geturl(), f"{name}_raw"
+    finally:
+        async with conn.cursor() as cur:
+            for database in (name, f"{name}_raw"):
+                await cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
+        conn.close()
+
+
+def mysql_events_ddl(server_version: tuple[int | str, ...]) -> list[str]:
+    """CREATE statements of the driver's ``events`` table and its indexes, for a baseline."""
+    from sandbox_agent_mysql.tables import Tables, binary_collation
+    from sqlalchemy.dialects import mysql
+
+    dialect = mysql.dialect()
+    dialect.is_mariadb = any("mariadb" in str(part).lower() for part in server_version)
+    events = Tables(binary_collation(dialect, server_version)).events
+    statements = [CreateTable(events).compile(dialect=dialect)]
+    statements += [CreateIndex(index).compile(dialect=dialect) for index in events.indexes]
+    return [str(statement) for statement in statements]
+
+
+def mysql_baseline(
+    conn: Any, positions: Iterator[int], prefix: str, count: int, per_call: int
+) -> Timed:
+    async def run(repeat: int) -> float:
+        when = utc_now().replace(tzinfo=None)  # DATETIME(6) holds UTC
+        chunks = raw_rows(session_ids(prefix, repeat), count, per_call, when, positions)
+        async with conn.cursor() as cur:
+            with clock() as elapsed:
+                for chunk in chunks:
+                    await conn.begin()
+                    if per_call == 1:
+                        await cur.execute(MYSQL_INSERT, chunk[0])
+                    else:
+                        await cur.executemany(MYSQL_INSERT, chunk)
+                    await conn.commit()
+        return elapsed[0]
+
+    return run
+
+
+async def mysql_rows(counts: Counts, url: str) -> list[Result]:
+    """Appends (100 and 1 per call) against raw inserts into a table of the same definition,
+    and a read of one stream against a raw select of the same rows, with the same driver."""
+    problem = await mysql_problem(url)
+    if problem is not None:
+        return [Result(key, 0, skipped=problem) for key in MYSQL_ROWS]
+    results = []
+    async with mysql_databases(url) as (conn, store_url, raw_database):
+        async with conn.cursor() as cur:
+            await cur.execute("SELECT VERSION()")
+            (version,) = await cur.fetchone()
+            server_version = (*(int(n) for n in version.split("-")[0].split(".")), version)
+            await cur.execute(f"USE `{raw_database}`")
+            for statement in mysql_events_ddl(server_version):
+                await cur.execute(statement)
+        positions = itertools.count(1)
+        async with await open_store(store_url) as store:
+            for key, per_call, count in (
+                ("mysql_batched_append", BATCH, counts.batched),
+                ("mysql_single_append", 1, counts.pg_single),
+            ):
+                baseline = mysql_baseline(conn, positions, key, count, per_call)
+                timed = store_appends(store, key, count, per_call)
+                results.append(await alternate(key, count, counts.repeats, baseline, timed))
+            n = counts.read
+            await fill(store, "read", delta_drafts(n))
+            async with conn.cursor() as cur:
+                await cur.execute(f"USE `{store_url.rpartition('/')[2]}`")
+
+            async def raw_read(_: int) -> float:
+                async with conn.cursor() as cur:
+                    with clock() as elapsed:
+                        await cur.execute(MYSQL_SELECT, ("read", 0))
+                        rows = await cur.fetchall()
+                assert len(rows) == n
+                return elapsed[0]
+
+            async def store_read(_: int) -> float:
+                with clock() as elapsed:
+                    events = await store.read("read")
+                assert len(events) == n
+                return elapsed[0]
+
+            results.append(
+                await alternate("mysql_read", n, counts.read_repeats, raw_read, store_read)
+            )
+    return results
+
+
 # -- state_at (the replay engine) ------------------------------------------------------------
 
 
@@ -546,6 +715,7 @@ async def run(args: argparse.Namespace, counts: Counts, directory: Path) -> dict
             Result(key, 0, skipped=problem)
             for key in ("postgres_batched_append", "postgres_single_append")
         ]
+    results += await mysql_rows(counts, args.mysql_url)
     if replay_engine_present():
         results.append(await state_at_row(counts, directory))
     else:
@@ -615,6 +785,11 @@ def main() -> None:
         "--pg-url",
         default=os.environ.get("SANDBOX_AGENT_TEST_PG_URL", DEFAULT_PG_URL),
         help="the Postgres to use (fresh schemas are made and dropped)",
+    )
+    parser.add_argument(
+        "--mysql-url",
+        default=os.environ.get("SANDBOX_AGENT_TEST_MYSQL_URL", DEFAULT_MYSQL_URL),
+        help="the MySQL/MariaDB to use (fresh databases are made and dropped)",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument(
