@@ -145,3 +145,36 @@ class TestTypo(StoreContract):
     )
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*skip_groups of TestTypo names unknown groups*proceses*"])
+
+
+def test_processes_and_crash_skip_a_scheme_a_fresh_process_cannot_open(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_registered="""
+from sandbox_agent.store import open_store, register_driver
+from sandbox_agent.testing.contract import StoreContract
+
+
+async def open_here(url, **options):
+    return await open_store("sqlite:///" + url.partition(":///")[2], **options)
+
+
+register_driver("herelite", open_here, replace=True)
+
+
+class TestRegisteredHere(StoreContract):
+    store_url = "herelite:///unused.db"
+
+    async def fresh_store_url(self):
+        return f"herelite:///{self.tmp_path}/store.db"
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-o", "asyncio_mode=strict", "-rs", "-k", "processes or killed"
+    )
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0 and outcomes["skipped"] == 4, outcomes
+    result.stdout.fnmatch_lines(
+        ["*scheme 'herelite' is neither built in nor a 'sandbox_agent.store_drivers' entry point*"]
+    )
