@@ -4,9 +4,12 @@ database and with nothing but the entry point telling them about ``mysql://``.""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+from sandbox_agent_mysql.migrate import HEAD_REVISION
 
 from sandbox_agent import SandboxAgent
 from sandbox_agent.store import open_store
@@ -88,3 +91,22 @@ async def test_sdk_mirrors_a_session_into_mysql(mysql_url: str, tmp_path: Path) 
         events = await store.read("mirrored")
         assert events[-1].type == "turn.ended"
         check_events(events)
+
+
+def test_db_commands_report_and_apply_the_drivers_migrations(mysql_url: str) -> None:
+    current = cli("db", "current", mysql_url, "--json")
+    assert current.returncode == 0, current.stdout + current.stderr
+    assert json.loads(current.stdout)["current"] is None  # never opened: nothing migrated
+    upgraded = cli("db", "upgrade", mysql_url, "--json")
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    after = json.loads(cli("db", "current", mysql_url, "--json").stdout)
+    assert after["current"] == after["head"] == HEAD_REVISION
+
+
+def test_the_cli_says_why_a_mysql_store_cannot_be_opened() -> None:
+    refused = cli("sessions", "list", "--store", "mysql://root@127.0.0.1:1/test")
+    assert refused.returncode != 0
+    assert "127.0.0.1:1" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    unknown = cli("sessions", "list", "--store", "mysql://root@127.0.0.1/test?colour=blue")
+    assert unknown.returncode != 0
+    assert "colour" in unknown.stderr and "Traceback" not in unknown.stderr, unknown.stderr

@@ -7,12 +7,10 @@ server, the CLI, the SDK and ``SANDBOX_AGENT_STORE`` all accept them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from sandbox_agent.store.event_store import EventStore
 from sandbox_agent_mysql.driver import MysqlDriver
-
-if TYPE_CHECKING:
-    from sandbox_agent.store.event_store import EventStore
 
 __all__ = ["MysqlDriver", "open_mysql_store"]
 
@@ -22,8 +20,6 @@ async def open_mysql_store(url: str, **options: Any) -> EventStore:
     options ``pool_size``, ``poll_interval``, ``connect_timeout``; ``migrate=False`` skips the
     migrations). Raises ``StoreConfigError`` for a bad URL or option and ``StoreUnavailable``
     when the server cannot be reached."""
-    from sandbox_agent.store.event_store import EventStore
-
     driver = await MysqlDriver.open(url, **options)
     try:
         return EventStore(driver)

@@ -74,7 +74,7 @@ from sandbox_agent_mysql.errors import (
     mapped,
     store_error,
 )
-from sandbox_agent_mysql.migrate import upgrade
+from sandbox_agent_mysql.migrate import HEAD_REVISION, stored_revision, upgrade
 from sandbox_agent_mysql.tables import TABLES
 from sandbox_agent_mysql.url import MysqlOptions, parse
 
@@ -175,6 +175,12 @@ class MysqlDriver(StorageDriver):
                 raise
             raise store_error(exc, driver.where) from exc
         return driver
+
+    async def schema_status(self) -> tuple[str | None, str]:
+        """(the database's migration revision, the newest this driver has), for
+        ``sandbox-agent db current|upgrade``."""
+        async with self._connection() as conn:
+            return await stored_revision(conn), HEAD_REVISION
 
     async def close(self) -> None:
         await self._engine.dispose()

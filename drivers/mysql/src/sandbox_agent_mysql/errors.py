@@ -23,7 +23,7 @@ DUPLICATE_KEY = 1062
 NO_SUCH_TABLE = 1146
 DEADLOCK = 1213
 
-NOT_MIGRATED_HINT = " (is the database migrated? open it once with migrate=True)"
+NOT_MIGRATED_HINT = " (is the database migrated? run `sandbox-agent db upgrade URL`)"
 
 
 def error_code(exc: BaseException) -> int | None:
