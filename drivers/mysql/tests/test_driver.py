@@ -357,3 +357,16 @@ async def test_cancelled_appends_leave_whole_batches_and_a_usable_pool(
     assert [r[0] for r in rows] == list(range(1, last + 1))
     assert len(await driver.select_all(0, 1000)) == last
     assert await append(driver, sid, 1, expected=last) == last
+
+
+async def test_connections_read_committed_in_utc_with_strict_sql_mode(driver: MysqlDriver) -> None:
+    async with driver._raw() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT @@session.time_zone, @@session.sql_mode, @@autocommit")
+        zone, mode, autocommit = await cur.fetchone()
+        try:  # MySQL 8 and MariaDB 11.1 name it transaction_isolation
+            await cur.execute("SELECT @@session.transaction_isolation")
+        except Exception:
+            await cur.execute("SELECT @@session.tx_isolation")
+        (isolation,) = await cur.fetchone()
+    assert (zone, autocommit, isolation) == ("+00:00", 1, "READ-COMMITTED")
+    assert "STRICT_ALL_TABLES" in mode
