@@ -10,17 +10,20 @@ How it keeps the contract of ``sandbox_agent.store.driver``:
 - Connections run in autocommit; a write of several statements opens its own transaction
   (``START TRANSACTION`` ... ``COMMIT``, ``ROLLBACK`` on any error), at ``READ COMMITTED``. So
   returning a connection to the pool costs no reset round trip and no reader holds a snapshot.
-- ``insert_events``, in one transaction: (1) ``UPDATE sessions ... WHERE id = ? AND
-  last_sequence = ?`` locks the session row, checks ``expected_sequence`` and applies the
-  ``SessionChange``, handing the new last sequence back through ``LAST_INSERT_ID(expr)`` (no
-  ``SELECT``); no row matched means an unknown session or a stale sequence, told apart after
-  the rollback. (2) ``UPDATE positions ... LAST_INSERT_ID(last_position + n)`` takes the
-  batch's global positions from the one-row counter. Its row lock is held until commit, so
-  positions become visible in commit order (InnoDB's ``AUTO_INCREMENT`` is handed out at insert
-  time, not at commit, and would let a ``select_all`` reader pass a position that commits
-  later). (3) One multi-row ``INSERT`` (asyncmy splits very large batches into several); a
-  duplicate ``(session_id, event_id)`` is ``DuplicateEventId`` after the rollback. Appends to
-  different sessions serialise on the counter row for their last two round trips.
+- ``insert_events`` is one transaction in two round trips. The first sends three statements:
+  ``START TRANSACTION``; ``UPDATE sessions ... WHERE id = ? AND last_sequence = ?``, which
+  locks the session row, checks ``expected_sequence`` and applies the ``SessionChange``,
+  handing the new last sequence back through ``LAST_INSERT_ID(expr)`` (no ``SELECT``); and
+  ``UPDATE positions ... LAST_INSERT_ID(last_position + n)``, which takes the batch's global
+  positions from the one-row counter. No session row matched means an unknown session or a
+  stale sequence, told apart after the rollback. The counter's row lock is held until commit,
+  so positions become visible in commit order (InnoDB's ``AUTO_INCREMENT`` is handed out at
+  insert time, not at commit, and would let a ``select_all`` reader pass a position that
+  commits later). The second round trip sends the multi-row ``INSERT`` followed by
+  ``COMMIT``, which the server skips when the insert fails (a batch over about 1 MB takes an
+  ``INSERT`` per MB); a duplicate ``(session_id, event_id)`` is ``DuplicateEventId`` after
+  the rollback. Appends to different sessions serialise on the counter row from their first
+  round trip to their commit.
 - Locks are always taken in the order session row, then counter row; ``delete_session`` deletes
   the session row first, so it waits for an append in flight and stops later ones. A deadlock
   InnoDB still reports (it rolls the transaction back) is retried a few times.
@@ -36,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +48,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 from asyncmy import errors as my
 from asyncmy.connection import Connection as MyConnection
+from asyncmy.constants import CLIENT
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from sandbox_agent.store.driver import (
@@ -95,10 +99,14 @@ _PROJECT = (
 _TAKE_POSITIONS = (
     "UPDATE positions SET last_position = LAST_INSERT_ID(last_position + %s) WHERE id = 1"
 )
+# One packet, three statements (the connections allow several per query).
+_BEGIN_AND_TAKE = f"START TRANSACTION; {_PROJECT}; {_TAKE_POSITIONS}"
 _INSERT = (
     "INSERT INTO events (session_id, sequence, position, event_id, time, type, source, "
-    "synthetic, native_session_id, data, raw) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    "synthetic, native_session_id, data, raw) VALUES "
 )
+_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_STATEMENT_CHARS = 1_000_000  # well under max_allowed_packet (16 MB by default)
 _LAST = "SELECT last_sequence FROM sessions WHERE id = %s"
 _READ = (
     f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = %s AND sequence > %s ORDER BY sequence"
@@ -121,6 +129,20 @@ def naive_utc(value: datetime) -> datetime:
     if value.tzinfo is not None and value.utcoffset() != _ZERO:
         value = value.astimezone(UTC)
     return value.replace(tzinfo=None)
+
+
+def _insert_statements(values: Sequence[str]) -> Iterator[str]:
+    """Multi-row INSERTs of the rows ``values`` (each of at most about ``_STATEMENT_CHARS``
+    unless one row is larger), the last one followed by ``COMMIT``."""
+    chunk: list[str] = []
+    size = 0
+    for value in values:
+        if chunk and size + len(value) > _STATEMENT_CHARS:
+            yield _INSERT + ", ".join(chunk)
+            chunk, size = [], 0
+        chunk.append(value)
+        size += len(value) + 2
+    yield _INSERT + ", ".join(chunk) + "; COMMIT"
 
 
 def _set_up_connection(dbapi_connection: Any, _record: Any) -> None:
@@ -152,7 +174,12 @@ class MysqlDriver(StorageDriver):
             pool_recycle=3600,  # below the server's wait_timeout (8 h by default)
             pool_reset_on_return=None,  # autocommit: nothing to roll back
             isolation_level="AUTOCOMMIT",
-            connect_args={"connect_timeout": parsed.connect_timeout},
+            connect_args={
+                "connect_timeout": parsed.connect_timeout,
+                # FOUND_ROWS: an UPDATE counts the rows it matched (as the dialect sets it);
+                # MULTI_STATEMENTS: an append sends several statements per round trip.
+                "client_flag": CLIENT.FOUND_ROWS | CLIENT.MULTI_STATEMENTS,
+            },
         )
         sa.event.listen(engine.sync_engine, "connect", _set_up_connection)
         driver = cls(engine, parsed)
@@ -315,10 +342,11 @@ class MysqlDriver(StorageDriver):
         count = len(rows)
         ended_at = None if change.ended_at is None else naive_utc(change.ended_at)
         async with self._raw() as conn, conn.cursor() as cur:
-            await conn.begin()
             try:
-                matched = await cur.execute(
-                    _PROJECT,
+                # Round trip 1: begin, lock and check the session row (and project the batch
+                # onto it), take the positions. Each result carries its LAST_INSERT_ID.
+                await cur.execute(
+                    _BEGIN_AND_TAKE,
                     (
                         count,
                         count,
@@ -330,21 +358,28 @@ class MysqlDriver(StorageDriver):
                         session_id,
                         expected_sequence,
                         expected_sequence,
+                        count,
                     ),
                 )
-                if not matched:
+                await cur.nextset()
+                matched, last = cur.rowcount, cur.lastrowid
+                await cur.nextset()
+                first_position = cur.lastrowid - count + 1
+                while await cur.nextset():
+                    pass
+                if not matched:  # the positions taken go back with the rollback
                     await conn.rollback()
                     await cur.execute(_LAST, (session_id,))
                     found = await cur.fetchone()
                     if found is None:
                         raise SessionNotFound(session_id)
                     raise SequenceConflict(session_id, expected_sequence or 0, int(found[0]))
-                base = cur.lastrowid - count
-                await cur.execute(_TAKE_POSITIONS, (count,))
-                first_position = cur.lastrowid - count + 1
-                await cur.executemany(
-                    _INSERT,
-                    [
+                base = last - count
+                # Round trip 2 (more for a batch of over about 1 MB): the rows, then COMMIT,
+                # which the server skips when an INSERT fails.
+                values = [
+                    cur.mogrify(
+                        _ROW,
                         (
                             session_id,
                             base + i,
@@ -357,11 +392,14 @@ class MysqlDriver(StorageDriver):
                             row.native_session_id,
                             row.data,
                             row.raw,
-                        )
-                        for i, row in enumerate(rows, start=1)
-                    ],
-                )
-                await conn.commit()
+                        ),
+                    )
+                    for i, row in enumerate(rows, start=1)
+                ]
+                for statement in _insert_statements(values):
+                    await cur.execute(statement)
+                    while await cur.nextset():
+                        pass
             except my.IntegrityError as exc:
                 await conn.rollback()
                 if error_code(exc) == DUPLICATE_KEY and "uq_events_session_event_id" in str(exc):
