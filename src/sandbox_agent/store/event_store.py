@@ -31,8 +31,14 @@ from pydantic_core import from_json
 
 from sandbox_agent.events import EventDraft, UniversalEvent, format_time, new_event_id, utc_now
 from sandbox_agent.events.envelope import TIME_FORMAT
-from sandbox_agent.store.codec import decode_event, dump_json, dump_raw, paused_gc
-from sandbox_agent.store.driver import EventRow, SessionChange, StorageDriver, StoredRow
+from sandbox_agent.store.codec import (
+    decode_positioned_rows,
+    decode_rows,
+    dump_json,
+    dump_raw,
+    paused_gc,
+)
+from sandbox_agent.store.driver import EventRow, SessionChange, StorageDriver
 from sandbox_agent.store.errors import (
     DuplicateEventId,
     IdempotencyConflict,
@@ -234,9 +240,7 @@ class EventStore:
 
         Positions increase with commit order, so a reader that resumes after the last position
         it saw never skips an event that commits later."""
-        rows = await self.driver.select_all(after_position, limit)
-        with paused_gc():
-            return [PositionedEvent(row[0], decode_event(*row[1:])) for row in rows]
+        return decode_positioned_rows(await self.driver.select_all(after_position, limit))
 
     # -- snapshots ------------------------------------------------------------------------
     async def save_snapshot(
@@ -547,12 +551,6 @@ def session_change(filled: Sequence[tuple[EventDraft, str, datetime]]) -> Sessio
         ended_at=ended_at,
         native_session_id=native,
     )
-
-
-def decode_rows(session_id: str, rows: Sequence[StoredRow]) -> list[UniversalEvent]:
-    """A driver's rows of one session as validated events."""
-    with paused_gc():
-        return [decode_event(session_id, *row) for row in rows]
 
 
 def encode_session_cursor(record: SessionRecord) -> str:
