@@ -101,24 +101,31 @@ async def test_a_delay_slows_the_chosen_calls_only(event_store: EventStore) -> N
     assert faulty.calls[-1] == StoreCall("select_events", "s", "delay")
 
 
-async def test_subscribers_of_a_faulty_store_see_its_appends(event_store: EventStore) -> None:
+@pytest.mark.parametrize("after_commit", [False, True], ids=["before", "after-commit"])
+async def test_subscribers_of_a_faulty_store_see_every_committed_append(
+    event_store: EventStore, after_commit: bool
+) -> None:
     faulty = await _faulty(event_store)
 
-    async def follow() -> list[str]:
+    async def follow(count: int) -> list[str]:
         seen: list[str] = []
         async for event in faulty.subscribe("s"):
             seen.append(event.event_id)
-            if len(seen) == 3:
-                return seen
+            if len(seen) == count:
+                break
         return seen
 
-    following = asyncio.create_task(follow())
+    following = asyncio.create_task(follow(2))
     await asyncio.sleep(0.05)
-    faulty.fail("append")
+    faulty.fail("append", after_commit=after_commit)
     with pytest.raises(StoreUnavailable):
         await faulty.append("s", [_draft(1)])
-    await faulty.append("s", [_draft(1), _draft(2)])
-    assert (await asyncio.wait_for(following, 10))[1:] == ["e1", "e2"]
+    if not after_commit:
+        await asyncio.sleep(0.05)
+        assert not following.done()  # nothing was written
+        await faulty.append("s", [_draft(1)])
+    # Committed, so a subscriber hears of it (as it would from the database), lost ack or not.
+    assert (await asyncio.wait_for(following, 5))[1:] == ["e1"]
 
 
 CRASHING = """

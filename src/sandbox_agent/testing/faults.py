@@ -74,6 +74,9 @@ PRIMITIVES = frozenset(p for primitives in OPERATIONS.values() for p in primitiv
 }
 
 
+_WRITES = frozenset({"insert_events", "delete_session"})
+
+
 class StoreCall(NamedTuple):
     """One call of a driver primitive through ``FaultyDriver``: its session (None for calls of
     no one session) and the fault applied to it (None, ``"fail"``, ``"fail_after_commit"``,
@@ -127,8 +130,10 @@ class FaultyDriver(StorageDriver):
         self.poll_interval = inner.poll_interval
         self.calls: list[StoreCall] = []
         self._rules: list[_StoreRule] = []
+        self._wake: Callable[[str], None] = lambda session_id: None
 
     def attach(self, wake: Callable[[str], None]) -> None:
+        self._wake = wake
         self.inner.attach(wake)
 
     # -- planning ---------------------------------------------------------------------------
@@ -186,6 +191,10 @@ class FaultyDriver(StorageDriver):
             os.kill(os.getpid(), signal.SIGKILL)  # right after the commit: nothing after runs
         if failure is not None:
             self.calls.append(StoreCall(primitive, session_id, "fail_after_commit"))
+            if session_id is not None and primitive in _WRITES:
+                # It did commit: subscribers hear of it as from the database (the store wakes
+                # them only after a write that returned).
+                self._wake(session_id)
             raise _error(failure.error, primitive, session_id)
         self.calls.append(StoreCall(primitive, session_id, applied[0] if applied else None))
         return result
