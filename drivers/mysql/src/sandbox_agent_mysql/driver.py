@@ -29,6 +29,8 @@ How it keeps the contract of ``sandbox_agent.store.driver``:
   InnoDB still reports (it rolls the transaction back) is retried a few times.
 - Other processes' appends are seen by polling (``poll_interval``, default 0.2 s): MySQL has no
   ``LISTEN``.
+- The connections allow several statements per query (``CLIENT.MULTI_STATEMENTS``) for the
+  append's packets. Every value is escaped by asyncmy and no caller's SQL is ever run.
 
 The event paths (insert, reads, snapshots) use the asyncmy connection under SQLAlchemy's pool
 directly with hand-written SQL: SQLAlchemy's per-statement work would cost more than the
@@ -115,7 +117,6 @@ _READ_ALL = (
     f"SELECT position, session_id, {_EVENT_COLUMNS} FROM events WHERE position > %s "
     "ORDER BY position LIMIT %s"
 )
-_ALL = 2**63 - 1  # LIMIT for "no limit"
 # Every new connection: times are not converted, a too long value or a bad date is an error
 # rather than a truncated or zeroed value, and transactions read committed rows.
 _SETUP = (
