@@ -5,7 +5,7 @@ on a free 127.0.0.1 port over a given store, its output appended to a log file. 
 ``/v1/health``, stops gracefully (SIGTERM), is SIGKILLed as a crash would, and ``restart()``s on
 the same port and the same store::
 
-    server = ServerProcess("sqlite:///tmp/server.db", Path("/tmp/server.log")).start()
+    server = ServerProcess("sqlite:////tmp/server.db", Path("/tmp/server.log")).start()
     ...
     server.kill()  # SIGKILL: a crash in the middle of whatever it was doing
     server.restart()  # same URL, same store: sessions come back, a running turn ends interrupted
