@@ -15,6 +15,7 @@ from sandbox_agent_mysql import MysqlDriver
 from sandbox_agent_mysql.migrate import HEAD_REVISION, head_revision, stored_revision
 
 from sandbox_agent.events import new_event_id, utc_now
+from sandbox_agent.store import EventStore, open_store
 from sandbox_agent.store.driver import EventRow, SessionChange
 from sandbox_agent.store.errors import (
     DuplicateEventId,
@@ -26,6 +27,7 @@ from sandbox_agent.store.errors import (
     StoreUnavailable,
 )
 from sandbox_agent.store.records import SessionRecord
+from sandbox_agent.store.registry import registered_schemes
 
 
 @pytest.fixture
@@ -370,3 +372,12 @@ async def test_connections_read_committed_in_utc_with_strict_sql_mode(driver: My
         (isolation,) = await cur.fetchone()
     assert (zone, autocommit, isolation) == ("+00:00", 1, "READ-COMMITTED")
     assert "STRICT_ALL_TABLES" in mode
+
+
+async def test_open_store_knows_every_scheme_of_the_package(mysql_url: str) -> None:
+    assert {"mysql", "mysql+asyncmy", "mariadb", "mariadb+asyncmy"} <= set(registered_schemes())
+    rest = mysql_url.removeprefix("mysql")
+    for scheme in ("mysql", "mariadb", "mysql+asyncmy", "mariadb+asyncmy"):
+        async with await open_store(scheme + rest, pool_size=1) as store:
+            assert isinstance(store, EventStore) and isinstance(store.driver, MysqlDriver)
+            assert store.driver.options.pool_size == 1
