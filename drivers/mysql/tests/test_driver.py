@@ -381,3 +381,47 @@ async def test_open_store_knows_every_scheme_of_the_package(mysql_url: str) -> N
         async with await open_store(scheme + rest, pool_size=1) as store:
             assert isinstance(store, EventStore) and isinstance(store.driver, MysqlDriver)
             assert store.driver.options.pool_size == 1
+
+
+async def kill_connections_to(database: str) -> None:
+    admin = await raw_connect()
+    try:
+        async with admin.cursor() as cur:
+            await cur.execute(
+                "SELECT id FROM information_schema.processlist WHERE db = %s", (database,)
+            )
+            for (connection_id,) in await cur.fetchall():
+                await cur.execute(f"KILL {int(connection_id)}")
+    finally:
+        admin.close()
+
+
+@pytest.mark.parametrize("path", ["event primitives", "sessions through SQLAlchemy"])
+async def test_connections_killed_by_the_server_are_store_unavailable_then_replaced(
+    mysql_url: str, path: str
+) -> None:
+    # As after a restart of the server: every pooled connection is dead.
+    driver = await MysqlDriver.open(mysql_url, pool_size=3)
+    try:
+        sid = await new_session(driver)
+        await asyncio.gather(*(append(driver, sid, 1) for _ in range(3)))  # fill the pool
+        database = mysql_url.rsplit("/", 1)[1]
+        await kill_connections_to(database)
+
+        async def last() -> int | None:
+            if path == "event primitives":
+                return await driver.select_last_sequence(sid)
+            record = await driver.select_session(sid)
+            return None if record is None else record.last_sequence
+
+        outcomes = []
+        for _ in range(3):
+            try:
+                outcomes.append(await last())
+            except StoreUnavailable as exc:
+                assert database in str(exc)
+                outcomes.append(None)
+        assert outcomes[-2:] == [3, 3]  # at most the first call finds a dead connection
+        assert await append(driver, sid, 1, expected=3) == 3
+    finally:
+        await driver.close()
