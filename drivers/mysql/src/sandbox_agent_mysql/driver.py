@@ -30,7 +30,7 @@ How it keeps the contract of ``sandbox_agent.store.driver``:
 - Other processes' appends are seen by polling (``poll_interval``, default 0.2 s): MySQL has no
   ``LISTEN``.
 - The connections allow several statements per query (``CLIENT.MULTI_STATEMENTS``) for the
-  append's packets. Every value is escaped by asyncmy and no caller's SQL is ever run.
+  packets of appends and deletes. Every value is escaped by asyncmy and no caller's SQL is ever run.
 
 The event paths (insert, reads, snapshots) use the asyncmy connection under SQLAlchemy's pool
 directly with hand-written SQL: SQLAlchemy's per-statement work would cost more than the
@@ -109,6 +109,11 @@ _INSERT = (
 )
 _ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 _STATEMENT_CHARS = 1_000_000  # well under max_allowed_packet (16 MB by default)
+_DELETE_SESSION = (
+    "START TRANSACTION; DELETE FROM sessions WHERE id = %s; "
+    "DELETE FROM events WHERE session_id = %s; DELETE FROM snapshots WHERE session_id = %s; "
+    "COMMIT"
+)
 _LAST = "SELECT last_sequence FROM sessions WHERE id = %s"
 _READ = (
     f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = %s AND sequence > %s ORDER BY sequence"
@@ -309,12 +314,20 @@ class MysqlDriver(StorageDriver):
         return bool(result.rowcount)  # rows matched: the dialect sets CLIENT.FOUND_ROWS
 
     async def delete_session(self, session_id: str) -> bool:
-        async with self._raw() as conn, self._transaction(conn), conn.cursor() as cur:
-            # The session row first: it waits for an append in flight (which holds that row)
-            # and stops later ones, so the events deleted next include every committed one.
-            found = await cur.execute("DELETE FROM sessions WHERE id = %s", (session_id,))
-            await cur.execute("DELETE FROM events WHERE session_id = %s", (session_id,))
-            await cur.execute("DELETE FROM snapshots WHERE session_id = %s", (session_id,))
+        async with self._raw() as conn, conn.cursor() as cur:
+            try:
+                # One round trip. The session row first: it waits for an append in flight
+                # (which holds that row) and stops later ones, so the events deleted next
+                # include every committed one. A failed statement skips the rest, COMMIT too.
+                await cur.execute(_DELETE_SESSION, (session_id,) * 3)
+                await cur.nextset()
+                found = cur.rowcount
+                while await cur.nextset():
+                    pass
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await conn.rollback()
+                raise
         return bool(found)
 
     # -- events ---------------------------------------------------------------------------
