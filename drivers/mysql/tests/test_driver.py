@@ -425,3 +425,17 @@ async def test_connections_killed_by_the_server_are_store_unavailable_then_repla
         assert await append(driver, sid, 1, expected=3) == 3
     finally:
         await driver.close()
+
+
+async def test_more_concurrent_calls_than_the_pool_holds_use_overflow_connections(
+    mysql_url: str,
+) -> None:
+    driver = await MysqlDriver.open(mysql_url, pool_size=1)
+    try:
+        sids = [await new_session(driver) for _ in range(6)]
+        for _ in range(3):  # overflow connections are opened, then closed when given back
+            await asyncio.gather(*(append(driver, sid, 2) for sid in sids))
+            await asyncio.gather(*(driver.select_events(sid, 0, None) for sid in sids))
+        assert [await driver.select_last_sequence(sid) for sid in sids] == [6] * 6
+    finally:
+        await driver.close()

@@ -52,6 +52,7 @@ from asyncmy import errors as my
 from asyncmy.connection import Connection as MyConnection
 from asyncmy.constants import CLIENT
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 
 from sandbox_agent.store.driver import (
     EventRow,
@@ -243,11 +244,24 @@ class MysqlDriver(StorageDriver):
 
     @asynccontextmanager
     async def _raw(self) -> AsyncIterator[MyConnection]:
-        """The asyncmy connection under a pooled one."""
-        async with self._connection() as conn:
-            raw = await conn.get_raw_connection()
-            assert isinstance(raw.driver_connection, MyConnection)
-            yield raw.driver_connection
+        """A pooled asyncmy connection, without SQLAlchemy's ``AsyncConnection`` around it
+        (a third of the cost of a checkout); dropped after a failure as in ``_connection``."""
+        with mapped(self.where):
+            pooled = await self._engine.raw_connection()
+            try:
+                assert isinstance(pooled.driver_connection, MyConnection)
+                yield pooled.driver_connection
+            except BaseException as exc:
+                if is_disconnect(exc):
+                    await greenlet_spawn(pooled.invalidate)
+                    await self._engine.dispose(close=False)
+                elif (
+                    isinstance(exc, asyncio.CancelledError) or error_code(exc) in CLOSES_CONNECTION
+                ):
+                    await greenlet_spawn(pooled.invalidate)
+                raise
+            finally:
+                await greenlet_spawn(pooled.close)  # back to the pool (may close an overflow)
 
     @asynccontextmanager
     async def _transaction(self, conn: MyConnection) -> AsyncIterator[None]:
