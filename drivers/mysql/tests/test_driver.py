@@ -8,6 +8,7 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
+from urllib.parse import urlsplit
 
 import pytest
 from mysql_helpers import raw_connect
@@ -292,6 +293,16 @@ async def test_an_unreachable_server_raises_store_unavailable_naming_host_and_po
     async with asyncio.timeout(30):
         with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1"):
             await MysqlDriver.open("mysql://root@127.0.0.1:1/test?connect_timeout=5")
+
+
+async def test_a_refused_login_raises_store_unavailable_without_the_password(
+    mysql_url: str,
+) -> None:
+    parts = urlsplit(mysql_url)
+    url = parts._replace(netloc=f"sa_nobody:hunter2@{parts.hostname}:{parts.port}").geturl()
+    with pytest.raises(StoreUnavailable, match="sa_nobody") as info:
+        await MysqlDriver.open(url)
+    assert "hunter2" not in str(info.value)
 
 
 async def test_an_unknown_database_raises_store_unavailable(mysql_url: str) -> None:

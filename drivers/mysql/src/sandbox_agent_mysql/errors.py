@@ -15,8 +15,8 @@ from sandbox_agent.store.errors import StoreError, StoreUnavailable
 #: too many connections (1040), server shutting down (1053), connection killed (1927 MariaDB,
 #: 4031 MySQL idle timeout).
 DISCONNECTED = frozenset({1040, 1053, 1927, 2002, 2003, 2005, 2006, 2013, 2055, 4031})
-#: Cannot be opened: access denied (1044, 1045), unknown database (1049).
-UNOPENABLE = frozenset({1044, 1045, 1049})
+#: Cannot be opened: access denied (1044, 1045, 1698), unknown database (1049).
+UNOPENABLE = frozenset({1044, 1045, 1049, 1698})
 #: The server answers these and then closes the connection: packet too large (1153).
 CLOSES_CONNECTION = frozenset({1153})
 DUPLICATE_KEY = 1062

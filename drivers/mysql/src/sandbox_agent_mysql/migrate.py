@@ -74,7 +74,15 @@ async def upgrade(conn: AsyncConnection, lock_timeout: float = 60.0) -> None:
     if got.scalar_one() != 1:
         raise TimeoutError(f"another process held the migration lock {lock!r} for {lock_timeout} s")
     try:
-        if await stored_revision(conn) != HEAD_REVISION:
+        revision = await stored_revision(conn)
+        if revision is None:
+            # Alembic's own would name its primary key, which MariaDB ignores with a warning
+            # that asyncmy logs on every new database.
+            await conn.exec_driver_sql(
+                f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} "
+                "(version_num VARCHAR(32) NOT NULL, PRIMARY KEY (version_num))"
+            )
+        if revision != HEAD_REVISION:
             await conn.run_sync(run_upgrade)
     finally:
         await conn.exec_driver_sql("SELECT RELEASE_LOCK(%s)", (lock,))
