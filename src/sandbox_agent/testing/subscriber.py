@@ -26,6 +26,10 @@ def event_id_for(sequence: int) -> str:
     return f"e{sequence}"
 
 
+#: How far behind the writer a slow subscriber waits to fall at each nap.
+FALL_BEHIND = 1000
+
+
 async def consume(store: EventStore, session_id: str, total: int, pace: str) -> dict[str, Any]:
     digest = hashlib.sha256()
     last = 0
@@ -41,9 +45,15 @@ async def consume(store: EventStore, session_id: str, total: int, pace: str) -> 
             last = event.sequence
             digest.update(f"{event.sequence}:{event.event_id};".encode())
             if pace == "slow" and (last == 1 or last % 2500 == 0):
-                await asyncio.sleep(0.5)  # let the writer run far ahead
-                naps += 0.5
-                lag = max(lag, await store.last_sequence(session_id) - last)
+                # Let the writer run far ahead (1,000 events, or to its end), however fast the
+                # driver writes; 10 s at most.
+                for _ in range(100):
+                    await asyncio.sleep(0.1)
+                    naps += 0.1
+                    ahead = await store.last_sequence(session_id)
+                    if ahead - last >= FALL_BEHIND or ahead == total:
+                        break
+                lag = max(lag, ahead - last)
             if last == total:
                 break
     return {
