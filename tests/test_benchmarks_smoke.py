@@ -74,3 +74,18 @@ def replay_engine_present() -> bool:
     if importlib.util.find_spec("sandbox_agent.replay") is None:
         return False
     return hasattr(importlib.import_module("sandbox_agent.replay"), "state_at")
+
+
+def test_decode_benchmark_reports_each_way_with_its_ratio() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARK.with_name("decode.py")), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("2,000 rows")
+    decodes = [line for line in lines if line.startswith("decode")]
+    assert len(decodes) == 3
+    assert all("us/row" in line and "read ratio it allows" in line for line in decodes)
