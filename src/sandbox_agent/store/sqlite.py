@@ -5,9 +5,10 @@ survives a power loss. Writers serialise on SQLite's write lock (``BEGIN IMMEDIA
 makes the global ``position`` follow commit order. ``subscribe`` wakes in-process subscribers at
 once and polls every ``poll_interval`` seconds for appends made by other processes.
 
-The hot paths (append, read) run as one function in aiosqlite's connection thread instead of one
-thread hop per statement: a single-event append costs one hop rather than six. Their SQL is
-compiled from the same SQLAlchemy tables.
+The event primitives (insert, selects) and the snapshots run as one function in aiosqlite's
+connection threads (a writer and a reader) instead of one thread hop per statement: a
+single-event insert costs one hop rather than six. Session rows go through SQLAlchemy Core
+(``sql.py``).
 
 Small appends (at most ``inline_append_max`` events, default 64) skip even that hop when commits
 do not wait for the disk (``synchronous`` ``normal`` or ``off``): they run on the caller's
