@@ -8,9 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# About 30 s (a venv and an install from the package index): in the slow suite, which CI runs.
+@pytest.mark.slow
 def test_a_fresh_venv_with_the_testing_extra_lists_the_plugins_fixtures(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
