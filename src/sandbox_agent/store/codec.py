@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, Field, Json, TypeAdapter, ValidationError
 from pydantic_core import from_json, to_json
 
-from sandbox_agent.events import EventDraft, EventSource, UniversalEvent
+from sandbox_agent.events import EventSource, UniversalEvent
 from sandbox_agent.events.envelope import trusted_event
 from sandbox_agent.store.records import PositionedEvent
 
@@ -95,23 +95,7 @@ def decode_rows(session_id: str, rows: Sequence[Sequence[Any]]) -> list[Universa
             # Row by row: a naive time from asyncpg is made UTC, and a bad row's error names
             # the event's field.
             return [decode_event(session_id, *row) for row in rows]
-        return [
-            trusted_event(
-                {
-                    "event_id": event_id,
-                    "sequence": sequence,
-                    "time": time,
-                    "session_id": session_id,
-                    "native_session_id": native,
-                    "source": source,
-                    "synthetic": synthetic,
-                    "type": type_,
-                    "data": data,
-                    "raw": raw,
-                }
-            )
-            for sequence, event_id, time, type_, source, synthetic, native, data, raw in values
-        ]
+        return [_event(session_id, *value) for value in values]
 
 
 def decode_positioned_rows(rows: Sequence[Sequence[Any]]) -> list[PositionedEvent]:
@@ -157,12 +141,6 @@ def _event(
             "raw": raw,
         }
     )
-
-
-def stored_event(
-    draft: EventDraft, session_id: str, sequence: int, event_id: str, time: datetime
-) -> UniversalEvent:
-    return draft.to_event(session_id=session_id, sequence=sequence, event_id=event_id, time=time)
 
 
 class _GcPause:
