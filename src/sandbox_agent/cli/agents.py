@@ -9,14 +9,6 @@ from typing import Annotated
 
 import typer
 
-from sandbox_agent.agents import UnsupportedAgent, parse_agent_id
-from sandbox_agent.agents.install import (
-    InstallError,
-    agents_dir,
-    install,
-    installed_version,
-    package_of,
-)
 from sandbox_agent.cli.app import app, console, err_console, fail
 
 
@@ -57,6 +49,11 @@ def install_agent_command(
     """
     if agent_version is not None and len(agents) > 1:
         fail("--agent-version applies to one agent only")
+    # The agents package (pydantic models, every adapter) only for this command: the CLI starts
+    # fast for the others.
+    from sandbox_agent.agents import UnsupportedAgent, parse_agent_id
+    from sandbox_agent.agents.install import agents_dir, installed_version, package_of
+
     target = (directory or agents_dir()).resolve()
     for name in agents:
         try:
@@ -93,6 +90,8 @@ def _install(
     """Run the install, showing npm's progress: every line with ``verbose``, else the latest
     one next to a spinner on a terminal (nothing otherwise)."""
     from rich.markup import escape
+
+    from sandbox_agent.agents.install import InstallError, install
 
     title = f"installing {escape(agent)} ({escape(spec)})"
 

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sandbox_agent.agents.credentials import AGENT_PROVIDERS, Credential, env_lines, extract_all
 from sandbox_agent.cli.app import app, err_console, fail, print_json
+
+if TYPE_CHECKING:
+    from sandbox_agent.agents.credentials import Credential
+
+#: The agents of ``agents.credentials.AGENT_PROVIDERS``, in its order, for the help text: importing
+#: that module imports the whole agents package, which the other commands must not pay for
+#: (``tests/test_cli_startup.py`` checks the two agree).
+AGENTS = ("claude", "codex", "opencode", "amp", "acp:claude", "acp:codex", "acp:opencode")
 
 credentials_app = typer.Typer(
     help="The API keys and tokens found for the agents (environment and agents' config files).",
@@ -36,7 +43,7 @@ def extract_command(
     agent: Annotated[
         str | None,
         typer.Option(
-            "-a", "--agent", help=f"The token this agent would use ({', '.join(AGENT_PROVIDERS)})."
+            "-a", "--agent", help=f"The token this agent would use ({', '.join(AGENTS)})."
         ),
     ] = None,
     provider: Annotated[
@@ -55,6 +62,8 @@ def extract_command(
     nothing is found for it."""
     if agent is not None and provider is not None:
         fail("--agent and --provider exclude each other")
+    from sandbox_agent.agents.credentials import AGENT_PROVIDERS, extract_all
+
     found = extract_all(home, include_oauth=not no_oauth)
     if agent is None and provider is None:
         print_json(found.public(reveal))
@@ -95,6 +104,8 @@ def extract_env_command(
     Anthropic: ANTHROPIC_API_KEY and CLAUDE_API_KEY (or CLAUDE_CODE_OAUTH_TOKEN and
     ANTHROPIC_AUTH_TOKEN for an OAuth token); OpenAI: OPENAI_API_KEY and CODEX_API_KEY; others:
     <PROVIDER>_API_KEY. Values are shell-quoted."""
+    from sandbox_agent.agents.credentials import env_lines, extract_all
+
     lines = env_lines(extract_all(home, include_oauth=not no_oauth))
     if not lines:
         err_console().print("no credentials found", highlight=False)

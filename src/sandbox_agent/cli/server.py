@@ -9,36 +9,41 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-import uvicorn
 
-from sandbox_agent.agents.registry import parse_acp_command
 from sandbox_agent.cli.app import app, fail
-from sandbox_agent.server import ServerConfig, create_app
+
+# The config module is light (no FastAPI): the option defaults come from it. The app, uvicorn
+# and the agents are imported by the command itself, so other commands start fast.
 from sandbox_agent.server.config import (
     DEFAULT_HOST,
     DEFAULT_MAX_ATTACHMENTS,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_MESSAGE_CHARS,
     DEFAULT_PORT,
+    ServerConfig,
     check_bind,
 )
-
-
-class _Server(uvicorn.Server):
-    """Ends every SSE stream as soon as a stop is asked for, so shutdown never waits on them."""
-
-    def __init__(self, config: uvicorn.Config, stopping: object) -> None:
-        super().__init__(config)
-        self._stopping = stopping
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self._stopping.set()  # type: ignore[attr-defined]
-        super().handle_exit(sig, frame)
 
 
 def serve(config: ServerConfig, log_level: str = "info") -> None:
     """Run the server for ``config`` until SIGINT/SIGTERM (a graceful stop: streams end,
     agents stop, the store closes)."""
+    import uvicorn
+
+    from sandbox_agent.server import create_app
+
+    class _Server(uvicorn.Server):
+        """Ends every SSE stream as soon as a stop is asked for, so shutdown never waits on
+        them."""
+
+        def __init__(self, config: uvicorn.Config, stopping: object) -> None:
+            super().__init__(config)
+            self._stopping = stopping
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            self._stopping.set()  # type: ignore[attr-defined]
+            super().handle_exit(sig, frame)
+
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -153,6 +158,8 @@ def server_command(
         fail(str(exc))
     if root is not None and not root.is_dir():
         fail(f"--root {root} is not a directory")
+    from sandbox_agent.agents.registry import parse_acp_command
+
     acp_commands: dict[str, tuple[str, ...]] = {}
     for value in acp_agent or ():
         try:
