@@ -116,7 +116,7 @@ def _run_trials(tmp_path: Path, count: int, seed: int) -> None:
 
 
 def test_sigkill_mid_turn_loses_nothing_acknowledged(tmp_path: Path) -> None:
-    _run_trials(tmp_path, 20, seed=20251126)
+    _run_trials(tmp_path, 10, seed=20251126)  # 300 in the slow suite
 
 
 @pytest.mark.slow
