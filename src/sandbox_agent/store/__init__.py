@@ -31,7 +31,7 @@ from sandbox_agent.store.records import (
     SessionStatus,
     Snapshot,
 )
-from sandbox_agent.store.registry import register_driver, registered_schemes, unregister_driver
+from sandbox_agent.store.registry import register_driver, registered_schemes
 from sandbox_agent.store.url import open_store
 
 __all__ = [
@@ -62,5 +62,4 @@ __all__ = [
     "open_store",
     "register_driver",
     "registered_schemes",
-    "unregister_driver",
 ]

@@ -82,12 +82,6 @@ def register_driver(scheme: str, opener: Opener, *, replace: bool = False) -> No
         _registered[key] = _Registration(lambda: opener, origin)
 
 
-def unregister_driver(scheme: str) -> None:
-    """Forget a scheme (tests use it to undo ``register_driver``)."""
-    with _lock:
-        _registered.pop(_normal(scheme), None)
-
-
 def registered_schemes() -> list[str]:
     """Every scheme ``open_store`` knows, sorted."""
     with _lock:
