@@ -552,6 +552,7 @@ async def test_an_agent_that_cannot_start_a_session_fails_start(tmp_path: Path) 
 
 def test_mcp_servers_as_acp_sends_them() -> None:
     from sandbox_agent.agents.acp import mcp_servers
+    from sandbox_agent.agents.mcp import parse_mcp_servers
 
     mcp = {
         "local": {
@@ -569,6 +570,7 @@ def test_mcp_servers_as_acp_sends_them() -> None:
             "envHeaders": {"X-Key": "KEY"},
         },
     }
+    servers = parse_mcp_servers(mcp)
     env = {"TOKEN": "t0k", "KEY": "k3y"}
     local = {
         "name": "local",
@@ -576,7 +578,7 @@ def test_mcp_servers_as_acp_sends_them() -> None:
         "args": ["srv.py", "-v"],
         "env": [{"name": "A", "value": "1"}],
     }
-    assert mcp_servers(mcp, env, http=False) == [local]
+    assert mcp_servers(servers, env, http=False) == [local]
     remote = {
         "type": "http",
         "name": "remote",
@@ -587,5 +589,5 @@ def test_mcp_servers_as_acp_sends_them() -> None:
             {"name": "X-Key", "value": "k3y"},
         ],
     }
-    assert mcp_servers(mcp, env, http=True) == [local, remote]
+    assert mcp_servers(servers, env, http=True) == [local, remote]
     assert mcp_servers(None, env, http=True) == []

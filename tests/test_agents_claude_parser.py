@@ -41,6 +41,7 @@ from sandbox_agent.agents.claude_mapping import (
     question_answer,
 )
 from sandbox_agent.agents.hitl import permission_resolved, question_resolved
+from sandbox_agent.agents.mcp import parse_mcp_servers
 from sandbox_agent.events import EventDraft, SessionStartedData, UniversalEvent
 from sandbox_agent.replay import replay
 
@@ -698,14 +699,14 @@ async def test_models_are_the_fallback_aliases() -> None:
 
 def test_session_mcp_servers_become_claudes_mcp_config() -> None:
     servers = mcp_servers(
-        {
+        parse_mcp_servers({
             "files": {"type": "local", "command": ["npx", "-y", "srv"], "args": ["--x"],
                       "environment": {"A": "1"}},
             "api": {"type": "remote", "url": "https://mcp.example/x", "transport": "sse",
                     "headers": {"X-A": "b"}, "bearerTokenEnvVar": "TOKEN",
                     "envHeaders": {"X-Key": "KEY"}},
             "off": {"type": "local", "command": "x", "enabled": False},
-        }
+        })
     )  # fmt: skip
     assert servers == {
         "files": {"type": "stdio", "command": "npx", "args": ["-y", "srv", "--x"],

@@ -31,6 +31,8 @@ from sandbox_agent.agents.codex_server import (
     CodexRpcError,
     thread_of,
 )
+from sandbox_agent.agents.errors import InvalidMcpConfig
+from sandbox_agent.agents.mcp import parse_mcp_servers
 from sandbox_agent.agents.shared import SharedServers
 from sandbox_agent.agents.turns import turn_ended_draft
 from sandbox_agent.events import EventDraft, UniversalEvent, utc_now
@@ -670,9 +672,8 @@ def test_mcp_servers_as_codex_config() -> None:
             "envHeaders": {"X-Key": "DOCS_KEY"},
             "enabled": False,
         },
-        "odd": {"type": "carrier-pigeon"},
     }
-    assert mcp_servers(mcp) == {
+    assert mcp_servers(parse_mcp_servers(mcp)) == {
         "fs": {
             "command": "npx",
             "args": ["-y", "server-fs", "/w"],
@@ -688,6 +689,12 @@ def test_mcp_servers_as_codex_config() -> None:
         },
     }
     assert mcp_servers(None) == {}
+
+
+def test_an_mcp_server_of_unknown_type_is_refused_not_skipped() -> None:
+    # It used to be left out of codex's table silently; now the parse names it.
+    with pytest.raises(InvalidMcpConfig, match="'odd': type: 'carrier-pigeon'"):
+        parse_mcp_servers({"odd": {"type": "carrier-pigeon"}})
 
 
 async def test_thread_start_carries_mcp_config() -> None:

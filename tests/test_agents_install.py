@@ -17,14 +17,21 @@ from pathlib import Path
 import pytest
 
 from sandbox_agent.agents.install import (
-    PACKAGES,
     InstallError,
     command_of,
     install,
     installed_version,
+    package_of,
 )
 
 from helpers.fake_npm import fake_npm, path_without_agents
+
+
+def pinned_version(agent: str) -> str:
+    """The version of ``agent``'s npm package in the catalog."""
+    package = package_of(agent)
+    assert package is not None
+    return package.version
 
 
 @pytest.fixture
@@ -48,7 +55,7 @@ async def test_install_puts_the_pinned_package_in_the_agents_dir(
     target = tmp_path / "agents"
     lines: list[str] = []
     version = await install("claude", directory=target, on_output=lines.append)
-    assert version == PACKAGES["claude"].version == installed_version("claude", target)
+    assert version == pinned_version("claude") == installed_version("claude", target)
     command = command_of("claude", target)
     assert command == [str(target / "node_modules" / ".bin" / "claude")]
     assert any("registry.npmjs.org/@anthropic-ai/claude-code" in line for line in lines)
@@ -69,7 +76,7 @@ async def test_another_version_and_a_package_with_arguments(npm_path: str, tmp_p
     assert await install("codex", version="0.1.0", directory=target) == "0.1.0"
     assert installed_version("codex", target) == "0.1.0"
     # acp:opencode is the opencode package started as `opencode acp`.
-    assert await install("acp:opencode", directory=target) == PACKAGES["opencode"].version
+    assert await install("acp:opencode", directory=target) == pinned_version("opencode")
     assert command_of("acp:opencode", target) == [
         str(target / "node_modules" / ".bin" / "opencode"),
         "acp",
@@ -157,13 +164,13 @@ def test_cli_installs_one_or_several_agents(npm_path: str, tmp_path: Path) -> No
     result = install_agent("claude", "amp", "mock", "--agents-dir", str(target), path=npm_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"installed claude {PACKAGES['claude'].version} in {target}",
-        f"installed amp {PACKAGES['amp'].version} in {target}",
+        f"installed claude {pinned_version('claude')} in {target}",
+        f"installed amp {pinned_version('amp')} in {target}",
         "mock is built in: nothing to install",
     ]
     again = install_agent("claude", "--agents-dir", str(target), path=npm_path)
     assert again.stdout.strip() == (
-        f"claude {PACKAGES['claude'].version} is installed already in {target}"
+        f"claude {pinned_version('claude')} is installed already in {target}"
     )
     pinned = install_agent(
         "claude", "--agent-version", "2.0.0", "--reinstall", "--verbose",
@@ -248,4 +255,4 @@ def test_cli_shows_npm_progress_on_a_terminal(npm_path: str, tmp_path: Path) -> 
     text = output.decode(errors="replace")
     assert "installing opencode (opencode-ai@" in text
     assert "registry.npmjs.org/opencode-ai" in text
-    assert f"installed opencode {PACKAGES['opencode'].version}" in text
+    assert f"installed opencode {pinned_version('opencode')}" in text

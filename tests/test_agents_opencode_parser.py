@@ -447,10 +447,15 @@ async def test_idle_before_the_last_parts_keeps_them_in_the_turn() -> None:
 
 
 def test_mcp_config_translation() -> None:
+    from sandbox_agent.agents.errors import InvalidMcpConfig
+    from sandbox_agent.agents.mcp import parse_mcp_server
     from sandbox_agent.agents.opencode import mcp_config
 
     local = mcp_config(
-        {"type": "stdio", "command": ["python3", "-u"], "args": ["srv.py"], "env": {"A": "1"}},
+        parse_mcp_server(
+            "l",
+            {"type": "stdio", "command": ["python3", "-u"], "args": ["srv.py"], "env": {"A": "1"}},
+        ),
         {},
     )
     assert local == {
@@ -459,13 +464,16 @@ def test_mcp_config_translation() -> None:
         "environment": {"A": "1"},
     }
     remote = mcp_config(
-        {
-            "type": "http",
-            "url": "http://127.0.0.1:9/mcp",
-            "bearerTokenEnvVar": "TOKEN",
-            "envHeaders": {"X-Key": "KEY"},
-            "timeoutMs": 1500,
-        },
+        parse_mcp_server(
+            "r",
+            {
+                "type": "http",
+                "url": "http://127.0.0.1:9/mcp",
+                "bearerTokenEnvVar": "TOKEN",
+                "envHeaders": {"X-Key": "KEY"},
+                "timeoutMs": 1500,
+            },
+        ),
         {"TOKEN": "t", "KEY": "k"},
     )
     assert remote == {
@@ -474,5 +482,8 @@ def test_mcp_config_translation() -> None:
         "timeout": 1500,
         "headers": {"Authorization": "Bearer t", "X-Key": "k"},
     }
-    assert mcp_config({"type": "carrier-pigeon"}, {}) is None
-    assert mcp_config({"type": "local"}, {}) is None
+    # What OpenCode could not take is refused by the parse, before any agent sees it.
+    with pytest.raises(InvalidMcpConfig, match="type: 'carrier-pigeon'"):
+        parse_mcp_server("x", {"type": "carrier-pigeon"})
+    with pytest.raises(InvalidMcpConfig, match="command"):
+        parse_mcp_server("x", {"type": "local"})

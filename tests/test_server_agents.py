@@ -17,7 +17,7 @@ import pytest
 
 from sandbox_agent.agents import AgentSettings, create_adapter
 from sandbox_agent.agents.catalog import capabilities_of, modes_of
-from sandbox_agent.agents.install import PACKAGES
+from sandbox_agent.agents.install import package_of
 from sandbox_agent.agents.shared import SharedServers
 from sandbox_agent.server.app import agent_settings
 from sandbox_agent.server.config import ServerConfig
@@ -170,7 +170,7 @@ def test_install_through_the_api(client: httpx.Client, setup: Setup) -> None:
     binary = setup.agents / "node_modules" / ".bin" / "claude"
     assert (claude["installed"], claude["version"], claude["path"]) == (
         True,
-        PACKAGES["claude"].version,
+        package_of("claude").version,  # type: ignore[union-attr]
         str(binary),
     )
     assert len(npm_calls(setup)) == before + 1

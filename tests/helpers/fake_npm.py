@@ -15,7 +15,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sandbox_agent.agents.install import PACKAGES
+from sandbox_agent.agents.catalog import SPECS
+
+#: The npm packages of the catalog.
+PACKAGES = [spec.npm for spec in SPECS.values() if spec.npm is not None]
 
 _SCRIPT = r"""#!/bin/sh
 prefix=""
@@ -74,8 +77,7 @@ echo "added 1 package in 1s"
 def fake_npm(bin_dir: Path) -> Path:
     """Write the fake ``npm`` into ``bin_dir`` (created); returns its path."""
     binaries = "\n".join(
-        f"  {p.package}) bin={p.binary} ;;"
-        for p in {p.package: p for p in PACKAGES.values()}.values()
+        f"  {p.package}) bin={p.binary} ;;" for p in {p.package: p for p in PACKAGES}.values()
     )
     bin_dir.mkdir(parents=True, exist_ok=True)
     npm = bin_dir / "npm"
@@ -87,7 +89,7 @@ def fake_npm(bin_dir: Path) -> Path:
 def path_without_agents(*first: Path) -> str:
     """``PATH`` with ``first`` in front (a fake ``npm`` there shadows the real one) and without
     the directories holding an agent CLI."""
-    names = {p.binary for p in PACKAGES.values()}
+    names = {p.binary for p in PACKAGES}
     kept = [
         d
         for d in os.environ.get("PATH", "").split(os.pathsep)

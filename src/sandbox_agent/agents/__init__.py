@@ -2,6 +2,8 @@
 
 ``base.AgentAdapter`` is the contract; ``normaliser.Normaliser`` is the step every draft passes
 before it is appended; ``turns`` holds what the session layer records around a turn.
+``catalog.AgentSpec`` is one row of the one agent table (``spec_of``); ``mcp.McpServer`` is a
+session's MCP server, parsed once.
 """
 
 from sandbox_agent.agents.base import (
@@ -15,21 +17,28 @@ from sandbox_agent.agents.base import (
     EventSink,
     PermissionReply,
 )
+from sandbox_agent.agents.catalog import AgentSpec, spec_of
 from sandbox_agent.agents.errors import (
     AgentError,
     AgentNotStarted,
+    InvalidMcpConfig,
+    InvalidMode,
+    ModeNotSupported,
     TurnInProgress,
     UnknownRequest,
     UnsupportedAgent,
 )
 from sandbox_agent.agents.hitl import AlwaysRules, permission_resolved, question_resolved
+from sandbox_agent.agents.mcp import McpServer, parse_mcp_servers
 from sandbox_agent.agents.mock import MockAgent
 from sandbox_agent.agents.normaliser import Normaliser
 from sandbox_agent.agents.registry import (
     AGENT_IDS,
     AgentSettings,
     create_adapter,
+    is_installed,
     parse_agent_id,
+    resolve_agent,
 )
 from sandbox_agent.agents.turns import prompt_drafts, turn_ended_draft
 
@@ -44,19 +53,28 @@ __all__ = [
     "AgentNotStarted",
     "AgentSessionConfig",
     "AgentSettings",
+    "AgentSpec",
     "AlwaysRules",
     "Attachment",
     "EventSink",
+    "InvalidMcpConfig",
+    "InvalidMode",
+    "McpServer",
     "MockAgent",
+    "ModeNotSupported",
     "Normaliser",
     "PermissionReply",
     "TurnInProgress",
     "UnknownRequest",
     "UnsupportedAgent",
     "create_adapter",
+    "is_installed",
     "parse_agent_id",
+    "parse_mcp_servers",
     "permission_resolved",
     "prompt_drafts",
     "question_resolved",
+    "resolve_agent",
+    "spec_of",
     "turn_ended_draft",
 ]

@@ -60,7 +60,7 @@ import base64
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,7 @@ from sandbox_agent.agents.base import (
 )
 from sandbox_agent.agents.catalog import ACP_CAPABILITIES
 from sandbox_agent.agents.errors import AgentError, AgentNotStarted, TurnInProgress, UnknownRequest
+from sandbox_agent.agents.mcp import McpLocalServer, McpServer
 from sandbox_agent.agents.native import NativeAgent
 from sandbox_agent.agents.process import AgentProcess
 from sandbox_agent.agents.registry import AgentSettings
@@ -666,57 +667,38 @@ class AcpAgent(NativeAgent):
 
 
 def mcp_servers(
-    mcp: dict[str, Any] | None, env: dict[str, str], *, http: bool
+    servers: Mapping[str, McpServer] | None, env: Mapping[str, str], *, http: bool
 ) -> list[dict[str, Any]]:
-    """The session's ``mcp`` map (v0.1 ``McpServerConfig``s) as ACP ``mcpServers``.
+    """The session's MCP servers as ACP ``mcpServers`` (disabled ones left out).
 
     Stdio servers always (every ACP agent takes them); remote ones only when the agent says
     ``mcpCapabilities.http`` (sent as ``http``, or ``sse`` when their transport says so).
     ACP has no ``${VAR}`` expansion, so ``bearerTokenEnvVar`` / ``envHeaders`` are resolved
     from ``env`` here (they travel over the agent's stdin, never on a command line)."""
-    servers: list[dict[str, Any]] = []
-    for name, config in (mcp or {}).items():
-        if not isinstance(config, dict) or config.get("enabled") is False:
+    rendered: list[dict[str, Any]] = []
+    for name, server in (servers or {}).items():
+        if server.enabled is False:
             continue
-        kind = config.get("type", "local")
-        if kind in ("local", "stdio"):
-            command = config.get("command")
-            args = [str(a) for a in config.get("args") or []]
-            if isinstance(command, list) and command:
-                command, args = command[0], [*map(str, command[1:]), *args]
-            if not isinstance(command, str) or not command:
-                continue
-            variables = _dict(config.get("env") or config.get("environment"))
-            servers.append(
+        if isinstance(server, McpLocalServer):
+            rendered.append(
                 {
-                    "name": str(name),
-                    "command": command,
-                    "args": args,
-                    "env": [{"name": str(k), "value": str(v)} for k, v in variables.items()],
+                    "name": name,
+                    "command": server.command,
+                    "args": list(server.args),
+                    "env": [{"name": k, "value": v} for k, v in server.env.items()],
                 }
             )
-        elif kind in ("remote", "http") and http and isinstance(config.get("url"), str):
-            headers = {str(k): str(v) for k, v in _dict(config.get("headers")).items()}
-            token = config.get("bearerTokenEnvVar") or config.get("bearer_token_env_var")
-            if isinstance(token, str) and token in env:
-                headers.setdefault("Authorization", f"Bearer {env[token]}")
-            env_headers = (
-                config.get("envHeaders")
-                or config.get("envHttpHeaders")
-                or config.get("env_http_headers")
-            )
-            for header, var in _dict(env_headers).items():
-                if var in env:
-                    headers.setdefault(str(header), env[var])
-            servers.append(
+        elif http:
+            headers = server.literal_headers(env.get)
+            rendered.append(
                 {
-                    "type": "sse" if config.get("transport") == "sse" else "http",
-                    "name": str(name),
-                    "url": config["url"],
+                    "type": server.transport or "http",
+                    "name": name,
+                    "url": server.url,
                     "headers": [{"name": k, "value": v} for k, v in headers.items()],
                 }
             )
-    return servers
+    return rendered
 
 
 def _dict(value: Any) -> dict[str, Any]:

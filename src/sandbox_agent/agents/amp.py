@@ -47,14 +47,13 @@ from typing import Any, ClassVar
 
 from sandbox_agent.agents.amp_mapping import AmpStreamMapper
 from sandbox_agent.agents.base import (
-    AgentModel,
     AgentModels,
     AgentSessionConfig,
     Attachment,
     EventSink,
     PermissionReply,
 )
-from sandbox_agent.agents.catalog import CAPABILITIES
+from sandbox_agent.agents.catalog import CAPABILITIES, models_of
 from sandbox_agent.agents.errors import AgentError, TurnInProgress, UnknownRequest
 from sandbox_agent.agents.native import NativeAgent
 from sandbox_agent.agents.process import AgentProcess
@@ -87,9 +86,7 @@ class AmpAgent(NativeAgent):
 
     id = "amp"
     capabilities = AMP_CAPABILITIES
-    MODELS: ClassVar[AgentModels] = AgentModels(
-        models=[AgentModel(id="amp-default", name="Amp Default")], default_model="amp-default"
-    )
+    MODELS: ClassVar[AgentModels] = models_of("amp")
 
     def __init__(self, sink: EventSink, settings: AgentSettings) -> None:
         super().__init__(sink, settings)

@@ -65,9 +65,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from sandbox_agent.agents.mcp import McpLocalServer, McpRemoteServer, parse_mcp_servers
 from sandbox_agent.events import EventDraft, PermissionData
 
 EventSink = Callable[[Sequence[EventDraft]], Awaitable[None]]
@@ -153,7 +154,9 @@ class AgentSessionConfig(BaseModel):
     #: The agent's working directory (None: the server's root).
     directory: str | None = None
     title: str | None = None
-    mcp: dict[str, Any] | None = None
+    #: The session's MCP servers (the request's ``mcp`` map, parsed: ``mcp.parse_mcp_servers``,
+    #: which raises ``InvalidMcpConfig``).
+    mcp: dict[str, McpLocalServer | McpRemoteServer] | None = None
     skills: dict[str, Any] | None = None
     #: Turns already in the stored stream (on resume), so that adapters numbering their ids per
     #: turn (the mock's ``mock_<n>_...``) stay unique within the session.
@@ -161,6 +164,12 @@ class AgentSessionConfig(BaseModel):
     #: The session's permissions answered ``always`` so far (on resume, from the stored stream):
     #: the adapter remembers them as if it had been answered here.
     always: list[PermissionData] = Field(default_factory=list)
+
+    @field_validator("mcp", mode="before")
+    @classmethod
+    def _parse_mcp(cls, value: Any) -> Any:
+        # InvalidMcpConfig is no ValueError: it leaves the constructor as itself.
+        return None if value is None else parse_mcp_servers(value)
 
 
 class AgentAdapter(abc.ABC):

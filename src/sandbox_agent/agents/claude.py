@@ -53,7 +53,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from sandbox_agent.agents.base import (
@@ -74,6 +74,7 @@ from sandbox_agent.agents.claude_mapping import (
     success_response,
 )
 from sandbox_agent.agents.errors import AgentError, AgentNotStarted, TurnInProgress
+from sandbox_agent.agents.mcp import McpLocalServer, McpServer
 from sandbox_agent.agents.native import NativeAgent
 from sandbox_agent.agents.process import AgentProcess
 from sandbox_agent.agents.registry import AgentSettings
@@ -469,53 +470,29 @@ class ClaudeAgent(NativeAgent):
                 waiter.exception()
 
 
-def mcp_servers(mcp: dict[str, Any] | None) -> dict[str, Any]:
-    """The session's ``mcp`` map (v0.1 ``McpServerConfig``s) as claude's ``mcpServers``.
+def mcp_servers(servers: Mapping[str, McpServer] | None) -> dict[str, Any]:
+    """The session's MCP servers as claude's ``mcpServers`` (disabled ones left out).
 
     Passed with ``--mcp-config`` (per process: nothing is written to the project's
     ``.mcp.json``). Secrets named by ``bearerTokenEnvVar`` / ``envHeaders`` stay in the
     environment: claude expands ``${VAR}`` in headers, so they never appear on the command line.
     """
-    servers: dict[str, Any] = {}
-    for name, config in (mcp or {}).items():
-        if not isinstance(config, dict) or config.get("enabled") is False:
+    rendered: dict[str, Any] = {}
+    for name, server in (servers or {}).items():
+        if server.enabled is False:
             continue
-        kind = config.get("type", "local")
         entry: dict[str, Any]
-        if kind in ("local", "stdio"):
-            command = config.get("command")
-            args = [str(a) for a in config.get("args") or []]
-            if isinstance(command, list):
-                command, args = command[0], [*map(str, command[1:]), *args]
-            if not isinstance(command, str) or not command:
-                continue
-            entry = {"type": "stdio", "command": command, "args": args}
-            env = config.get("env") or config.get("environment")
-            if isinstance(env, dict) and env:
-                entry["env"] = {str(k): str(v) for k, v in env.items()}
-        elif kind in ("remote", "http"):
-            url = config.get("url")
-            if not isinstance(url, str):
-                continue
-            entry = {"type": "sse" if config.get("transport") == "sse" else "http", "url": url}
-            headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
-            token = config.get("bearerTokenEnvVar") or config.get("bearer_token_env_var")
-            if isinstance(token, str) and token:
-                headers.setdefault("Authorization", f"Bearer ${{{token}}}")
-            env_headers = (
-                config.get("envHeaders")
-                or config.get("envHttpHeaders")
-                or config.get("env_http_headers")
-                or {}
-            )
-            for header, var in env_headers.items():
-                headers.setdefault(str(header), f"${{{var}}}")
+        if isinstance(server, McpLocalServer):
+            entry = {"type": "stdio", "command": server.command, "args": list(server.args)}
+            if server.env:
+                entry["env"] = dict(server.env)
+        else:
+            entry = {"type": server.transport or "http", "url": server.url}
+            headers = server.literal_headers(lambda variable: f"${{{variable}}}")
             if headers:
                 entry["headers"] = headers
-        else:
-            continue
-        servers[str(name)] = entry
-    return servers
+        rendered[name] = entry
+    return rendered
 
 
 def _daemon(event_type: str, data: Any) -> EventDraft:

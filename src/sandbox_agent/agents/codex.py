@@ -59,7 +59,7 @@ import logging
 import math
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -79,6 +79,7 @@ from sandbox_agent.agents.codex_server import (
     CodexRpcError,
 )
 from sandbox_agent.agents.errors import AgentError, AgentNotStarted, TurnInProgress, UnknownRequest
+from sandbox_agent.agents.mcp import McpLocalServer, McpServer
 from sandbox_agent.agents.native import NativeAgent
 from sandbox_agent.agents.process import agent_environment
 from sandbox_agent.agents.registry import AgentSettings
@@ -495,59 +496,37 @@ class CodexAgent(NativeAgent):
             turn.done.set()
 
 
-def mcp_servers(mcp: dict[str, Any] | None) -> dict[str, Any]:
-    """The session's ``mcp`` map (v0.1 ``McpServerConfig``s) as codex's ``mcp_servers`` table.
+def mcp_servers(servers: Mapping[str, McpServer] | None) -> dict[str, Any]:
+    """The session's MCP servers as codex's ``mcp_servers`` table (disabled ones with
+    ``enabled = false``).
 
     Given to ``thread/start`` / ``thread/resume`` as a config override of the thread (nothing is
     written to ``config.toml``). Secrets stay in the environment: codex reads
     ``bearer_token_env_var`` and ``env_http_headers`` itself.
     """
-    servers: dict[str, Any] = {}
-    for name, config in (mcp or {}).items():
-        if not isinstance(config, dict):
-            continue
-        kind = config.get("type", "local")
+    rendered: dict[str, Any] = {}
+    for name, server in (servers or {}).items():
         entry: dict[str, Any]
-        if kind in ("local", "stdio"):
-            command = config.get("command")
-            args = [str(a) for a in config.get("args") or []]
-            if isinstance(command, list) and command:
-                command, args = command[0], [*map(str, command[1:]), *args]
-            if not isinstance(command, str) or not command:
-                continue
-            entry = {"command": command, "args": args}
-            env = config.get("env") or config.get("environment")
-            if isinstance(env, dict) and env:
-                entry["env"] = {str(k): str(v) for k, v in env.items()}
-            if isinstance(config.get("cwd"), str):
-                entry["cwd"] = config["cwd"]
-        elif kind in ("remote", "http"):
-            url = config.get("url")
-            if not isinstance(url, str):
-                continue
-            entry = {"url": url}
-            headers = config.get("headers")
-            if isinstance(headers, dict) and headers:
-                entry["http_headers"] = {str(k): str(v) for k, v in headers.items()}
-            env_headers = (
-                config.get("envHeaders")
-                or config.get("envHttpHeaders")
-                or config.get("env_http_headers")
-            )
-            if isinstance(env_headers, dict) and env_headers:
-                entry["env_http_headers"] = {str(k): str(v) for k, v in env_headers.items()}
-            token = config.get("bearerTokenEnvVar") or config.get("bearer_token_env_var")
-            if isinstance(token, str) and token:
-                entry["bearer_token_env_var"] = token
+        if isinstance(server, McpLocalServer):
+            entry = {"command": server.command, "args": list(server.args)}
+            if server.env:
+                entry["env"] = dict(server.env)
+            if server.cwd is not None:
+                entry["cwd"] = server.cwd
         else:
-            continue
-        if isinstance(config.get("enabled"), bool):
-            entry["enabled"] = config["enabled"]
-        timeout = config.get("timeoutMs", config.get("timeout"))
-        if isinstance(timeout, int | float) and timeout > 0:
-            entry["tool_timeout_sec"] = math.ceil(timeout / 1000)
-        servers[str(name)] = entry
-    return servers
+            entry = {"url": server.url}
+            if server.headers:
+                entry["http_headers"] = dict(server.headers)
+            if server.env_headers:
+                entry["env_http_headers"] = dict(server.env_headers)
+            if server.bearer_token_env_var:
+                entry["bearer_token_env_var"] = server.bearer_token_env_var
+        if server.enabled is not None:
+            entry["enabled"] = server.enabled
+        if server.timeout_ms is not None:
+            entry["tool_timeout_sec"] = math.ceil(server.timeout_ms / 1000)
+        rendered[name] = entry
+    return rendered
 
 
 def _thread_id(result: Any) -> str:

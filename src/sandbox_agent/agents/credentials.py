@@ -33,18 +33,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from sandbox_agent.agents.catalog import SPECS
+
 AuthType = Literal["api_key", "oauth"]
 
 #: The providers each agent can use, in the order a single token is picked (``"*"``: any other
-#: provider found). Agents missing here (custom ACP agents) need none we know of.
+#: provider found): ``AgentSpec.credentials`` of the catalog. Agents missing here (the mock,
+#: custom ACP agents) need none we know of.
 AGENT_PROVIDERS: dict[str, tuple[str, ...]] = {
-    "claude": ("anthropic",),
-    "codex": ("openai",),
-    "opencode": ("openai", "anthropic", "*"),
-    "amp": ("amp",),
-    "acp:claude": ("anthropic",),
-    "acp:codex": ("openai",),
-    "acp:opencode": ("openai", "anthropic", "*"),
+    agent: spec.credentials for agent, spec in SPECS.items() if spec.credentials
 }
 
 

@@ -32,3 +32,30 @@ class UnknownRequest(AgentError):
         super().__init__(f"unknown {kind} id: {request_id}")
         self.kind = kind
         self.request_id = request_id
+
+
+class ModeNotSupported(AgentError):
+    """The agent does not take this agent mode or permission mode (v0.1 ``mode_not_supported``)."""
+
+    def __init__(self, agent: str, mode: str) -> None:
+        super().__init__(f"mode not supported: {agent} {mode}")
+        self.agent = agent
+        self.mode = mode
+
+
+class InvalidMode(AgentError):
+    """A permission mode that is none of ``default``, ``plan``, ``bypass``, ``acceptEdits``."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__(f"invalid permission mode: {mode}")
+        self.mode = mode
+
+
+class InvalidMcpConfig(AgentError):
+    """A session's ``mcp`` map, or one server of it (``name``), is not a valid MCP config."""
+
+    def __init__(self, name: str | None, reason: str) -> None:
+        where = "mcp" if name is None else f"mcp server {name!r}"
+        super().__init__(f"invalid {where}: {reason}")
+        self.name = name
+        self.reason = reason

@@ -1,6 +1,7 @@
 """Installing agent CLIs from the npm registry, and finding them.
 
-Each agent is a pinned npm package (versions proven offline on 2026-11-26, ``spec/agents.md``),
+Each agent is a pinned npm package (``AgentSpec.npm`` in ``catalog.py``; versions proven offline
+on 2026-11-26, ``spec/agents.md``),
 installed with ``npm install --prefix <agents dir> --save-exact`` so that installing one agent
 never re-resolves another. Binaries are looked up in ``<agents dir>/node_modules/.bin`` first,
 then on ``PATH``. The agents dir is ``$SANDBOX_AGENT_AGENTS_DIR``, else ``<data dir>/agents``.
@@ -15,36 +16,11 @@ import os
 import shutil
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox_agent.agents.catalog import SPECS, NpmPackage
 from sandbox_agent.agents.errors import AgentError
 from sandbox_agent.paths import data_dir
-
-
-@dataclass(frozen=True)
-class AgentPackage:
-    """Where an agent comes from and how it is started."""
-
-    package: str
-    version: str
-    #: The executable the package puts in ``node_modules/.bin``.
-    binary: str
-    #: Arguments that come before ours (``opencode acp``).
-    args: tuple[str, ...] = ()
-
-
-PACKAGES: dict[str, AgentPackage] = {
-    "claude": AgentPackage("@anthropic-ai/claude-code", "2.1.332", "claude"),
-    "codex": AgentPackage("@openai/codex", "0.169.0", "codex"),
-    "opencode": AgentPackage("opencode-ai", "1.18.33", "opencode"),
-    "amp": AgentPackage("@ampcode/cli", "0.0.1790142911-g7618fb", "amp"),
-    "acp:claude": AgentPackage(
-        "@agentclientprotocol/claude-agent-acp", "0.49.0", "claude-agent-acp"
-    ),
-    "acp:codex": AgentPackage("@zed-industries/codex-acp", "0.16.0", "codex-acp"),
-    "acp:opencode": AgentPackage("opencode-ai", "1.18.33", "opencode", ("acp",)),
-}
 
 #: Seconds an install may take before it is stopped (the biggest package is about 500 MB).
 INSTALL_TIMEOUT_SECONDS = 900.0
@@ -64,8 +40,10 @@ def agents_dir() -> Path:
     return Path(configured) if configured else data_dir() / "agents"
 
 
-def package_of(agent: str) -> AgentPackage | None:
-    return PACKAGES.get(agent)
+def package_of(agent: str) -> NpmPackage | None:
+    """The pinned npm package of ``agent`` (None: built in, configured, or unknown)."""
+    spec = SPECS.get(agent)
+    return None if spec is None else spec.npm
 
 
 def find_binary(name: str, directory: Path | None = None) -> Path | None:
@@ -79,7 +57,7 @@ def find_binary(name: str, directory: Path | None = None) -> Path | None:
 
 def installed_version(agent: str, directory: Path | None = None) -> str | None:
     """The version of ``agent``'s package in the agents dir (None: not installed there)."""
-    package = PACKAGES.get(agent)
+    package = package_of(agent)
     if package is None:
         return None
     manifest = (directory or agents_dir()) / "node_modules" / package.package / "package.json"
@@ -92,7 +70,7 @@ def installed_version(agent: str, directory: Path | None = None) -> str | None:
 
 def command_of(agent: str, directory: Path | None = None) -> list[str] | None:
     """The command line that starts ``agent`` (without per-session flags); None: not found."""
-    package = PACKAGES.get(agent)
+    package = package_of(agent)
     if package is None:
         return None
     binary = find_binary(package.binary, directory)
@@ -112,7 +90,7 @@ async def install(
     A no-op when that version is installed already, unless ``reinstall``. ``on_output`` gets
     npm's output line by line (the CLI shows it as progress).
     """
-    package = PACKAGES.get(agent)
+    package = package_of(agent)
     if package is None:
         raise InstallError(agent, "no npm package is known for this agent")
     wanted = version or package.version

@@ -49,7 +49,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -65,6 +65,7 @@ from sandbox_agent.agents.base import (
 from sandbox_agent.agents.catalog import CAPABILITIES, MODES
 from sandbox_agent.agents.errors import AgentNotStarted, TurnInProgress
 from sandbox_agent.agents.hitl import permission_resolved
+from sandbox_agent.agents.mcp import McpLocalServer, McpServer
 from sandbox_agent.agents.native import NativeAgent
 from sandbox_agent.agents.opencode_mapping import ABORTED, OpenCodeMapper, Outcome
 from sandbox_agent.agents.opencode_server import (
@@ -240,13 +241,10 @@ class OpenCodeAgent(NativeAgent):
             return
         present = await self._call("GET", "/mcp")
         env = {**os.environ, **self.settings.extra_env}
-        for name, spec in servers.items():
+        for name, server in servers.items():
             if isinstance(present, dict) and name in present:
                 continue
-            config = mcp_config(spec, env) if isinstance(spec, dict) else None
-            if config is None:
-                raise OpenCodeError(f"MCP server {name!r}: unsupported configuration")
-            await self._call("POST", "/mcp", {"name": name, "config": config})
+            await self._call("POST", "/mcp", {"name": name, "config": mcp_config(server, env)})
 
     async def stop(self) -> None:
         if self._stopped:
@@ -524,49 +522,33 @@ def parse_models(body: Any) -> AgentModels:
     return AgentModels(models=models, default_model=default)
 
 
-def mcp_config(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any] | None:
-    """A v0.1 ``McpServerConfig`` as OpenCode's ``McpLocalConfig`` / ``McpRemoteConfig``.
+def mcp_config(server: McpServer, env: Mapping[str, str]) -> dict[str, Any]:
+    """An MCP server as OpenCode's ``McpLocalConfig`` / ``McpRemoteConfig``.
 
     Header variables (``bearerTokenEnvVar``, ``envHeaders``) are read from ``env`` here, since
-    the REST API takes literal headers; headers given literally win. None: not understood."""
-    kind = spec.get("type")
+    the REST API takes literal headers; headers given literally win."""
     common: dict[str, Any] = {}
-    if isinstance(spec.get("enabled"), bool):
-        common["enabled"] = spec["enabled"]
-    timeout = spec.get("timeoutMs", spec.get("timeout"))
-    if isinstance(timeout, int | float) and timeout > 0:
-        common["timeout"] = math.ceil(timeout)
-    if kind in ("local", "stdio"):
-        command = spec.get("command")
-        argv = list(command) if isinstance(command, list) else [command] if command else []
-        argv += [str(a) for a in spec.get("args") or []]
-        if not argv or not all(isinstance(a, str) for a in argv):
-            return None
-        local: dict[str, Any] = {"type": "local", "command": argv, **common}
-        environment = spec.get("env", spec.get("environment"))
-        if isinstance(environment, dict) and environment:
-            local["environment"] = {str(k): str(v) for k, v in environment.items()}
-        if isinstance(spec.get("cwd"), str):
-            local["cwd"] = spec["cwd"]
+    if server.enabled is not None:
+        common["enabled"] = server.enabled
+    if server.timeout_ms is not None:
+        common["timeout"] = math.ceil(server.timeout_ms)
+    if isinstance(server, McpLocalServer):
+        local: dict[str, Any] = {
+            "type": "local",
+            "command": [server.command, *server.args],
+            **common,
+        }
+        if server.env:
+            local["environment"] = dict(server.env)
+        if server.cwd is not None:
+            local["cwd"] = server.cwd
         return local
-    if kind in ("remote", "http", "sse"):
-        url = spec.get("url")
-        if not isinstance(url, str) or not url:
-            return None
-        headers = {str(k): str(v) for k, v in (spec.get("headers") or {}).items()}
-        bearer = spec.get("bearerTokenEnvVar", spec.get("bearer_token_env_var"))
-        if isinstance(bearer, str) and bearer in env:
-            headers.setdefault("Authorization", f"Bearer {env[bearer]}")
-        env_headers = (
-            spec.get("envHeaders") or spec.get("envHttpHeaders") or spec.get("env_http_headers")
+    remote: dict[str, Any] = {"type": "remote", "url": server.url, **common}
+    headers = server.literal_headers(env.get)
+    if headers:
+        remote["headers"] = headers
+    if server.oauth is not None:
+        remote["oauth"] = (
+            False if server.oauth is False else server.oauth.model_dump(exclude_none=True)
         )
-        for header, variable in (env_headers or {}).items():
-            if isinstance(variable, str) and variable in env:
-                headers.setdefault(str(header), env[variable])
-        remote: dict[str, Any] = {"type": "remote", "url": url, **common}
-        if headers:
-            remote["headers"] = headers
-        if spec.get("oauth") is False or isinstance(spec.get("oauth"), dict):
-            remote["oauth"] = spec["oauth"]
-        return remote
-    return None
+    return remote

@@ -1,28 +1,40 @@
-"""Agent ids and the factory that makes a session's adapter.
+"""Agent ids, the server-wide ``AgentSettings``, and what is made of the catalog with them: a
+session's adapter (``create_adapter``), whether an agent is installed (``is_installed``).
 
 Ids: ``claude``, ``codex``, ``opencode``, ``amp``, ``mock``, and ``acp:<name>`` for any Agent
 Client Protocol agent. ``acp:claude``, ``acp:codex`` and ``acp:opencode`` are built in (pinned npm
-packages, ``install.py``); others are configured by command line (``--acp-agent NAME=COMMAND``).
+packages, ``catalog.py``); others are configured by command line (``--acp-agent NAME=COMMAND``).
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox_agent.agents.base import AgentAdapter, EventSink
+from sandbox_agent.agents.catalog import ACP_PREFIX, AGENT_IDS, SPECS, AgentSpec, spec_of
 from sandbox_agent.agents.errors import UnsupportedAgent
-from sandbox_agent.agents.install import PACKAGES, agents_dir, command_of
-from sandbox_agent.agents.mock import DEFAULT_DELAY, MockAgent
+from sandbox_agent.agents.install import agents_dir, command_of
+from sandbox_agent.agents.mock import DEFAULT_DELAY
 from sandbox_agent.agents.shared import SharedServers
 from sandbox_agent.paths import data_dir
 
-#: The built-in agent ids, in the order ``GET /v1/agents`` lists them.
-AGENT_IDS: tuple[str, ...] = ("claude", "codex", "opencode", "amp", "mock")
+__all__ = [
+    "ACP_PREFIX",
+    "AGENT_IDS",
+    "AgentSettings",
+    "create_adapter",
+    "executable",
+    "is_installed",
+    "known_acp_agents",
+    "parse_acp_command",
+    "parse_agent_id",
+    "resolve_agent",
+]
 
-ACP_PREFIX = "acp:"
 _ACP_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
@@ -86,9 +98,24 @@ def parse_agent_id(value: str) -> str:
 
 def known_acp_agents(settings: AgentSettings) -> list[str]:
     """The ACP agent ids this server knows: the built-in ones and those configured."""
-    names = {a for a in PACKAGES if a.startswith(ACP_PREFIX)}
+    names = {a for a in SPECS if a.startswith(ACP_PREFIX)}
     names |= {ACP_PREFIX + n for n in settings.acp_commands}
     return sorted(names)
+
+
+def resolve_agent(agent_id: str, settings: AgentSettings | None = None) -> AgentSpec:
+    """The spec of an agent this server can run: ``UnsupportedAgent`` for an unknown id, or an
+    ACP name neither built in nor configured in ``settings``."""
+    agent_id = parse_agent_id(agent_id)
+    settings = settings or AgentSettings()
+    if agent_id.startswith(ACP_PREFIX) and agent_id not in known_acp_agents(settings):
+        raise UnsupportedAgent(
+            agent_id,
+            "unknown ACP agent: built in are "
+            + ", ".join(known_acp_agents(AgentSettings()))
+            + "; configure others with --acp-agent NAME=COMMAND",
+        )
+    return spec_of(agent_id)
 
 
 def create_adapter(
@@ -99,33 +126,21 @@ def create_adapter(
     Raises ``UnsupportedAgent`` for an unknown id (an ACP name neither built in nor configured).
     Whether the agent's CLI is installed is checked when the adapter starts.
     """
-    agent_id = parse_agent_id(agent_id)
     settings = settings or AgentSettings()
-    if agent_id == "mock":
-        return MockAgent(sink, delay=settings.mock_delay_ms / 1000)
-    if agent_id == "claude":
-        from sandbox_agent.agents.claude import ClaudeAgent
+    spec = resolve_agent(agent_id, settings)
+    return spec.adapter(sink, settings, spec.id)
 
-        return ClaudeAgent(sink, settings)
-    if agent_id == "codex":
-        from sandbox_agent.agents.codex import CodexAgent
 
-        return CodexAgent(sink, settings)
-    if agent_id == "opencode":
-        from sandbox_agent.agents.opencode import OpenCodeAgent
+def executable(agent_id: str, settings: AgentSettings) -> str | None:
+    """The agent's executable, resolved (for an ``--acp-agent`` command its first word); None
+    for a built-in agent or one that is not found."""
+    if spec_of(agent_id).builtin:
+        return None
+    command = settings.command(agent_id)
+    return shutil.which(command[0]) if command else None
 
-        return OpenCodeAgent(sink, settings)
-    if agent_id == "amp":
-        from sandbox_agent.agents.amp import AmpAgent
 
-        return AmpAgent(sink, settings)
-    if agent_id not in known_acp_agents(settings):
-        raise UnsupportedAgent(
-            agent_id,
-            "unknown ACP agent: built in are "
-            + ", ".join(known_acp_agents(AgentSettings()))
-            + "; configure others with --acp-agent NAME=COMMAND",
-        )
-    from sandbox_agent.agents.acp import AcpAgent
-
-    return AcpAgent(sink, settings, agent_id)
+def is_installed(agent_id: str, settings: AgentSettings) -> bool:
+    """Whether ``agent_id`` can run here: a built-in agent (the mock) always, others once their
+    executable is found."""
+    return spec_of(agent_id).builtin or executable(agent_id, settings) is not None

@@ -51,8 +51,8 @@ def install_agent_command(
         fail("--agent-version applies to one agent only")
     # The agents package (pydantic models, every adapter) only for this command: the CLI starts
     # fast for the others.
-    from sandbox_agent.agents import UnsupportedAgent, parse_agent_id
-    from sandbox_agent.agents.install import agents_dir, installed_version, package_of
+    from sandbox_agent.agents import UnsupportedAgent, parse_agent_id, spec_of
+    from sandbox_agent.agents.install import agents_dir, installed_version
 
     target = (directory or agents_dir()).resolve()
     for name in agents:
@@ -60,12 +60,16 @@ def install_agent_command(
             agent = parse_agent_id(name)
         except UnsupportedAgent as exc:
             fail(str(exc))
-        if agent == "mock":
+        found = spec_of(agent)
+        if found.builtin:
             console().print(
-                "mock is built in: nothing to install", highlight=False, markup=False, emoji=False
+                f"{agent} is built in: nothing to install",
+                highlight=False,
+                markup=False,
+                emoji=False,
             )
             continue
-        package = package_of(agent)
+        package = found.npm
         if package is None:
             fail(f"{agent}: no npm package is known; configure it with --acp-agent NAME=COMMAND")
         wanted = agent_version or package.version

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,13 +26,17 @@ from sandbox_agent.agents import (
     AgentSettings,
     UnsupportedAgent,
     create_adapter,
-    parse_agent_id,
 )
 from sandbox_agent.agents.base import AgentAdapter
 from sandbox_agent.agents.catalog import capabilities_of, models_of, modes_of
 from sandbox_agent.agents.credentials import Credentials, extract_all
 from sandbox_agent.agents.install import installed_version, package_of
-from sandbox_agent.agents.registry import ACP_PREFIX, known_acp_agents
+from sandbox_agent.agents.registry import (
+    executable,
+    is_installed,
+    known_acp_agents,
+    resolve_agent,
+)
 from sandbox_agent.server.errors import install_failed, unsupported_agent
 from sandbox_agent.server.models import (
     AgentInfo,
@@ -43,7 +46,6 @@ from sandbox_agent.server.models import (
     ServerStatus,
 )
 from sandbox_agent.server.routes.deps import Manager
-from sandbox_agent.server.sessions.manager import is_installed
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +65,9 @@ _versions: dict[tuple[str, float], str | None] = {}
 def _agent(agent: str, settings: AgentSettings) -> str:
     """The agent id, or 400 ``unsupported_agent`` (unknown, or an ACP name not configured)."""
     try:
-        agent = parse_agent_id(agent)
+        return resolve_agent(agent, settings).id
     except UnsupportedAgent as exc:
         raise unsupported_agent(agent, str(exc)) from exc
-    if agent.startswith(ACP_PREFIX) and agent not in known_acp_agents(settings):
-        raise unsupported_agent(
-            agent, "unknown ACP agent: configure it with --acp-agent NAME=COMMAND"
-        )
-    return agent
 
 
 def all_agents(settings: AgentSettings) -> list[str]:
@@ -94,16 +91,6 @@ def capabilities(agent: str, settings: AgentSettings) -> AgentCapabilities:
     adapter = _adapter(agent, settings)
     found = getattr(adapter, "capabilities", None)
     return found if isinstance(found, AgentCapabilities) else capabilities_of(agent)
-
-
-def binary_path(agent: str, settings: AgentSettings) -> str | None:
-    """The agent's executable, resolved (None: the mock, or not found)."""
-    if agent == "mock":
-        return None
-    command = settings.command(agent)
-    if not command:
-        return None
-    return shutil.which(command[0])
 
 
 async def version(agent: str, settings: AgentSettings, path: str | None) -> str | None:
@@ -171,7 +158,7 @@ def server_status(agent: str, settings: AgentSettings) -> ServerStatus:
 
 async def agent_info(agent: str, settings: AgentSettings, found: Credentials) -> AgentInfo:
     caps = capabilities(agent, settings)
-    path = binary_path(agent, settings)
+    path = executable(agent, settings)
     return AgentInfo(
         id=agent,
         installed=is_installed(agent, settings),
