@@ -15,6 +15,15 @@ instance) has its append refused by ``expected_sequence``. It says so (a warning
 at the same places count as stored; any other difference is a ``MirrorConflict``: a writer with
 another view of the stream.
 
+The local store's transient errors (``TRANSIENT_STORE_ERRORS``: ``StoreUnavailable``, the
+database unreachable for a moment) are retried with exponential backoff, each failing call up
+to ``STORE_RETRIES`` times (a warning in the log for each); the events keep arriving meanwhile
+and are appended once the store answers (an append that committed before its error is found
+stored by the retry: the store's idempotency). After the last retry the mirror stops with
+``LocalStoreUnavailable``. Whenever it stops on an error, it logs why and keeps the reason in
+``stop_reason``; the session's ``prompt``/``wait``/``events`` raise the error after yielding what
+was stored.
+
 Remote sequences map onto local ones by a fixed ``offset`` (local = remote + offset). It is 0
 until the session is restored on a new sandbox; then the new remote session's
 ``session.started`` (remote 1) is not copied (``session.resumed`` stands in for it, so
@@ -27,7 +36,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx
 from httpx_sse import SSEError, aconnect_sse
@@ -41,9 +51,12 @@ from sandbox_agent.store import (
     SequenceConflict,
     SessionNotFound,
     StoreError,
+    StoreUnavailable,
 )
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: First and largest wait between reconnects, in seconds.
 BACKOFF_START = 0.05
@@ -55,6 +68,13 @@ QUEUE_SIZE = 2000
 STREAM_TIMEOUT = httpx.Timeout(10.0, read=None)
 #: Seconds a standby mirror waits for the writer to store a batch before it writes it itself.
 STANDBY_GRACE = 2.0
+#: Errors of the local store that the mirror retries (the database unreachable for a moment).
+TRANSIENT_STORE_ERRORS: tuple[type[StoreError], ...] = (StoreUnavailable,)
+#: Retries of one failing store call, and the first and largest wait between two of them, in
+#: seconds: 0.05 doubling to 5, about 21 s in all, enough for a database restart or failover.
+STORE_RETRIES = 10
+STORE_RETRY_START = 0.05
+STORE_RETRY_MAX = 5.0
 
 
 def remote_offset(state: SessionState) -> int:
@@ -71,6 +91,72 @@ class RemoteSessionLost(Exception):
 
 class _Transient(Exception):
     """A server error worth retrying (5xx while it starts or stops)."""
+
+
+class LocalStoreUnavailable(SandboxAgentError):
+    """The mirror stopped: the local store kept failing (a ``TRANSIENT_STORE_ERRORS`` error on
+    every one of ``attempts`` tries of ``operation``; the last error is ``__cause__``). What
+    was stored stays; the next ``send``/``prompt`` or ``resume_session`` mirrors on from it."""
+
+    def __init__(self, session_id: str, operation: str, attempts: int, error: Exception) -> None:
+        detail = (
+            f"the mirror of session {session_id!r} stopped: the local store failed {attempts} "
+            f"times in a row ({operation}; last error: {error}); what was stored stays, and "
+            "the next send(), prompt() or resume_session() mirrors on from there"
+        )
+        problem = SandboxAgentError.of(
+            "local_store_unavailable", 503, detail, sessionId=session_id
+        ).problem
+        super().__init__(503, problem)
+        self.session_id = session_id
+        self.operation = operation
+        self.attempts = attempts
+
+
+class TurnWatch:
+    """Whether a turn is open in the local stream (a ``turn.started`` without its
+    ``turn.ended``, and no ``session.ended`` or sandbox replacement since), as of the newest
+    local event seen (``sequence``). Fed by the mirror, the session's reads and its prompts;
+    newer news wins, whatever order the sources report in."""
+
+    def __init__(self, *, sequence: int = 0, open: bool = False) -> None:
+        self.sequence = sequence
+        self.open = open
+
+    def see(self, events: list[UniversalEvent]) -> None:
+        for event in events:
+            if event.sequence <= self.sequence:
+                continue
+            self.sequence = event.sequence
+            if event.type == "turn.started":
+                self.open = True
+            elif event.type in ("turn.ended", "session.ended") or (
+                event.type == "session.resumed" and event.data.get("reason") == "sandbox_replaced"
+            ):
+                self.open = False
+
+    def load(self, state: SessionState) -> None:
+        """The replayed local stream (ignored when older than what was seen)."""
+        if state.last_sequence >= self.sequence:
+            self.sequence = state.last_sequence
+            self.open = turn_open(state)
+
+    def sent(self, after: int) -> None:
+        """A prompt was accepted while the local stream stood at ``after``: its turn runs,
+        unless newer local events were seen already (they tell)."""
+        if after >= self.sequence:
+            self.sequence = after
+            self.open = True
+
+
+def turn_open(state: SessionState) -> bool:
+    """The replayed stream has an open turn (``TurnWatch``'s rule)."""
+    turn = state.open_turn
+    started = turn.started_sequence if turn is not None else None
+    if started is None or state.ended is not None:
+        return False
+    # A turn that ran on a lost sandbox never ends: the restore closed it.
+    return not any(r.reason == "sandbox_replaced" and r.sequence > started for r in state.resumes)
 
 
 class Mirror:
@@ -96,6 +182,13 @@ class Mirror:
         self.refused = 0
         #: Another mirror writes this session; this one writes only what that one does not.
         self.standby = False
+        #: Store calls retried after a transient error of the local store.
+        self.store_retries = 0
+        #: Why the mirror is not running, in a sentence (None while it runs, or before its
+        #: first start); also logged when it stops on an error.
+        self.stop_reason: str | None = None
+        #: Whether a turn is open in the local stream (``Session.turn_running``).
+        self.turn = TurnWatch()
 
     @property
     def running(self) -> bool:
@@ -109,26 +202,74 @@ class Mirror:
 
     def start(self) -> None:
         if not self.running:
+            self.stop_reason = None
             self.task = asyncio.create_task(self.run(), name=f"mirror {self.session_id}")
+            self.task.add_done_callback(self._stopped)
 
     async def stop(self) -> None:
         task, self.task = self.task, None
         if task is not None and not task.done():
+            self.stop_reason = "stopped by the SDK (the session was closed or is being restored)"
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def _stopped(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if isinstance(error, RemoteSessionLost):
+            self.stop_reason = (
+                "the server lost the session (404: a new sandbox or a wiped server store); "
+                "the next prompt or resume_session() restores it"
+            )
+        elif error is not None:
+            self.stop_reason = str(error) or repr(error)
+        else:
+            self.stop_reason = "the mirror ended"
+        # A lost session is an expected turn of events (the restore handles it).
+        level = logging.WARNING if isinstance(error, RemoteSessionLost) else logging.ERROR
+        logger.log(level, "mirror %s stopped: %s", self.session_id, self.stop_reason)
+
+    async def _store(
+        self, operation: str, call: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
+    ) -> T:
+        """``await call(*args, **kwargs)``, a local store call, retried with backoff after a
+        ``TRANSIENT_STORE_ERRORS`` error; ``LocalStoreUnavailable`` after ``STORE_RETRIES``."""
+        delay = STORE_RETRY_START
+        retry = 0
+        while True:
+            try:
+                return await call(*args, **kwargs)
+            except TRANSIENT_STORE_ERRORS as exc:
+                if retry >= STORE_RETRIES:
+                    raise LocalStoreUnavailable(self.session_id, operation, retry + 1, exc) from exc
+                retry += 1
+                self.store_retries += 1
+                logger.warning(
+                    "mirror %s: the local store failed (%s: %s); retry %d of %d in %.2f s",
+                    self.session_id,
+                    operation,
+                    exc,
+                    retry,
+                    STORE_RETRIES,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, STORE_RETRY_MAX)
+
     async def run(self) -> None:
         """Follow the remote stream until cancelled. Ends with ``RemoteSessionLost`` on a 404,
-        ``MirrorConflict`` when another writer moved the local stream, ``SandboxAgentError``
-        on any other error status."""
+        ``MirrorConflict`` when another writer moved the local stream, ``LocalStoreUnavailable``
+        when the local store kept failing, ``SandboxAgentError`` on any other error status."""
         try:
-            state = await state_at(self.store, self.session_id)
+            state = await self._store("read", state_at, self.store, self.session_id)
         except SessionNotFound:
             raise MirrorConflict(self.session_id, "the local session was deleted") from None
         # The store is the one source of the mapping: a restore by another replica counts.
         self.offset = remote_offset(state)
         self.local = state.last_sequence
+        self.turn.load(state)
         # Whoever writes a stream writes its snapshots, so that state_at stays cheap.
         snapshots = SnapshotWriter(self.store, state)
         delay = BACKOFF_START
@@ -220,7 +361,7 @@ class Mirror:
                 await self._wait_for_writer(self.local + len(pending))
             # A stream ahead of this mirror was written by another one; an append would only
             # find its events there (the store's idempotency), so check first.
-            head = await self.store.last_sequence(self.session_id)
+            head = await self._store("last_sequence", self.store.last_sequence, self.session_id)
             if head > self.local:
                 reason = f"the local stream is at {head}, this mirror at {self.local}"
                 stored = await self._stored_already(pending, reason)
@@ -228,8 +369,14 @@ class Mirror:
             else:
                 drafts = [EventDraft.from_event(event) for event in pending]
                 try:
-                    stored = await self.store.append(
-                        self.session_id, drafts, expected_sequence=self.local
+                    # A retry of an append that committed before its error finds its events
+                    # stored: the store returns them (idempotent by event_id).
+                    stored = await self._store(
+                        "append",
+                        self.store.append,
+                        self.session_id,
+                        drafts,
+                        expected_sequence=self.local,
                     )
                 except (SequenceConflict, IdempotencyConflict) as exc:
                     stored = await self._stored_already(pending, str(exc))
@@ -242,6 +389,7 @@ class Mirror:
                     if self.standby:
                         self.took_over += len(stored)
             self.local += len(stored)
+            self.turn.see(stored)
             try:
                 await snapshots.record(stored)
             except StoreError:
@@ -252,7 +400,9 @@ class Mirror:
     ) -> list[UniversalEvent]:
         """After a conflict: the leading events of ``pending`` that another mirror of the same
         stream stored already, at the same places. None of them: ``MirrorConflict``."""
-        there = await self.store.read(self.session_id, after=self.local, limit=len(pending))
+        there = await self._store(
+            "read", self.store.read, self.session_id, after=self.local, limit=len(pending)
+        )
         same = 0
         while same < len(there) and there[same].event_id == pending[same].event_id:
             same += 1
@@ -276,7 +426,9 @@ class Mirror:
     async def _wait_for_writer(self, target: int) -> None:
         """Standby: give the writer ``STANDBY_GRACE`` to store up to ``target``."""
         deadline = asyncio.get_running_loop().time() + STANDBY_GRACE
-        while await self.store.last_sequence(self.session_id) < target:
+        while (
+            await self._store("last_sequence", self.store.last_sequence, self.session_id) < target
+        ):
             if asyncio.get_running_loop().time() >= deadline:
                 return
             await asyncio.sleep(0.02)

@@ -21,7 +21,7 @@ from sandbox_agent.replay import (
     state_at,
 )
 from sandbox_agent.sdk.errors import MirrorConflict, SandboxAgentError
-from sandbox_agent.sdk.mirror import Mirror, RemoteSessionLost, remote_offset
+from sandbox_agent.sdk.mirror import Mirror, RemoteSessionLost, remote_offset, turn_open
 from sandbox_agent.store import SequenceConflict, SessionRecord
 
 if TYPE_CHECKING:
@@ -101,12 +101,17 @@ class Session:
         self.record = record
         self._sdk = sdk
         self._mirror = Mirror(sdk.http, sdk.store, self.id, offset=offset)
+        # The client puts the cursor before the open turn's start, else at the stream's end.
+        self._mirror.turn.sequence = record.last_sequence
+        self._mirror.turn.open = cursor < record.last_sequence
         #: Replay text to put before the next prompt (after a restore on a new sandbox).
         self._restore = restore
         self._control = asyncio.Lock()
         self._cursor = cursor
         #: The local sequence the server had reached when we last changed the session.
         self._sync = 0
+        #: A prompt of ours was accepted and ``wait`` has not followed its turn to the end.
+        self._sent = False
 
     def __repr__(self) -> str:
         return f"Session({self.id!r}, agent={self.record.agent!r})"
@@ -115,16 +120,33 @@ class Session:
     def mirror(self) -> Mirror:
         return self._mirror
 
+    @property
+    def turn_running(self) -> bool:
+        """True while a turn is open: from an accepted ``send``/``prompt`` until its turn
+        ends, and while the local stream has a ``turn.started`` without its ``turn.ended``
+        (no ``session.ended`` since), also while the turn waits for an answer. As of the
+        newest local event this handle saw (its mirror's, its reads'); no I/O."""
+        return self._mirror.turn.open
+
     # -- prompts --------------------------------------------------------------------------
-    async def send(self, text: str, attachments: Sequence[dict[str, Any]] | None = None) -> int:
+    async def send(
+        self,
+        text: str,
+        attachments: Sequence[dict[str, Any]] | None = None,
+        *,
+        if_idle: bool = False,
+    ) -> int:
         """Send a prompt (restoring the session first when the server lost it). Returns the
-        local sequence after which this turn's events are stored."""
+        local sequence after which this turn's events are stored. With ``if_idle`` the server
+        refuses it (409 ``turn_in_progress``) while a turn runs, instead of queueing it."""
         async with self._control:
             info = await self._remote_info()
             message = f"{self._restore}\n\n{text}" if self._restore else text
             body: dict[str, Any] = {"message": message}
             if attachments:
                 body["attachments"] = list(attachments)
+            if if_idle:
+                body["ifIdle"] = True
             await self._sdk.request("POST", f"/v1/sessions/{self.id}/messages", json=body)
             self._restore = None
             if not self._mirror.running:
@@ -133,18 +155,54 @@ class Session:
                 self._mirror.start()
             after = int(info.get("lastSequence", 0)) + self._mirror.offset
             self._cursor = self._sync = after
+            self._sent = True
+            self._mirror.turn.sent(after)
             return after
 
     async def prompt(
-        self, text: str, attachments: Sequence[dict[str, Any]] | None = None
+        self,
+        text: str,
+        attachments: Sequence[dict[str, Any]] | None = None,
+        *,
+        if_idle: bool = False,
     ) -> TurnResult:
         """Send a prompt and follow the turn to its end, or to a request that waits for an
-        answer (then answer it and call ``wait()``)."""
-        return await self._follow_turn(await self.send(text, attachments))
+        answer (then answer it and call ``wait()``). ``if_idle``: see ``send``."""
+        return await self._follow_turn(await self.send(text, attachments, if_idle=if_idle))
 
-    async def wait(self) -> TurnResult:
-        """Follow the current turn on from where the last ``prompt``/``wait`` stopped."""
-        return await self._follow_turn(self._cursor)
+    async def wait(self, timeout: float | None = None) -> TurnResult:
+        """Follow the current turn on from where the last ``prompt``/``wait`` stopped, to its
+        end or to a request that waits for an answer.
+
+        When no turn runs (none open in the local stream, no prompt of ours still to come)
+        it returns at once: the result of the session's last turn, or an empty one
+        (``end_reason`` None, no events) when it had none. ``TimeoutError`` after ``timeout``
+        seconds; the turn goes on, and the next ``wait()`` follows it from the same place."""
+        async with asyncio.timeout(timeout):
+            state = await self.state()
+            self._mirror.turn.load(state)
+            last = state.turns[-1] if state.turns else None
+            ended_unseen = (
+                last is not None
+                and last.ended_sequence is not None
+                and last.ended_sequence > self._cursor
+            )
+            if self._sent or turn_open(state) or ended_unseen:
+                return await self._follow_turn(self._cursor)
+            return await self._last_turn(state)
+
+    async def _last_turn(self, state: SessionState) -> TurnResult:
+        """The result of the last turn of ``state``, which no longer runs."""
+        turn = state.turns[-1] if state.turns else None
+        if turn is None or turn.started_sequence is None:
+            return TurnResult.build(state, [])
+        end = turn.ended_sequence or state.last_sequence
+        if state.ended is not None and state.ended.sequence > turn.started_sequence:
+            end = min(end, state.ended.sequence)
+        first = turn.started_sequence
+        events = await self._sdk.store.read(self.id, after=first - 1, limit=end - first + 1)
+        self._cursor = max(self._cursor, end)
+        return TurnResult.build(state, events)
 
     async def _follow_turn(self, after: int) -> TurnResult:
         events: list[UniversalEvent] = []
@@ -152,6 +210,7 @@ class Session:
         async for event in self._local_events(after):
             events.append(event)
             if event.type in _TURN_END:
+                self._sent = False
                 break
             # Stop for an answer only once the local copy holds what the server had when we
             # last acted, so that an answer we gave is seen as given.
@@ -241,6 +300,7 @@ class Session:
                     except StopAsyncIteration:
                         return
                     last = event.sequence
+                    self._mirror.turn.see([event])
                     yield event
         finally:
             if next_event is not None:

@@ -54,8 +54,12 @@ class SessionSync:
     def prompt(self, text: str, attachments: Sequence[dict[str, Any]] | None = None) -> TurnResult:
         return self._loop.run(self.session.prompt(text, attachments))
 
-    def wait(self) -> TurnResult:
-        return self._loop.run(self.session.wait())
+    @property
+    def turn_running(self) -> bool:
+        return self.session.turn_running
+
+    def wait(self, timeout: float | None = None) -> TurnResult:
+        return self._loop.run(self.session.wait(timeout))
 
     def reply_permission(self, permission_id: str, reply: PermissionReply) -> None:
         self._loop.run(self.session.reply_permission(permission_id, reply))
