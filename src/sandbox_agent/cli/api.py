@@ -1,46 +1,45 @@
-"""``sandbox-agent api ...``: v0.1-style client commands against a running server (httpx).
+"""``sandbox-agent api ...``: v0.1-style client commands against a running server, through the
+SDK's ``ApiClient`` (``sandbox_agent.sdk.http``).
 
 Every command takes ``-e/--endpoint`` (default ``$SANDBOX_AGENT_ENDPOINT``, then
 ``http://127.0.0.1:2468``), ``-t/--token`` (default ``$SANDBOX_AGENT_TOKEN``, sent as
-``Authorization: Bearer``) and ``-n/--no-token`` (send no token at all). JSON answers are
-pretty-printed to stdout; an error status prints the problem to stderr, then its detail as the
-one-line reason, and exits 1; the SSE commands print the raw stream text as it arrives.
+``Authorization: Bearer``) and ``-n/--no-token`` (send no token at all), declared once by
+``server_options``. JSON answers are pretty-printed to stdout; an error status prints the problem
+to stderr, then its detail as the one-line reason, and exits 1; the SSE commands print the raw
+stream text as it arrives.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-if TYPE_CHECKING:
-    import httpx
+from sandbox_agent.cli.app import app, fail, group, print_json
 
-from sandbox_agent.cli.app import app, fail, print_json
+# httpx, pydantic and the wire models load when a command runs, not for ``--help``.
+if TYPE_CHECKING:
+    from sandbox_agent.sdk.errors import SandboxAgentError
+    from sandbox_agent.sdk.http import ApiClient
+
+T = TypeVar("T")
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:2468"
 
-api_app = typer.Typer(help="Talk to a running server (v0.1 API).", no_args_is_help=True)
-agents_app = typer.Typer(help="Agents of the server.", no_args_is_help=True)
-sessions_app = typer.Typer(help="Sessions of the server.", no_args_is_help=True)
+api_app = group("Talk to a running server (v0.1 API).")
+agents_app = group("Agents of the server.")
+sessions_app = group("Sessions of the server.")
 api_app.add_typer(agents_app, name="agents")
 api_app.add_typer(sessions_app, name="sessions")
 app.add_typer(api_app, name="api")
 
-Endpoint = Annotated[
-    str, typer.Option("-e", "--endpoint", envvar="SANDBOX_AGENT_ENDPOINT", help="Server URL.")
-]
-Token = Annotated[
-    str | None, typer.Option("-t", "--token", envvar="SANDBOX_AGENT_TOKEN", help="Bearer token.")
-]
-NoToken = Annotated[
-    bool,
-    typer.Option("-n", "--no-token", help="Send no token (not even -t or $SANDBOX_AGENT_TOKEN)."),
-]
 IncludeRaw = Annotated[
     bool, typer.Option("--include-raw", help="Keep each event's raw agent payload.")
 ]
@@ -57,55 +56,51 @@ class Server:
         self.endpoint = endpoint
         self.token = None if no_token else token or None
 
-    def _client(self, timeout: float) -> httpx.Client:
-        import httpx  # here, not at the top: the server command must not pay for it
-
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        return httpx.Client(base_url=self.endpoint, headers=headers, timeout=timeout)
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        timeout: float = REQUEST_TIMEOUT,
-        **params: Any,
-    ) -> Any:
-        """One request; its JSON answer (None when empty). Exits 1 on an error status."""
+    def _client(self) -> ApiClient:
         import httpx
 
+        from sandbox_agent.sdk.http import ApiClient
+
+        return ApiClient.open(self.endpoint, self.token, timeout=httpx.Timeout(REQUEST_TIMEOUT))
+
+    def call(self, ask: Callable[[ApiClient], Awaitable[T]]) -> T:
+        """``ask(client)``: its answer. Exits 1 on an error status or an unreachable server."""
+        import asyncio
+
+        import httpx
+
+        from sandbox_agent.sdk.errors import SandboxAgentError
+
+        async def run() -> T:
+            async with self._client() as client:
+                return await ask(client)
+
         try:
-            with self._client(timeout) as client:
-                response = client.request(method, path, json=body, params=_params(params))
+            return asyncio.run(run())
+        except SandboxAgentError as exc:
+            _fail_with(exc)
         except httpx.HTTPError as exc:
             fail(f"cannot reach {self.endpoint}: {exc}")
-        if response.status_code >= 400:
-            _fail_with(response)
-        return response.json() if response.content else None
 
-    def stream(self, method: str, path: str, body: Any = None, **params: Any) -> None:
-        """One streaming request: its body to stdout line by line, until the server ends it
-        (or Ctrl-C). Exits 1 on an error status."""
+    def stream(self, lines: Callable[[ApiClient], AsyncIterator[str]]) -> None:
+        """Print ``lines(client)`` to stdout as they come, until the server ends the stream (or
+        Ctrl-C). Exits 1 on an error status."""
+        import asyncio
+
         import httpx
 
-        try:
-            with (
-                self._client(REQUEST_TIMEOUT) as client,
-                client.stream(
-                    method,
-                    path,
-                    json=body,
-                    params=_params(params),
-                    timeout=httpx.Timeout(REQUEST_TIMEOUT, read=None),  # SSE may idle for long
-                ) as response,
-            ):
-                if response.status_code >= 400:
-                    response.read()
-                    _fail_with(response)
-                for line in response.iter_lines():
+        from sandbox_agent.sdk.errors import SandboxAgentError
+
+        async def run() -> None:
+            async with self._client() as client:
+                async for line in lines(client):
                     sys.stdout.write(line + "\n")
                     sys.stdout.flush()
+
+        try:
+            asyncio.run(run())
+        except SandboxAgentError as exc:
+            _fail_with(exc)
         except httpx.HTTPError as exc:
             fail(f"stream from {self.endpoint} failed: {exc}")
         except KeyboardInterrupt:
@@ -116,28 +111,69 @@ class Server:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _params(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in params.items() if v is not None}
-
-
-def _fail_with(response: httpx.Response) -> NoReturn:
+def _fail_with(error: SandboxAgentError) -> NoReturn:
     """The problem pretty-printed to stderr, then its detail as the one-line reason."""
-    try:
-        problem = response.json()
-    except ValueError:
-        fail(f"HTTP {response.status_code}: {response.text[:200]}")
-    sys.stderr.write(json.dumps(problem, indent=2, ensure_ascii=False) + "\n")
-    detail = problem.get("detail") if isinstance(problem, dict) else None
-    fail(str(detail or f"HTTP {response.status_code}"))
+    if error.body is not None:
+        fail(f"HTTP {error.status}: {error.body[:200]}")
+    sys.stderr.write(json.dumps(error.problem, indent=2, ensure_ascii=False) + "\n")
+    fail(str(error.problem.get("detail") or f"HTTP {error.status}"))
+
+
+#: The options every command has, appended to its own by ``server_options``.
+_SERVER_OPTIONS = (
+    inspect.Parameter(
+        "endpoint",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=DEFAULT_ENDPOINT,
+        annotation=Annotated[
+            str,
+            typer.Option("-e", "--endpoint", envvar="SANDBOX_AGENT_ENDPOINT", help="Server URL."),
+        ],
+    ),
+    inspect.Parameter(
+        "token",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            str | None,
+            typer.Option("-t", "--token", envvar="SANDBOX_AGENT_TOKEN", help="Bearer token."),
+        ],
+    ),
+    inspect.Parameter(
+        "no_token",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=False,
+        annotation=Annotated[
+            bool,
+            typer.Option(
+                "-n", "--no-token", help="Send no token (not even -t or $SANDBOX_AGENT_TOKEN)."
+            ),
+        ],
+    ),
+)
+
+
+def server_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` the ``-e``/``-t``/``-n`` options, after its own; it receives them as
+    one ``server: Server`` argument."""
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "server"]
+
+    @functools.wraps(command)
+    def with_server(
+        *args: Any, endpoint: str, token: str | None, no_token: bool, **kw: Any
+    ) -> None:
+        command(*args, server=Server(endpoint, token, no_token), **kw)
+
+    parameters = [*own, *_SERVER_OPTIONS]
+    with_server.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    with_server.__annotations__ = {p.name: p.annotation for p in parameters}
+    return with_server
 
 
 def _show(value: Any) -> None:
     if value is not None:
         print_json(value)
-
-
-def _raw(include_raw: bool) -> bool | None:
-    return True if include_raw else None
 
 
 def load_mcp_config(path: Path) -> dict[str, Any]:
@@ -170,72 +206,60 @@ def _json_kind(value: Any) -> str:
 
 # -- agents ---------------------------------------------------------------------------------
 @agents_app.command("list")
-def agents_list(
-    endpoint: Endpoint = DEFAULT_ENDPOINT, token: Token = None, no_token: NoToken = False
-) -> None:
+@server_options
+def agents_list(server: Server) -> None:
     """The agents the server knows, installed or not."""
-    _show(Server(endpoint, token, no_token).call("GET", "/v1/agents"))
+    _show(server.call(lambda api: api.list_agents()))
 
 
 @agents_app.command("install")
+@server_options
 def agents_install(
     agent: str,
+    server: Server,
     reinstall: Annotated[bool, typer.Option("-r", "--reinstall")] = False,
-    endpoint: Endpoint = DEFAULT_ENDPOINT,
-    token: Token = None,
-    no_token: NoToken = False,
 ) -> None:
     """Install AGENT's CLI on the server (nothing to do for the mock)."""
-    Server(endpoint, token, no_token).call(
-        "POST", f"/v1/agents/{agent}/install", {"reinstall": reinstall}, timeout=INSTALL_TIMEOUT
-    )
+    import httpx
+
+    timeout = httpx.Timeout(INSTALL_TIMEOUT)
+    server.call(lambda api: api.install_agent(agent, reinstall, timeout=timeout))
 
 
 @agents_app.command("modes")
-def agents_modes(
-    agent: str,
-    endpoint: Endpoint = DEFAULT_ENDPOINT,
-    token: Token = None,
-    no_token: NoToken = False,
-) -> None:
+@server_options
+def agents_modes(agent: str, server: Server) -> None:
     """AGENT's modes."""
-    _show(Server(endpoint, token, no_token).call("GET", f"/v1/agents/{agent}/modes"))
+    _show(server.call(lambda api: api.agent_modes(agent)))
 
 
 @agents_app.command("models")
-def agents_models(
-    agent: str,
-    endpoint: Endpoint = DEFAULT_ENDPOINT,
-    token: Token = None,
-    no_token: NoToken = False,
-) -> None:
+@server_options
+def agents_models(agent: str, server: Server) -> None:
     """AGENT's models and its default one."""
-    _show(Server(endpoint, token, no_token).call("GET", f"/v1/agents/{agent}/models"))
+    _show(server.call(lambda api: api.agent_models(agent)))
 
 
 # -- sessions -------------------------------------------------------------------------------
 @sessions_app.command("list")
-def sessions_list(
-    endpoint: Endpoint = DEFAULT_ENDPOINT, token: Token = None, no_token: NoToken = False
-) -> None:
+@server_options
+def sessions_list(server: Server) -> None:
     """The server's sessions, newest first."""
-    _show(Server(endpoint, token, no_token).call("GET", "/v1/sessions"))
+    _show(server.call(lambda api: api.list_sessions()))
 
 
 @sessions_app.command("get")
-def sessions_get(
-    session_id: str,
-    endpoint: Endpoint = DEFAULT_ENDPOINT,
-    token: Token = None,
-    no_token: NoToken = False,
-) -> None:
+@server_options
+def sessions_get(session_id: str, server: Server) -> None:
     """One session's info."""
-    _show(Server(endpoint, token, no_token).call("GET", f"/v1/sessions/{session_id}"))
+    _show(server.call(lambda api: api.get_session(session_id)))
 
 
 @sessions_app.command("create")
+@server_options
 def sessions_create(
     session_id: str,
+    server: Server,
     agent: Annotated[str, typer.Option("-a", "--agent", help="mock, claude, acp:NAME, ...")],
     agent_mode: Annotated[str | None, typer.Option("-g", "--agent-mode")] = None,
     permission_mode: Annotated[str | None, typer.Option("-p", "--permission-mode")] = None,
@@ -263,76 +287,74 @@ def sessions_create(
             help="A local skills directory, on the server's machine (repeat).",
         ),
     ] = None,
-    endpoint: Endpoint = DEFAULT_ENDPOINT,
-    token: Token = None,
-    no_token: NoToken = False,
 ) -> None:
     """Create session SESSION_ID and start its agent."""
-    body: dict[str, Any] = {
-        "agent": agent,
-        "agentMode": agent_mode,
-        "permissionMode": permission_mode,
-        "model": model,
-        "variant": variant,
-        "agentVersion": agent_version,
-        "directory": directory,
-        "title": title,
-    }
-    if mcp_config is not None:
-        body["mcp"] = load_mcp_config(mcp_config)  # before any request: a bad file sends none
-    if skill:
-        body["skills"] = {"sources": [{"type": "local", "source": s} for s in skill]}
-    body = {k: v for k, v in body.items() if v is not None}
-    _show(Server(endpoint, token, no_token).call("POST", f"/v1/sessions/{session_id}", body))
+    # Before any request: a bad file sends none.
+    mcp = load_mcp_config(mcp_config) if mcp_config is not None else None
+    skills = {"sources": [{"type": "local", "source": s} for s in skill]} if skill else None
+
+    async def create(api: ApiClient) -> dict[str, Any]:
+        from sandbox_agent.api import CreateSessionRequest
+        from sandbox_agent.sdk.http import request_body
+
+        request = request_body(
+            CreateSessionRequest,
+            agent=agent,
+            agent_mode=agent_mode,
+            permission_mode=permission_mode,
+            model=model,
+            variant=variant,
+            agent_version=agent_version,
+            directory=directory,
+            title=title,
+            mcp=mcp,
+            skills=skills,
+        )
+        return await api.create_session(session_id, request)
+
+    _show(server.call(create))
+
+
+Message = Annotated[str, typer.Option("-m", "--message")]
+Offset = Annotated[
+    int | None, typer.Option("-o", "--offset", help="Only events after this sequence.")
+]
+
+
+def _message(text: str) -> Any:
+    from sandbox_agent.api import MessageRequest
+    from sandbox_agent.sdk.http import request_body
+
+    return request_body(MessageRequest, message=text)
 
 
 @sessions_app.command("send-message")
-def send_message(
-    session_id: str,
-    message: Annotated[str, typer.Option("-m", "--message")],
-    endpoint: Endpoint = DEFAULT_ENDPOINT,
-    token: Token = None,
-    no_token: NoToken = False,
-) -> None:
+@server_options
+def send_message(session_id: str, server: Server, message: Message) -> None:
     """Send a prompt; returns once the turn started (read its events with events)."""
-    path = f"/v1/sessions/{session_id}/messages"
-    Server(endpoint, token, no_token).call("POST", path, {"message": message})
+    server.call(lambda api: api.send_message(session_id, _message(message)))
 
 
 @sessions_app.command("send-message-stream")
+@server_options
 def send_message_stream(
-    session_id: str,
-    message: Annotated[str, typer.Option("-m", "--message")],
-    include_raw: IncludeRaw = False,
-    endpoint: Endpoint = DEFAULT_ENDPOINT,
-    token: Token = None,
-    no_token: NoToken = False,
+    session_id: str, server: Server, message: Message, include_raw: IncludeRaw = False
 ) -> None:
     """Send a prompt and print the turn's SSE stream, up to its first terminal event."""
-    path = f"/v1/sessions/{session_id}/messages/stream"
-    Server(endpoint, token, no_token).stream(
-        "POST", path, {"message": message}, include_raw=_raw(include_raw)
-    )
+    server.stream(lambda api: api.send_message_stream(session_id, _message(message), include_raw))
 
 
 @sessions_app.command("events")
+@server_options
 def events(
     session_id: str,
-    offset: Annotated[
-        int | None, typer.Option("-o", "--offset", help="Only events after this sequence.")
-    ] = None,
+    server: Server,
+    offset: Offset = None,
     limit: Annotated[int | None, typer.Option("-l", "--limit", help="At most this many.")] = None,
     include_raw: IncludeRaw = False,
-    endpoint: Endpoint = DEFAULT_ENDPOINT,
-    token: Token = None,
-    no_token: NoToken = False,
 ) -> None:
     """The session's stored events (with hasMore)."""
-    path = f"/v1/sessions/{session_id}/events"
-    answer = Server(endpoint, token, no_token).call(
-        "GET", path, offset=offset, limit=limit, include_raw=_raw(include_raw)
-    )
-    _show(answer)
+    _show(server.call(lambda api: api.events(session_id, offset, limit, include_raw)))
 
 
 # v0.1's name for the same command.
@@ -340,101 +362,71 @@ sessions_app.command("get-messages", help="Alias of events.")(events)
 
 
 @sessions_app.command("events-sse")
+@server_options
 def events_sse(
-    session_id: str,
-    offset: Annotated[
-        int | None, typer.Option("-o", "--offset", help="Only events after this sequence.")
-    ] = None,
-    include_raw: IncludeRaw = False,
-    endpoint: Endpoint = DEFAULT_ENDPOINT,
-    token: Token = None,
-    no_token: NoToken = False,
+    session_id: str, server: Server, offset: Offset = None, include_raw: IncludeRaw = False
 ) -> None:
     """Follow the session live as SSE, until Ctrl-C (or the server ends the stream)."""
-    path = f"/v1/sessions/{session_id}/events/sse"
-    Server(endpoint, token, no_token).stream(
-        "GET", path, offset=offset, include_raw=_raw(include_raw)
-    )
+    server.stream(lambda api: api.events_sse(session_id, offset, include_raw))
 
 
 @sessions_app.command("reply-permission")
+@server_options
 def reply_permission(
     session_id: str,
     permission_id: str,
+    server: Server,
     reply: Annotated[str, typer.Option("-r", "--reply", help="once, always or reject")],
-    endpoint: Endpoint = DEFAULT_ENDPOINT,
-    token: Token = None,
-    no_token: NoToken = False,
 ) -> None:
     """Answer a permission request."""
-    path = f"/v1/sessions/{session_id}/permissions/{permission_id}/reply"
-    Server(endpoint, token, no_token).call("POST", path, {"reply": reply.lower()})
+    answer: Any = reply.lower()  # checked by the wire model
+    server.call(lambda api: api.reply_permission(session_id, permission_id, answer))
 
 
 @sessions_app.command("reply-question")
+@server_options
 def reply_question(
     session_id: str,
     question_id: str,
+    server: Server,
     answers: Annotated[
         str,
         typer.Option(
             "-a", "--answers", help="JSON: one list of labels per question, e.g. '[[\"Yes\"]]'."
         ),
     ],
-    endpoint: Endpoint = DEFAULT_ENDPOINT,
-    token: Token = None,
-    no_token: NoToken = False,
 ) -> None:
     """Answer a question."""
     try:
         parsed = json.loads(answers)
     except ValueError as exc:
         fail(f"--answers is not JSON: {exc}")
-    path = f"/v1/sessions/{session_id}/questions/{question_id}/reply"
-    Server(endpoint, token, no_token).call("POST", path, {"answers": parsed})
+    server.call(lambda api: api.reply_question(session_id, question_id, parsed))
 
 
 @sessions_app.command("reject-question")
-def reject_question(
-    session_id: str,
-    question_id: str,
-    endpoint: Endpoint = DEFAULT_ENDPOINT,
-    token: Token = None,
-    no_token: NoToken = False,
-) -> None:
+@server_options
+def reject_question(session_id: str, question_id: str, server: Server) -> None:
     """Decline to answer a question."""
-    path = f"/v1/sessions/{session_id}/questions/{question_id}/reject"
-    Server(endpoint, token, no_token).call("POST", path)
+    server.call(lambda api: api.reject_question(session_id, question_id))
 
 
 @sessions_app.command("cancel")
-def cancel(
-    session_id: str,
-    endpoint: Endpoint = DEFAULT_ENDPOINT,
-    token: Token = None,
-    no_token: NoToken = False,
-) -> None:
+@server_options
+def cancel(session_id: str, server: Server) -> None:
     """Interrupt the running turn (it ends as cancelled)."""
-    Server(endpoint, token, no_token).call("POST", f"/v1/sessions/{session_id}/cancel")
+    server.call(lambda api: api.cancel(session_id))
 
 
 @sessions_app.command("terminate")
-def terminate(
-    session_id: str,
-    endpoint: Endpoint = DEFAULT_ENDPOINT,
-    token: Token = None,
-    no_token: NoToken = False,
-) -> None:
+@server_options
+def terminate(session_id: str, server: Server) -> None:
     """Stop the session's agent and end the session (its events stay)."""
-    Server(endpoint, token, no_token).call("POST", f"/v1/sessions/{session_id}/terminate")
+    server.call(lambda api: api.terminate(session_id))
 
 
 @sessions_app.command("delete")
-def delete(
-    session_id: str,
-    endpoint: Endpoint = DEFAULT_ENDPOINT,
-    token: Token = None,
-    no_token: NoToken = False,
-) -> None:
+@server_options
+def delete(session_id: str, server: Server) -> None:
     """Terminate the session if live, then delete it with its events."""
-    Server(endpoint, token, no_token).call("DELETE", f"/v1/sessions/{session_id}")
+    server.call(lambda api: api.delete_session(session_id))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import sys
@@ -11,20 +10,28 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from sandbox_agent.store import StoreError, default_store_url
-
+# Nothing heavy at the top of any CLI module (the store, pydantic, httpx, rich): ``--help`` and
+# the commands that do not need them stay fast (``tests/test_cli_startup.py``).
 if TYPE_CHECKING:
     from rich.console import Console
 
 T = TypeVar("T")
 
+# Plain help and usage errors, not Rich's: Typer's Rich help loads Rich's Markdown and syntax
+# highlighting (Pygments), about 0.2 s of every ``--help`` (the budget is 0.3 s in all).
 app = typer.Typer(
     name="sandbox-agent",
     help="Run coding agents in a sandbox; keep, replay and inspect their sessions.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
+
+
+def group(help: str) -> typer.Typer:
+    """A command group (``sandbox-agent <group> <command>``), with plain help as ``app``."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
 
 
 # Rich is imported on first use: the server command prints through it only to fail, and a
@@ -57,6 +64,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON 
 
 
 def store_url(value: str | None) -> str:
+    from sandbox_agent.store import default_store_url
+
     return value or default_store_url()
 
 
@@ -73,6 +82,10 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def run(make: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine; turn a store error into a one-line message and exit code 1."""
+    import asyncio
+
+    from sandbox_agent.store import StoreError
+
     try:
         return asyncio.run(make())  # type: ignore[arg-type]
     except StoreError as exc:

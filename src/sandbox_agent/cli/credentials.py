@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sandbox_agent.cli.app import app, err_console, fail, print_json
+from sandbox_agent.cli.app import app, err_console, fail, group, print_json
 
 if TYPE_CHECKING:
     from sandbox_agent.agents.credentials import Credential
@@ -23,9 +23,8 @@ if TYPE_CHECKING:
 #: (``tests/test_cli_startup.py`` checks the two agree).
 AGENTS = ("claude", "codex", "opencode", "amp", "acp:claude", "acp:codex", "acp:opencode")
 
-credentials_app = typer.Typer(
-    help="The API keys and tokens found for the agents (environment and agents' config files).",
-    no_args_is_help=True,
+credentials_app = group(
+    "The API keys and tokens found for the agents (environment and agents' config files)."
 )
 app.add_typer(credentials_app, name="credentials")
 

@@ -6,22 +6,16 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from sandbox_agent.cli.app import JsonOption, StoreOption, app, fail, print_json, run, store_url
-from sandbox_agent.replay import (
-    Replayer,
-    ReplayError,
-    SessionState,
-    diff,
-    format_diff,
-    render_transcript,
-    state_at,
-)
-from sandbox_agent.replay.render import event_line
-from sandbox_agent.store import EventStore, open_store
+
+# The replay engine and the store load when the command runs: ``--help`` does not pay for them.
+if TYPE_CHECKING:
+    from sandbox_agent.replay import SessionState
+    from sandbox_agent.store import EventStore
 
 T = TypeVar("T")
 FORMATS = ("markdown", "text", "json", "state")
@@ -29,6 +23,8 @@ FORMATS = ("markdown", "text", "json", "state")
 
 def run_replay(make: Callable[[], Awaitable[T]]) -> T:
     """``run`` that also turns a replay error into a one-line reason and exit code 1."""
+    from sandbox_agent.replay import ReplayError
+
     try:
         return run(make)
     except ReplayError as exc:
@@ -37,6 +33,9 @@ def run_replay(make: Callable[[], Awaitable[T]]) -> T:
 
 async def open_existing(url: str) -> EventStore:
     """Open a store to read it: a SQLite file that does not exist is an error, not a new store."""
+    from sandbox_agent.replay import ReplayError
+    from sandbox_agent.store import open_store
+
     if url.split(":", 1)[0].lower() in ("sqlite", "sqlite+aiosqlite"):
         from sandbox_agent.store.sqlite import database_path
 
@@ -49,6 +48,8 @@ async def open_existing(url: str) -> EventStore:
 async def _states(
     url: str, session_id: str, points: list[int | None], full: bool
 ) -> list[SessionState]:
+    from sandbox_agent.replay import state_at
+
     async with await open_existing(url) as store:
         return [
             await state_at(store, session_id, point, use_snapshots=not full) for point in points
@@ -56,6 +57,9 @@ async def _states(
 
 
 async def _follow(url: str, session_id: str, after: int, as_json: bool) -> None:
+    from sandbox_agent.replay import Replayer, state_at
+    from sandbox_agent.replay.render import event_line
+
     async with await open_existing(url) as store:
         replayer = Replayer(await state_at(store, session_id, after), copy=False)
         seen = len(replayer.anomalies)
@@ -74,6 +78,8 @@ async def _check_states(
     url: str, session_ids: list[str], every: bool, at: int | None
 ) -> list[SessionState]:
     """Full replays (no snapshot trusted) of ``session_ids``, or of every session of the store."""
+    from sandbox_agent.replay import state_at
+
     async with await open_existing(url) as store:
         if every:
             session_ids = [record.id for record in await store.all_sessions()]
@@ -143,6 +149,8 @@ def replay_command(
             run_replay(lambda: _follow(url, session, at or 0, as_json))
         return
     if diff_points is not None:
+        from sandbox_agent.replay import diff, format_diff
+
         before, after = run_replay(lambda: _states(url, session, list(diff_points), False))
         changes = diff(before, after)
         if as_json:
@@ -158,6 +166,8 @@ def replay_command(
     if format == "state":
         print_json(state.to_json())
     else:
+        from sandbox_agent.replay import render_transcript
+
         shown = "json" if json_output else format
         sys.stdout.write(render_transcript(state, shown, private_reasoning=private_reasoning))  # type: ignore[arg-type]
 

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from sandbox_agent.cli.app import app
-from sandbox_agent.events.schema import event_json_schemas, schema_text, write_json_schemas
 
 
 @app.command("schema")
@@ -26,6 +25,8 @@ def schema_command(
     ] = None,
 ) -> None:
     """Print the JSON Schemas of the event model as one JSON object, or write them to DIR."""
+    from sandbox_agent.events.schema import event_json_schemas, schema_text, write_json_schemas
+
     if output is None:
         sys.stdout.write(schema_text(event_json_schemas()))
         return

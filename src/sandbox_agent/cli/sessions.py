@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated, cast, get_args
+from typing import TYPE_CHECKING, Annotated, cast, get_args
 
 import typer
 
-from sandbox_agent.cli.app import JsonOption, StoreOption, app, console, print_json, run, store_url
-from sandbox_agent.events import format_time
-from sandbox_agent.store import SessionRecord, SessionStatus, open_store
+from sandbox_agent.cli.app import (
+    JsonOption,
+    StoreOption,
+    app,
+    console,
+    group,
+    print_json,
+    run,
+    store_url,
+)
 
-sessions_app = typer.Typer(help="Sessions kept in a store.", no_args_is_help=True)
+# The store loads when the command runs: ``--help`` does not pay for it.
+if TYPE_CHECKING:
+    from sandbox_agent.store import SessionRecord, SessionStatus
+
+sessions_app = group("Sessions kept in a store.")
 app.add_typer(sessions_app, name="sessions")
 
 
@@ -18,6 +29,8 @@ async def list_store_sessions(
     url: str, *, limit: int, status: SessionStatus | None, agent: str | None
 ) -> list[SessionRecord]:
     """Newest first, up to ``limit`` sessions of the store at ``url``."""
+    from sandbox_agent.store import open_store
+
     async with await open_store(url) as store:
         found: list[SessionRecord] = []
         cursor: str | None = None
@@ -43,9 +56,12 @@ def list_command(
     json_output: JsonOption = False,
 ) -> None:
     """List sessions with their status, agent, event count and last activity."""
+    from sandbox_agent.events import format_time
+    from sandbox_agent.store import SessionStatus
+
     if status is not None and status not in get_args(SessionStatus):
         raise typer.BadParameter("status must be active or ended", param_hint="--status")
-    wanted = cast(SessionStatus | None, status)
+    wanted = cast("SessionStatus | None", status)
     records = run(
         lambda: list_store_sessions(store_url(store), limit=limit, status=wanted, agent=agent)
     )

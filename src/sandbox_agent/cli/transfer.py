@@ -22,11 +22,11 @@ from sandbox_agent.cli.app import (
     store_url,
 )
 from sandbox_agent.cli.replay import open_existing, run_replay
-from sandbox_agent.replay import ExportSummary, ImportSummary, export_sessions, import_sessions
-from sandbox_agent.store import open_store
 
 if TYPE_CHECKING:
     from rich.progress import Progress, ProgressColumn
+
+    from sandbox_agent.replay import ExportSummary, ImportSummary
 
 
 def _progress(*columns: ProgressColumn) -> Progress:
@@ -66,6 +66,8 @@ def export_command(
 ) -> None:
     """Write sessions with all their events to a JSON Lines file (lossless)."""
     from rich.progress import MofNCompleteColumn, TextColumn
+
+    from sandbox_agent.replay import export_sessions
 
     url = store_url(store)
 
@@ -116,6 +118,9 @@ def import_command(
     """Import sessions from an export file. Events already in the store are checked, not
     written again, so importing twice adds nothing."""
     from rich.progress import BarColumn, DownloadColumn, TextColumn
+
+    from sandbox_agent.replay import import_sessions
+    from sandbox_agent.store import open_store
 
     url = store_url(store)
 

@@ -9,9 +9,11 @@ from typing import Any, Self
 
 import httpx
 
+from sandbox_agent.api import CreateSessionRequest
 from sandbox_agent.replay import restore_text, state_at
 from sandbox_agent.sdk.embedded import EmbeddedServer
 from sandbox_agent.sdk.errors import SandboxAgentError
+from sandbox_agent.sdk.http import DEFAULT_TIMEOUT, ApiClient, request_body
 from sandbox_agent.sdk.mirror import remote_offset
 from sandbox_agent.sdk.session import Session
 from sandbox_agent.store import (
@@ -23,9 +25,6 @@ from sandbox_agent.store import (
     open_store,
 )
 
-#: Timeouts of ordinary requests; streams override the read timeout (none).
-DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-
 
 class SandboxAgent:
     """The SDK. ``await SandboxAgent.connect(url)`` or ``await SandboxAgent.start()``, then
@@ -33,11 +32,13 @@ class SandboxAgent:
 
     Every event the SDK sees from the server is mirrored into ``store``, its own durable copy
     of every session; ``list_sessions``, ``Session.state`` and ``Session.events`` read it.
+    ``api`` is the plain HTTP client underneath (``ApiClient``), for the endpoints the SDK
+    does not wrap.
     """
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        api: ApiClient,
         store: EventStore,
         *,
         own_store: bool = False,
@@ -45,7 +46,9 @@ class SandboxAgent:
         replay_max_chars: int = 12000,
         server: EmbeddedServer | None = None,
     ) -> None:
-        self.http = http
+        self.api = api
+        #: The HTTP client (the mirror streams its SSE through it).
+        self.http = api.http
         self.store = store
         self.replay_max_events = replay_max_events
         self.replay_max_chars = replay_max_chars
@@ -72,16 +75,11 @@ class SandboxAgent:
         on close) or a store URL (opened and closed here); default ``memory://``.
         ``transport`` replaces httpx's own (e.g. ``sandbox_agent.testing.faults.FaultyTransport``
         in tests); it is closed with the SDK."""
-        all_headers = dict(headers or {})
-        if token:
-            all_headers["Authorization"] = f"Bearer {token}"
         own_store = not isinstance(store, EventStore)
         opened = store if isinstance(store, EventStore) else await open_store(store or "memory://")
-        http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), headers=all_headers, timeout=timeout, transport=transport
-        )
+        api = ApiClient.open(base_url, token, headers, timeout=timeout, transport=transport)
         return cls(
-            http,
+            api,
             opened,
             own_store=own_store,
             replay_max_events=replay_max_events,
@@ -134,7 +132,7 @@ class SandboxAgent:
         for session in list(self._sessions.values()):
             await session.close()
         self._sessions.clear()
-        await self.http.aclose()
+        await self.api.aclose()
         if self._own_store:
             await self.store.close()
         if self.server is not None:
@@ -165,20 +163,7 @@ class SandboxAgent:
         params: Mapping[str, Any] | None = None,
     ) -> httpx.Response:
         """One request; raises ``SandboxAgentError`` on an error status."""
-        query = {k: v for k, v in (params or {}).items() if v is not None}
-        try:
-            response = await self.http.request(method, path, json=json, params=query)
-        except httpx.TimeoutException:
-            raise
-        except httpx.TransportError:
-            if method.upper() != "GET":
-                raise
-            # A kept-alive connection the network dropped while idle: one retry is safe for
-            # a read (a POST might have been applied, so it is not retried).
-            response = await self.http.request(method, path, json=json, params=query)
-        if response.status_code >= 400:
-            raise SandboxAgentError.from_response(response)
-        return response
+        return await self.api.request(method, path, json=json, params=params)
 
     async def request_json(
         self,
@@ -188,16 +173,14 @@ class SandboxAgent:
         json: Any = None,
         params: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        response = await self.request(method, path, json=json, params=params)
-        body: dict[str, Any] = response.json() if response.content else {}
-        return body
+        return dict(await self.api.request_json(method, path, json=json, params=params) or {})
 
     async def health(self) -> dict[str, Any]:
-        return await self.request_json("GET", "/v1/health")
+        return await self.api.health()
 
     async def list_agents(self) -> list[dict[str, Any]]:
         """The server's agents (``AgentInfo`` objects, camelCase as the API sends them)."""
-        agents: list[dict[str, Any]] = (await self.request_json("GET", "/v1/agents"))["agents"]
+        agents: list[dict[str, Any]] = (await self.api.list_agents())["agents"]
         return agents
 
     # -- sessions -------------------------------------------------------------------------
@@ -226,20 +209,22 @@ class SandboxAgent:
                 f"session {session_id!r} already exists in the local store",
                 sessionId=session_id,
             )
-        fields = {
-            "agent": agent,
-            "agentMode": agent_mode,
-            "permissionMode": permission_mode,
-            "model": model,
-            "variant": variant,
-            "agentVersion": agent_version,
-            "directory": directory,
-            "title": title,
-            "mcp": mcp,
-            "skills": skills,
-        }
-        init = {k: v for k, v in fields.items() if v is not None}
-        await self.request("POST", f"/v1/sessions/{session_id}", json=init)
+        request = request_body(
+            CreateSessionRequest,
+            agent=agent,
+            agent_mode=agent_mode,
+            permission_mode=permission_mode,
+            model=model,
+            variant=variant,
+            agent_version=agent_version,
+            directory=directory,
+            title=title,
+            mcp=mcp,
+            skills=skills,
+        )
+        await self.api.create_session(session_id, request)
+        # The creation parameters as sent (camelCase), to recreate the session elsewhere.
+        init = request.wire()
         record = await self.store.create_session(_record(session_id, init))
         session = await self._open(record)
         session.mirror.start()
@@ -253,7 +238,7 @@ class SandboxAgent:
             return self._sessions[id]
         record = await self.store.get_session(id)
         if record is None:
-            info = await self.request_json("GET", f"/v1/sessions/{id}")
+            info = await self.api.get_session(id)
             init = {k: info.get(k) for k in _INIT_FIELDS if info.get(k) is not None}
             try:
                 record = await self.store.create_session(_record(id, init))
@@ -297,7 +282,7 @@ class SandboxAgent:
         if session is not None:
             await session.close()
         try:
-            await self.request("DELETE", f"/v1/sessions/{id}")
+            await self.api.delete_session(id)
         except SandboxAgentError as exc:
             if exc.status != 404:
                 raise

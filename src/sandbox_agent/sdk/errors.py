@@ -6,16 +6,20 @@ from typing import Any
 
 import httpx
 
-TYPE_PREFIX = "urn:sandbox-agent:error:"
+from sandbox_agent.api.problems import TYPE_PREFIX
 
 
 class SandboxAgentError(Exception):
     """The server answered with an error (``status``, parsed ``problem+json`` in ``problem``),
-    or the SDK could not do what was asked (``status`` is then the closest HTTP status)."""
+    or the SDK could not do what was asked (``status`` is then the closest HTTP status).
 
-    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+    ``body`` is the answer's text when it was not a JSON object (a proxy's error page, say);
+    ``problem`` then holds its reason phrase and its start."""
+
+    def __init__(self, status: int, problem: dict[str, Any], body: str | None = None) -> None:
         self.status = status
         self.problem = problem
+        self.body = body
         super().__init__(f"{status} {self.name}: {self.detail}")
 
     @property
@@ -34,7 +38,8 @@ class SandboxAgentError(Exception):
         except ValueError:
             problem = None
         if not isinstance(problem, dict):
-            problem = {"title": response.reason_phrase, "detail": response.text[:500]}
+            detail = {"title": response.reason_phrase, "detail": response.text[:500]}
+            return cls(response.status_code, detail, body=response.text)
         return cls(response.status_code, problem)
 
     @classmethod

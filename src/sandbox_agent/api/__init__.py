@@ -1,0 +1,63 @@
+"""The wire models of the HTTP API (``spec/http-api.md``), shared by the server, the SDK and
+the CLI: one definition of every request and response body. camelCase on the wire (as v0.1),
+snake_case in Python; ``model.wire()`` is the JSON object to send.
+
+This layer knows only pydantic: no HTTP client, no web framework, no store.
+"""
+
+from sandbox_agent.api.agents import (
+    AgentCapabilities,
+    AgentInfo,
+    AgentListResponse,
+    AgentModesResponse,
+    InstallAgentRequest,
+    ServerStatus,
+)
+from sandbox_agent.api.base import ID_PATTERN, ID_RE, ApiModel, Id
+from sandbox_agent.api.problems import PROBLEM_JSON, TYPE_PREFIX, Problem
+from sandbox_agent.api.sessions import (
+    Attachment,
+    ContinueFrom,
+    CreateSessionRequest,
+    CreateSessionResponse,
+    EventsResponse,
+    HealthResponse,
+    MessageRequest,
+    PermissionReplyRequest,
+    PromptQueuedResponse,
+    QuestionReplyRequest,
+    QueuedPromptInfo,
+    QueueResponse,
+    SessionInfo,
+    SessionListResponse,
+)
+
+__all__ = [
+    "ID_PATTERN",
+    "ID_RE",
+    "PROBLEM_JSON",
+    "TYPE_PREFIX",
+    "AgentCapabilities",
+    "AgentInfo",
+    "AgentListResponse",
+    "AgentModesResponse",
+    "ApiModel",
+    "Attachment",
+    "ContinueFrom",
+    "CreateSessionRequest",
+    "CreateSessionResponse",
+    "EventsResponse",
+    "HealthResponse",
+    "Id",
+    "InstallAgentRequest",
+    "MessageRequest",
+    "PermissionReplyRequest",
+    "Problem",
+    "PromptQueuedResponse",
+    "QuestionReplyRequest",
+    "QueueResponse",
+    "QueuedPromptInfo",
+    "ServerStatus",
+    "SessionInfo",
+    "SessionListResponse",
+]

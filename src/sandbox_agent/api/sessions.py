@@ -1,0 +1,130 @@
+"""The bodies of ``/v1/sessions``: create, list, get, messages, events, HITL replies.
+
+Events themselves (``UniversalEvent``) stay snake_case; these are only their wrappers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from sandbox_agent.api.base import ApiModel
+
+
+class HealthResponse(ApiModel):
+    status: Literal["ok"] = "ok"
+
+
+class ContinueFrom(ApiModel):
+    """Ours: where a session restored by replay on a new sandbox continues its numbering, so
+    that its item ids and turn numbers never repeat those of the stream it continues."""
+
+    #: Turns the continued stream had.
+    turns: int = Field(0, ge=0)
+    #: The first ``itm_<n>`` this server may give.
+    next_item: int = Field(1, ge=1)
+
+
+class CreateSessionRequest(ApiModel):
+    """``POST /v1/sessions/{id}`` (v0.1 fields, plus ``continueFrom``)."""
+
+    agent: str
+    agent_mode: str | None = None
+    permission_mode: str | None = None
+    model: str | None = None
+    variant: str | None = None
+    agent_version: str | None = None
+    directory: str | None = None
+    title: str | None = None
+    mcp: dict[str, Any] | None = None
+    skills: dict[str, Any] | None = None
+    continue_from: ContinueFrom | None = None
+
+
+class CreateSessionResponse(ApiModel):
+    healthy: bool = True
+    native_session_id: str | None = None
+
+
+class SessionInfo(ApiModel):
+    """A session as ``GET /v1/sessions`` lists it: v0.1's fields plus ``status`` and
+    ``lastSequence``. Times are Unix epoch milliseconds."""
+
+    session_id: str
+    agent: str
+    agent_mode: str | None = None
+    permission_mode: str | None = None
+    model: str | None = None
+    variant: str | None = None
+    native_session_id: str | None = None
+    ended: bool = False
+    event_count: int = 0
+    created_at: int
+    updated_at: int
+    directory: str | None = None
+    title: str | None = None
+    mcp: dict[str, Any] | None = None
+    skills: dict[str, Any] | None = None
+    #: ``idle``, ``running``, ``awaiting_input`` or ``ended``.
+    status: str
+    last_sequence: int = 0
+
+
+class SessionListResponse(ApiModel):
+    sessions: list[SessionInfo]
+    next_cursor: str | None = None
+
+
+class Attachment(ApiModel):
+    """A file sent along with a prompt (v0.1 ``MessageRequest.attachments``)."""
+
+    # Read by attribute: the session layer takes these as its own attachments (same fields).
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+    path: str
+    mime: str | None = None
+    filename: str | None = None
+
+
+class MessageRequest(ApiModel):
+    message: str
+    attachments: list[Attachment] = Field(default_factory=list)
+    #: Ours: refuse (409 ``turn_in_progress``) instead of queueing while a turn runs.
+    if_idle: bool = False
+
+
+class PromptQueuedResponse(ApiModel):
+    """202 to a prompt sent while a turn runs: it waits at ``position`` (1 = next)."""
+
+    queued: Literal[True] = True
+    queue_id: str
+    position: int
+
+
+class QueuedPromptInfo(ApiModel):
+    queue_id: str
+    message: str
+    attachments: list[Attachment] = Field(default_factory=list)
+    #: The sequence of its ``prompt.queued`` event.
+    sequence: int
+
+
+class QueueResponse(ApiModel):
+    """``GET /v1/sessions/{id}/queue``: the prompts waiting, in the order they start."""
+
+    prompts: list[QueuedPromptInfo]
+
+
+class EventsResponse(ApiModel):
+    #: ``UniversalEvent`` JSON objects (snake_case).
+    events: list[dict[str, Any]]
+    has_more: bool
+
+
+class PermissionReplyRequest(ApiModel):
+    reply: Literal["once", "always", "reject"]
+
+
+class QuestionReplyRequest(ApiModel):
+    answers: list[list[str]]
