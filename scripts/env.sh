@@ -7,7 +7,7 @@ stamp=".venv/.installed-$(cat pyproject.toml drivers/mysql/pyproject.toml | sha2
 if [ ! -f "$stamp" ]; then
   python3 -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[dev]'
+  .venv/bin/python -m pip install --quiet -e '.[server,dev]'
   .venv/bin/python -m pip install --quiet -e drivers/mysql
   rm -f .venv/.installed-*
   touch "$stamp"

@@ -1,6 +1,7 @@
 """The CLI starts cheap: a command that needs neither the server nor the agents does not import
-them (FastAPI, uvicorn, the app, every adapter cost most of a second per process). A guard on
-what is imported, not a timing test."""
+them (FastAPI, uvicorn, the app, every adapter cost most of a second per process), and ``--help``
+imports neither the store nor the models nor httpx (its budget is 0.3 s). A guard on what is
+imported, not a timing test."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 #: Runs the real Typer app in a fresh interpreter, then prints the modules it loaded.
 _SCRIPT = """
@@ -41,10 +44,45 @@ def test_sessions_list_imports_neither_the_server_nor_the_agents(tmp_path: Path)
     )
     assert code == 0
     assert json.loads(output) == []
-    assert "sandbox_agent.cli.server" in modules  # every command is registered...
-    assert "sandbox_agent.server.config" in modules  # ...with its defaults from the light module
+    assert "sandbox_agent.cli.server" in modules  # every command is registered
     assert sorted(m for m in modules if m.split(".")[0] == "fastapi" or m in HEAVY) == []
     assert sorted(m for m in modules if m.startswith(("uvicorn.", "sandbox_agent.agents."))) == []
+
+
+#: What ``--help`` must not load: the store, the event models, the HTTP client, Rich's help.
+HELP_HEAVY = ("sandbox_agent.store", "sandbox_agent.events", "sandbox_agent.replay", "httpx")
+
+
+@pytest.mark.parametrize(
+    "args", [("--help",), ("replay", "--help"), ("api", "sessions", "create", "--help")]
+)
+def test_help_loads_no_store_no_models_no_http_client(args: tuple[str, ...]) -> None:
+    code, modules, output = _loaded(*args)
+    assert code == 0
+    assert output.startswith("Usage: ")
+    heavy = sorted(
+        m for m in modules if m.startswith(HELP_HEAVY) or m.split(".")[0] == "sqlalchemy"
+    )
+    assert heavy == []
+    assert sorted(m for m in modules if m.split(".")[0] in ("fastapi", "uvicorn")) == []
+    # Plain help: Typer's Rich help would load Rich's Markdown and Pygments.
+    assert sorted(m for m in modules if m.split(".")[0] in ("markdown_it", "pygments")) == []
+    if args == ("--help",):
+        assert "pydantic" not in modules
+
+
+def test_the_cli_server_defaults_are_the_server_configs() -> None:
+    from sandbox_agent.cli import server as cli
+    from sandbox_agent.server import config
+
+    for name in (
+        "DEFAULT_HOST",
+        "DEFAULT_PORT",
+        "DEFAULT_MAX_BODY_BYTES",
+        "DEFAULT_MAX_MESSAGE_CHARS",
+        "DEFAULT_MAX_ATTACHMENTS",
+    ):
+        assert getattr(cli, name) == getattr(config, name), name
 
 
 def test_the_server_package_still_exports_create_app_and_server_config() -> None:

@@ -18,11 +18,11 @@ from typing import Annotated
 
 import typer
 
-from sandbox_agent.cli.app import app, err_console, fail
-from sandbox_agent.server.config import DEFAULT_HOST, DEFAULT_PORT
-from sandbox_agent.store import data_dir
+from sandbox_agent.cli.app import app, err_console, fail, group
+from sandbox_agent.cli.server import DEFAULT_HOST, DEFAULT_PORT, require_server_extra
+from sandbox_agent.paths import data_dir
 
-daemon_app = typer.Typer(help="Run the server in the background.", no_args_is_help=True)
+daemon_app = group("Run the server in the background.")
 app.add_typer(daemon_app, name="daemon")
 
 Host = Annotated[str, typer.Option("-H", "--host")]
@@ -99,6 +99,7 @@ def start(
 
     Give `-H` and `-p` to `daemon start` itself: its files and its health check use them.
     """
+    require_server_extra("sandbox-agent daemon start")
     extra = list(server_options or ())
     for option in extra:
         if option.split("=", 1)[0] in _OWN_OPTIONS:

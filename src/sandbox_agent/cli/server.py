@@ -2,27 +2,49 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sandbox_agent.cli.app import app, fail
 
-# The config module is light (no FastAPI): the option defaults come from it. The app, uvicorn
-# and the agents are imported by the command itself, so other commands start fast.
-from sandbox_agent.server.config import (
-    DEFAULT_HOST,
-    DEFAULT_MAX_ATTACHMENTS,
-    DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_MESSAGE_CHARS,
-    DEFAULT_PORT,
-    ServerConfig,
-    check_bind,
-)
+if TYPE_CHECKING:
+    from sandbox_agent.server.config import ServerConfig
+
+# The options' defaults, as ``sandbox_agent.server.config`` has them (a test checks they agree):
+# that module imports the replay engine, which ``--help`` must not pay for. The app, uvicorn and
+# the agents are imported by the command itself.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 2468
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_MESSAGE_CHARS = 1_000_000
+DEFAULT_MAX_ATTACHMENTS = 100
+
+#: What a backend that installed only the SDK lacks to run a server.
+SERVER_EXTRA = "pip install 'sandbox-agent[server]'"
+
+
+def require_server_extra(command: str) -> None:
+    """Exit 1 with the install line when the server's web stack (the ``server`` extra) is
+    missing."""
+    missing = [m for m in ("fastapi", "uvicorn") if _missing(m)]
+    if missing:
+        fail(
+            f"{command} needs the server's web stack ({' and '.join(missing)} not installed): "
+            f"{SERVER_EXTRA}"
+        )
+
+
+def _missing(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is None
+    except (ImportError, ValueError):  # a None in sys.modules: blocked on purpose
+        return True
 
 
 def serve(config: ServerConfig, log_level: str = "info") -> None:
@@ -144,6 +166,9 @@ def server_command(
     ] = "info",
 ) -> None:
     """Run the HTTP server (default 127.0.0.1:2468, SQLite store in the data dir)."""
+    require_server_extra("sandbox-agent server")
+    from sandbox_agent.server.config import ServerConfig, check_bind
+
     if token == "":
         token = None
     if (
