@@ -34,12 +34,12 @@ from sandbox_agent.agents.mock import MockAgent
 from sandbox_agent.agents.normaliser import Normaliser
 from sandbox_agent.agents.registry import (
     AGENT_IDS,
-    AgentSettings,
     create_adapter,
     is_installed,
     parse_agent_id,
     resolve_agent,
 )
+from sandbox_agent.agents.settings import AgentSettings
 from sandbox_agent.agents.turns import prompt_drafts, turn_ended_draft
 
 __all__ = [

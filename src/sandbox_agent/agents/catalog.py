@@ -1,11 +1,12 @@
 """The one agent table: an ``AgentSpec`` per agent, in ``SPECS``.
 
-A spec says everything the server knows about an agent before running it: how to make its
-adapter, its capabilities, modes and models (when nothing better is known), the agent and
-permission modes a session may ask for (``AgentSpec.normalise_modes``), the pinned npm package
-it installs from, the credential providers it reads, and whether it is built in (the mock:
-nothing to install). ``registry.py`` makes adapters and tells whether an agent is installed
-from it, ``install.py`` installs its package, ``credentials.py`` picks its credential.
+A spec says everything the server knows about an agent before running it: its capabilities,
+modes and models (when nothing better is known), the agent and permission modes a session may
+ask for (``AgentSpec.normalise_modes``), the pinned npm package it installs from, the credential
+providers it reads, and whether it is built in (the mock: nothing to install). The adapters read
+their capabilities, modes and models from it, so it imports no adapter; ``registry.py`` (above
+the adapters) holds what makes each agent's adapter and tells whether an agent is installed,
+``install.py`` installs its package, ``credentials.py`` picks its credential.
 
 Ids: ``claude``, ``codex``, ``opencode``, ``amp``, ``mock``, and ``acp:<name>`` for any Agent
 Client Protocol agent: ``acp:claude``, ``acp:codex`` and ``acp:opencode`` are in the table (pinned
@@ -19,31 +20,15 @@ claude's plan mode, opencode's reasoning and tool kinds...); keep them equal to 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from sandbox_agent.agents.base import (
-    AgentAdapter,
-    AgentCapabilities,
-    AgentMode,
-    AgentModel,
-    AgentModels,
-    EventSink,
-)
+from sandbox_agent.agents.base import AgentCapabilities, AgentMode, AgentModel, AgentModels
 from sandbox_agent.agents.errors import InvalidMode, ModeNotSupported, UnsupportedAgent
-from sandbox_agent.agents.mock import MOCK_CAPABILITIES
-
-if TYPE_CHECKING:
-    from sandbox_agent.agents.registry import AgentSettings
 
 ACP_PREFIX = "acp:"
 
 #: Every permission mode a session may name (v0.1); each agent takes some of them.
 PERMISSION_MODES: tuple[str, ...] = ("default", "plan", "bypass", "acceptEdits")
-
-#: Makes a new, unstarted adapter: (sink, settings, agent id) -> adapter.
-AdapterFactory = Callable[[EventSink, "AgentSettings", str], AgentAdapter]
 
 
 @dataclass(frozen=True)
@@ -63,8 +48,6 @@ class AgentSpec:
     """What the server knows of one agent before running it."""
 
     id: str
-    #: Makes its adapter (importing the adapter's module only then).
-    adapter: AdapterFactory = field(repr=False)
     capabilities: AgentCapabilities
     #: ``GET /v1/agents/{agent}/modes`` when the agent gives no live list.
     modes: tuple[AgentMode, ...]
@@ -105,43 +88,6 @@ class AgentSpec:
         return agent_mode, permission_mode
 
 
-# -- the adapters, imported when first made -------------------------------------------------
-def _mock(sink: EventSink, settings: AgentSettings, agent_id: str) -> AgentAdapter:
-    from sandbox_agent.agents.mock import MockAgent
-
-    return MockAgent(sink, delay=settings.mock_delay_ms / 1000)
-
-
-def _claude(sink: EventSink, settings: AgentSettings, agent_id: str) -> AgentAdapter:
-    from sandbox_agent.agents.claude import ClaudeAgent
-
-    return ClaudeAgent(sink, settings)
-
-
-def _codex(sink: EventSink, settings: AgentSettings, agent_id: str) -> AgentAdapter:
-    from sandbox_agent.agents.codex import CodexAgent
-
-    return CodexAgent(sink, settings)
-
-
-def _opencode(sink: EventSink, settings: AgentSettings, agent_id: str) -> AgentAdapter:
-    from sandbox_agent.agents.opencode import OpenCodeAgent
-
-    return OpenCodeAgent(sink, settings)
-
-
-def _amp(sink: EventSink, settings: AgentSettings, agent_id: str) -> AgentAdapter:
-    from sandbox_agent.agents.amp import AmpAgent
-
-    return AmpAgent(sink, settings)
-
-
-def _acp(sink: EventSink, settings: AgentSettings, agent_id: str) -> AgentAdapter:
-    from sandbox_agent.agents.acp import AcpAgent
-
-    return AcpAgent(sink, settings, agent_id)
-
-
 # -- the table --------------------------------------------------------------------------------
 _BUILD = AgentMode(id="build", name="Build", description="Default build mode")
 
@@ -164,7 +110,6 @@ def acp_spec(
     """The spec of an ACP agent (``acp:<name>``): modes are the agent's own (any name)."""
     return AgentSpec(
         id=agent_id,
-        adapter=_acp,
         capabilities=ACP_CAPABILITIES,
         modes=(_BUILD,),
         agent_modes=None,
@@ -177,7 +122,6 @@ def acp_spec(
 _SPECS: tuple[AgentSpec, ...] = (
     AgentSpec(
         id="claude",
-        adapter=_claude,
         capabilities=AgentCapabilities(
             plan_mode=True, permissions=True, questions=True, tool_calls=True,
             tool_results=True, text_messages=True, error_events=True, status=True,
@@ -203,7 +147,6 @@ _SPECS: tuple[AgentSpec, ...] = (
     ),
     AgentSpec(
         id="codex",
-        adapter=_codex,
         capabilities=AgentCapabilities(
             plan_mode=True, permissions=True, questions=True, tool_calls=True,
             tool_results=True, text_messages=True, images=True, file_attachments=True,
@@ -222,7 +165,6 @@ _SPECS: tuple[AgentSpec, ...] = (
     ),
     AgentSpec(
         id="opencode",
-        adapter=_opencode,
         capabilities=AgentCapabilities(
             plan_mode=True, permissions=True, questions=True, tool_calls=True,
             tool_results=True, text_messages=True, images=True, file_attachments=True,
@@ -244,7 +186,6 @@ _SPECS: tuple[AgentSpec, ...] = (
     ),
     AgentSpec(
         id="amp",
-        adapter=_amp,
         capabilities=AgentCapabilities(
             tool_calls=True, tool_results=True, text_messages=True, images=True,
             error_events=True, reasoning=True, mcp_tools=True,
@@ -260,8 +201,13 @@ _SPECS: tuple[AgentSpec, ...] = (
     ),
     AgentSpec(
         id="mock",
-        adapter=_mock,
-        capabilities=MOCK_CAPABILITIES,
+        capabilities=AgentCapabilities(
+            plan_mode=True, permissions=True, questions=True, tool_calls=True,
+            tool_results=True, text_messages=True, images=True, file_attachments=True,
+            session_lifecycle=True, error_events=True, reasoning=True, status=True,
+            command_execution=True, file_changes=True, mcp_tools=True, streaming_deltas=True,
+            item_started=True,
+        ),
         modes=(
             AgentMode(id="build", name="Build", description="Mock agent for UI testing"),
             AgentMode(id="plan", name="Plan", description="Plan-only mock mode"),

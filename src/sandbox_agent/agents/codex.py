@@ -82,7 +82,7 @@ from sandbox_agent.agents.errors import AgentError, AgentNotStarted, TurnInProgr
 from sandbox_agent.agents.mcp import McpLocalServer, McpServer
 from sandbox_agent.agents.native import NativeAgent
 from sandbox_agent.agents.process import agent_environment
-from sandbox_agent.agents.registry import AgentSettings
+from sandbox_agent.agents.settings import AgentSettings
 from sandbox_agent.events import (
     ErrorData,
     EventDraft,

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 
 from sandbox_agent.agents.base import (
     AgentAdapter,
-    AgentCapabilities,
     AgentMode,
     AgentModel,
     AgentModels,
@@ -43,6 +42,7 @@ from sandbox_agent.agents.base import (
     EventSink,
     PermissionReply,
 )
+from sandbox_agent.agents.catalog import CAPABILITIES
 from sandbox_agent.agents.errors import (
     AgentError,
     AgentNotStarted,
@@ -58,25 +58,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_DELAY = 0.2
 
-MOCK_CAPABILITIES = AgentCapabilities(
-    plan_mode=True,
-    permissions=True,
-    questions=True,
-    tool_calls=True,
-    tool_results=True,
-    text_messages=True,
-    images=True,
-    file_attachments=True,
-    session_lifecycle=True,
-    error_events=True,
-    reasoning=True,
-    status=True,
-    command_execution=True,
-    file_changes=True,
-    mcp_tools=True,
-    streaming_deltas=True,
-    item_started=True,
-)
+MOCK_CAPABILITIES = CAPABILITIES["mock"]
 
 _REQUESTS = ("permission.requested", "question.requested")
 

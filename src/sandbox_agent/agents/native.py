@@ -29,7 +29,7 @@ from sandbox_agent.agents.base import (
 from sandbox_agent.agents.errors import AgentError, AgentNotStarted, UnknownRequest
 from sandbox_agent.agents.hitl import AlwaysRules, permission_resolved, question_resolved
 from sandbox_agent.agents.process import agent_environment
-from sandbox_agent.agents.registry import AgentSettings
+from sandbox_agent.agents.settings import AgentSettings
 from sandbox_agent.events import EventDraft, PermissionData, QuestionData
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

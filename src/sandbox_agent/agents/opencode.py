@@ -76,7 +76,7 @@ from sandbox_agent.agents.opencode_server import (
     OpenCodeServer,
 )
 from sandbox_agent.agents.process import agent_environment
-from sandbox_agent.agents.registry import AgentSettings
+from sandbox_agent.agents.settings import AgentSettings
 from sandbox_agent.agents.turns import turn_ended_draft
 from sandbox_agent.events import (
     ErrorData,

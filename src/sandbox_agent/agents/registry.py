@@ -1,5 +1,10 @@
-"""Agent ids, the server-wide ``AgentSettings``, and what is made of the catalog with them: a
-session's adapter (``create_adapter``), whether an agent is installed (``is_installed``).
+"""Agent ids, and what is made of the catalog with ``AgentSettings``: a session's adapter
+(``create_adapter``), whether an agent is installed (``is_installed``).
+
+This module sits above the adapters: it holds each agent's adapter factory (``ADAPTERS``), which
+imports the adapter's module only when a first adapter is made (so that the CLI starts without
+them), and no adapter imports it. What the adapters need to know of their agent (capabilities,
+modes, models) is the catalog's; the settings they read are ``settings.py``'s.
 
 Ids: ``claude``, ``codex``, ``opencode``, ``amp``, ``mock``, and ``acp:<name>`` for any Agent
 Client Protocol agent. ``acp:claude``, ``acp:codex`` and ``acp:opencode`` are built in (pinned npm
@@ -11,21 +16,18 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
 
 from sandbox_agent.agents.base import AgentAdapter, EventSink
 from sandbox_agent.agents.catalog import ACP_PREFIX, AGENT_IDS, SPECS, AgentSpec, spec_of
 from sandbox_agent.agents.errors import UnsupportedAgent
-from sandbox_agent.agents.install import agents_dir, command_of
-from sandbox_agent.agents.mock import DEFAULT_DELAY
-from sandbox_agent.agents.shared import SharedServers
-from sandbox_agent.paths import data_dir
+from sandbox_agent.agents.settings import AgentSettings
 
 __all__ = [
     "ACP_PREFIX",
+    "ADAPTERS",
     "AGENT_IDS",
-    "AgentSettings",
+    "AdapterFactory",
     "create_adapter",
     "executable",
     "is_installed",
@@ -37,39 +39,56 @@ __all__ = [
 
 _ACP_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
+#: Makes a new, unstarted adapter: (sink, settings, agent id) -> adapter.
+AdapterFactory = Callable[[EventSink, AgentSettings, str], AgentAdapter]
 
-@dataclass(frozen=True)
-class AgentSettings:
-    """Server-wide settings the adapters read."""
 
-    #: Milliseconds the mock waits before each event (``--mock-delay-ms``).
-    mock_delay_ms: int = round(DEFAULT_DELAY * 1000)
-    #: Where agent CLIs are installed (None: ``install.agents_dir()``).
-    agents_dir: Path | None = None
-    #: Where agent stderr goes, one file per agent process (None: ``<data dir>/logs/agents``).
-    log_dir: Path | None = None
-    #: ACP agents configured by command line: name -> argv.
-    acp_commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    #: Environment added to every agent process (credentials; never logged).
-    extra_env: dict[str, str] = field(default_factory=dict, repr=False)
-    #: Install a missing agent when a session asks for it (``--auto-install``).
-    auto_install: bool = False
-    #: The shared agent servers (Codex app-server, OpenCode serve) of this server.
-    shared: SharedServers = field(default_factory=SharedServers, compare=False, repr=False)
+# -- the adapters, imported when first made -------------------------------------------------
+def _mock(sink: EventSink, settings: AgentSettings, agent_id: str) -> AgentAdapter:
+    from sandbox_agent.agents.mock import MockAgent
 
-    def logs(self) -> Path:
-        return self.log_dir or data_dir() / "logs" / "agents"
+    return MockAgent(sink, delay=settings.mock_delay_ms / 1000)
 
-    def installed_in(self) -> Path:
-        return self.agents_dir or agents_dir()
 
-    def command(self, agent_id: str) -> list[str] | None:
-        """The command line that starts ``agent_id``; None when it is not installed."""
-        if agent_id.startswith(ACP_PREFIX):
-            configured = self.acp_commands.get(agent_id.removeprefix(ACP_PREFIX))
-            if configured:
-                return list(configured)
-        return command_of(agent_id, self.installed_in())
+def _claude(sink: EventSink, settings: AgentSettings, agent_id: str) -> AgentAdapter:
+    from sandbox_agent.agents.claude import ClaudeAgent
+
+    return ClaudeAgent(sink, settings)
+
+
+def _codex(sink: EventSink, settings: AgentSettings, agent_id: str) -> AgentAdapter:
+    from sandbox_agent.agents.codex import CodexAgent
+
+    return CodexAgent(sink, settings)
+
+
+def _opencode(sink: EventSink, settings: AgentSettings, agent_id: str) -> AgentAdapter:
+    from sandbox_agent.agents.opencode import OpenCodeAgent
+
+    return OpenCodeAgent(sink, settings)
+
+
+def _amp(sink: EventSink, settings: AgentSettings, agent_id: str) -> AgentAdapter:
+    from sandbox_agent.agents.amp import AmpAgent
+
+    return AmpAgent(sink, settings)
+
+
+def _acp(sink: EventSink, settings: AgentSettings, agent_id: str) -> AgentAdapter:
+    from sandbox_agent.agents.acp import AcpAgent
+
+    return AcpAgent(sink, settings, agent_id)
+
+
+#: The adapter factory of each agent of ``AGENT_IDS``; every ``acp:<name>`` agent, built in or
+#: configured, is made by the ACP adapter.
+ADAPTERS: dict[str, AdapterFactory] = {
+    "claude": _claude,
+    "codex": _codex,
+    "opencode": _opencode,
+    "amp": _amp,
+    "mock": _mock,
+}
 
 
 def parse_acp_command(value: str) -> tuple[str, tuple[str, ...]]:
@@ -128,7 +147,8 @@ def create_adapter(
     """
     settings = settings or AgentSettings()
     spec = resolve_agent(agent_id, settings)
-    return spec.adapter(sink, settings, spec.id)
+    make = _acp if spec.id.startswith(ACP_PREFIX) else ADAPTERS[spec.id]
+    return make(sink, settings, spec.id)
 
 
 def executable(agent_id: str, settings: AgentSettings) -> str | None:
