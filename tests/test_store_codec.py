@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 
 from sandbox_agent.store.codec import (
-    _ROWS,
+    _events,
     decode_event,
     decode_positioned_rows,
     decode_rows,
@@ -69,7 +69,7 @@ def row_path_only(row: tuple[Any, ...]) -> bool:
 def test_a_page_accepts_and_builds_what_model_validation_does(row: tuple[Any, ...]) -> None:
     expected = per_row(row)
     try:
-        _ROWS.validate_python([row])
+        _events(["s"], *zip(row, strict=True))  # the page path alone, without its fallback
     except ValidationError:
         # Refused as a page: then only a row that validation refuses too, or a naive time,
         # which decode_rows hands to the row-by-row path.
@@ -122,3 +122,20 @@ def test_a_naive_time_from_a_database_library_is_taken_as_utc() -> None:
     row = (1, "e1", datetime(1, 1, 1), "x.future", "agent", False, None, "{}", None)
     (event,) = decode_rows("s", [row])
     assert event.time == datetime(1, 1, 1, tzinfo=UTC)
+
+
+def test_equal_instants_in_other_offsets_keep_each_its_own_offset() -> None:
+    utc = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    plus5 = utc.astimezone(timezone(timedelta(hours=5)))
+    rows = [(n, f"e{n}", t, "x", "agent", False, None, "{}", None) for n, t in [(1, utc), (2, plus5)]]
+    first, second = decode_rows("s", rows)
+    assert first.time.utcoffset() == timedelta(0)
+    assert second.time.utcoffset() == timedelta(hours=5)
+
+
+def test_rows_with_equal_payloads_get_payloads_of_their_own() -> None:
+    time = "2026-01-02T03:04:05.000006Z"
+    row = (1, "e1", time, "x", "agent", False, None, '{"a": []}', '{"b": []}')
+    first, second = decode_rows("s", [row, (2, "e2", *row[2:])])
+    assert first.time == second.time == datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    assert first.data is not second.data and first.raw is not second.raw

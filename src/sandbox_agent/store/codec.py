@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, Field, Json, TypeAdapter, ValidationError
@@ -63,25 +64,25 @@ def decode_event(
     )
 
 
-# A stored row, validated field by field with the types of ``UniversalEvent``'s fields (a test
-# holds the two to the same verdicts): a whole page is validated in one call into pydantic-core,
-# instead of one ``model_validate`` per row, which costs about twice as much.
-_ROW_TYPES = (
-    Annotated[int, Field(ge=1)],  # sequence
-    str,  # event_id
-    AwareDatetime,  # time
-    str,  # type (EventType | str accepts any string)
-    EventSource,  # source
-    bool,  # synthetic
-    str | None,  # native_session_id
-    Json[dict[str, Any]],  # data
-    Json[Any] | None,  # type: ignore[misc]  # raw
+# A page of rows is validated column by column in one call into pydantic-core, with the types of
+# ``UniversalEvent``'s fields (a test holds the two to the same verdicts): 1.5-1.8x cheaper than
+# one ``model_validate`` per row, and a time is parsed once per distinct text (the events of one
+# append share theirs). Figures: docs/performance.md, "Session 7: reads".
+_COLUMNS: TypeAdapter[tuple[list[Any], ...]] = TypeAdapter(
+    tuple[
+        list[Annotated[int, Field(ge=1)]],  # sequence
+        list[str],  # event_id
+        list[str],  # type (EventType | str accepts any string)
+        list[EventSource],  # source
+        list[bool],  # synthetic
+        list[str | None],  # native_session_id
+        list[Json[dict[str, Any]]],  # data
+        list[Json[Any] | None],  # raw: one value per row, never shared
+        list[AwareDatetime],  # the distinct times
+    ]
 )
-_ROWS: TypeAdapter[list[tuple[Any, ...]]] = TypeAdapter(list[tuple[_ROW_TYPES]])  # type: ignore[valid-type]
-# The global log's rows: (position, session_id, *row).
-_POSITIONED_ROWS: TypeAdapter[list[tuple[Any, ...]]] = TypeAdapter(
-    list[tuple[(int, str, *_ROW_TYPES)]]  # type: ignore[valid-type]
-)
+# The global log's rows add (position, session_id) in front.
+_POSITIONS: TypeAdapter[tuple[list[int], list[str]]] = TypeAdapter(tuple[list[int], list[str]])
 
 
 def decode_rows(session_id: str, rows: Sequence[Sequence[Any]]) -> list[UniversalEvent]:
@@ -90,12 +91,11 @@ def decode_rows(session_id: str, rows: Sequence[Sequence[Any]]) -> list[Universa
         return []
     with paused_gc():
         try:
-            values = _ROWS.validate_python(_tuples(rows))
+            return _events(repeat(session_id), *zip(*rows, strict=True))
         except ValidationError:
             # Row by row: a naive time from asyncpg is made UTC, and a bad row's error names
             # the event's field.
             return [decode_event(session_id, *row) for row in rows]
-        return [_event(session_id, *value) for value in values]
 
 
 def decode_positioned_rows(rows: Sequence[Sequence[Any]]) -> list[PositionedEvent]:
@@ -104,43 +104,71 @@ def decode_positioned_rows(rows: Sequence[Sequence[Any]]) -> list[PositionedEven
         return []
     with paused_gc():
         try:
-            values = _POSITIONED_ROWS.validate_python(_tuples(rows))
+            positions, session_ids, *columns = zip(*rows, strict=True)
+            valid_positions, valid_ids = _POSITIONS.validate_python((positions, session_ids))
+            return list(map(PositionedEvent, valid_positions, _events(valid_ids, *columns)))
         except ValidationError:
             return [PositionedEvent(row[0], decode_event(*row[1:])) for row in rows]
-        return [PositionedEvent(value[0], _event(*value[1:])) for value in values]
 
 
-def _tuples(rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
-    # pydantic takes tuples and lists as tuples, not the row types of every database library.
-    return rows if type(rows[0]) in (tuple, list) else [tuple(row) for row in rows]
-
-
-def _event(
-    session_id: str,
-    sequence: int,
-    event_id: str,
-    time: datetime,
-    type_: str,
-    source: str,
-    synthetic: bool,
-    native_session_id: str | None,
-    data: dict[str, Any],
-    raw: Any,
-) -> UniversalEvent:
-    return trusted_event(
-        {
-            "event_id": event_id,
-            "sequence": sequence,
-            "time": time,
-            "session_id": session_id,
-            "native_session_id": native_session_id,
-            "source": source,
-            "synthetic": synthetic,
-            "type": type_,
-            "data": data,
-            "raw": raw,
-        }
+def _events(
+    session_ids: Iterable[str],
+    sequences: Sequence[Any],
+    event_ids: Sequence[Any],
+    times: Sequence[Any],
+    *columns: Sequence[Any],
+) -> list[UniversalEvent]:
+    """The events of a page's columns, in ``StoredRow`` order after the session ids."""
+    distinct: Sequence[Any] = list(dict.fromkeys(times))
+    if not all(type(time) is str for time in distinct):
+        # Times from a database library, one per row: equal instants may differ in offset.
+        distinct, times = times, range(len(times))
+    (sequences, event_ids, types, sources, synthetics, natives, data, raws, parsed) = (
+        _COLUMNS.validate_python((sequences, event_ids, *columns, distinct))
     )
+    time_of: Mapping[Any, datetime] | Sequence[datetime] = (
+        parsed if isinstance(times, range) else dict(zip(distinct, parsed, strict=True))
+    )
+    return [
+        trusted_event(
+            {
+                "event_id": event_id,
+                "sequence": sequence,
+                "time": time_of[time],
+                "session_id": session_id,
+                "native_session_id": native,
+                "source": source,
+                "synthetic": synthetic,
+                "type": type_,
+                "data": payload,
+                "raw": raw,
+            }
+        )
+        for (
+            session_id,
+            sequence,
+            event_id,
+            time,
+            type_,
+            source,
+            synthetic,
+            native,
+            payload,
+            raw,
+        ) in zip(
+            session_ids,
+            sequences,
+            event_ids,
+            times,
+            types,
+            sources,
+            synthetics,
+            natives,
+            data,
+            raws,
+            strict=False,  # session_ids may be endless (one session's id repeated)
+        )
+    ]
 
 
 class _GcPause:
@@ -152,7 +180,8 @@ class _GcPause:
 @contextmanager
 def paused_gc() -> Iterator[None]:
     """Hold the cyclic garbage collector while many fresh objects are built (a page of events,
-    a large snapshot): the collections they set off would otherwise take a third of the time.
+    a large snapshot): the collections they set off would otherwise make a page's decode take
+    1.6-1.8x as long (``benchmarks/decode.py`` measures it in every run).
     Nests and works across threads; the collector comes back as it was."""
     with _GcPause.lock:
         if _GcPause.depth == 0:
