@@ -127,7 +127,9 @@ def test_a_naive_time_from_a_database_library_is_taken_as_utc() -> None:
 def test_equal_instants_in_other_offsets_keep_each_its_own_offset() -> None:
     utc = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     plus5 = utc.astimezone(timezone(timedelta(hours=5)))
-    rows = [(n, f"e{n}", t, "x", "agent", False, None, "{}", None) for n, t in [(1, utc), (2, plus5)]]
+    rows = [
+        (n, f"e{n}", t, "x", "agent", False, None, "{}", None) for n, t in [(1, utc), (2, plus5)]
+    ]
     first, second = decode_rows("s", rows)
     assert first.time.utcoffset() == timedelta(0)
     assert second.time.utcoffset() == timedelta(hours=5)
