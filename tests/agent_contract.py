@@ -18,8 +18,6 @@ from sandbox_agent.agents import (
     AgentSessionConfig,
     Attachment,
     EventSink,
-    Normaliser,
-    prompt_drafts,
     turn_ended_draft,
 )
 from sandbox_agent.events import (
@@ -32,6 +30,7 @@ from sandbox_agent.events import (
     parse_data,
     utc_now,
 )
+from sandbox_agent.sessions import Normaliser, prompt_drafts
 
 TERMINAL = ("turn.ended", "session.ended")
 V01_CAPABILITY_FLAGS = {

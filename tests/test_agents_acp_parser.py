@@ -20,17 +20,12 @@ from typing import Any
 
 import pytest
 
-from sandbox_agent.agents import (
-    AgentError,
-    AgentSessionConfig,
-    AgentSettings,
-    Normaliser,
-    prompt_drafts,
-)
+from sandbox_agent.agents import AgentError, AgentSessionConfig, AgentSettings
 from sandbox_agent.agents.acp import AcpAgent
 from sandbox_agent.agents.acp_mapping import AcpMapper
 from sandbox_agent.events import EventDraft, UniversalEvent, new_event_id, utc_now
 from sandbox_agent.replay import replay
+from sandbox_agent.sessions import Normaliser, prompt_drafts
 
 FIXTURES = Path(__file__).parent / "fixtures" / "agents"
 REPLAY_AGENT = FIXTURES / "acp_replay_agent.py"

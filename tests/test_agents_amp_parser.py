@@ -23,9 +23,7 @@ from sandbox_agent.agents import (
     AgentSettings,
     Attachment,
     EventSink,
-    Normaliser,
     UnknownRequest,
-    prompt_drafts,
 )
 from sandbox_agent.agents.amp import AmpAgent
 from sandbox_agent.agents.amp_mapping import AmpStreamMapper
@@ -33,6 +31,7 @@ from sandbox_agent.agents.errors import AgentError
 from sandbox_agent.agents.native import AgentNotInstalled
 from sandbox_agent.events import EventDraft, SessionStartedData, UniversalEvent
 from sandbox_agent.replay import replay
+from sandbox_agent.sessions import Normaliser, prompt_drafts
 
 from agent_contract import AgentContract, SessionHarness, number, stream_violations
 

@@ -26,8 +26,6 @@ from sandbox_agent.agents import (
     AgentSessionConfig,
     AgentSettings,
     Attachment,
-    Normaliser,
-    prompt_drafts,
     turn_ended_draft,
 )
 from sandbox_agent.agents import claude as claude_module
@@ -44,6 +42,7 @@ from sandbox_agent.agents.hitl import permission_resolved, question_resolved
 from sandbox_agent.agents.mcp import parse_mcp_servers
 from sandbox_agent.events import EventDraft, SessionStartedData, UniversalEvent
 from sandbox_agent.replay import replay
+from sandbox_agent.sessions import Normaliser, prompt_drafts
 
 from agent_contract import SessionHarness, number, stream_violations
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from sandbox_agent.agents import AgentSessionConfig, AgentSettings, Normaliser, prompt_drafts
+from sandbox_agent.agents import AgentSessionConfig, AgentSettings
 from sandbox_agent.agents.codex import PLAN_PREFIX, CodexAgent, mcp_servers
 from sandbox_agent.agents.codex_mapping import CodexMapper, is_ignored
 from sandbox_agent.agents.codex_server import (
@@ -31,12 +31,13 @@ from sandbox_agent.agents.codex_server import (
     CodexRpcError,
     thread_of,
 )
+from sandbox_agent.agents.drafts import turn_ended_draft
 from sandbox_agent.agents.errors import InvalidMcpConfig
 from sandbox_agent.agents.mcp import parse_mcp_servers
 from sandbox_agent.agents.shared import SharedServers
-from sandbox_agent.agents.turns import turn_ended_draft
 from sandbox_agent.events import EventDraft, UniversalEvent, utc_now
 from sandbox_agent.replay import replay
+from sandbox_agent.sessions import Normaliser, prompt_drafts
 
 FIXTURES = Path(__file__).parent / "fixtures" / "agents"
 TRANSCRIPTS = ["approval", "decline", "resume", "escalate", "interrupt"]

@@ -21,11 +21,11 @@ from sandbox_agent.agents import (
     UnsupportedAgent,
     create_adapter,
     parse_agent_id,
-    prompt_drafts,
 )
 from sandbox_agent.agents.mock_script import MARKDOWN_CHUNKS
 from sandbox_agent.events import EventDraft, UniversalEvent
 from sandbox_agent.replay import replay
+from sandbox_agent.sessions import prompt_drafts
 
 from agent_contract import AgentContract, SessionHarness, stream_violations, summary
 from mock_commands import BASH, COMMANDS, END, TWO_PERMISSIONS, TWO_QUESTIONS, message, opening

@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 
 from sandbox_agent.agents import AgentSessionConfig, AgentSettings, PermissionReply
+from sandbox_agent.agents.drafts import turn_ended_draft
 from sandbox_agent.agents.opencode import OpenCodeAgent, _Turn, parse_models, prompt_parts
 from sandbox_agent.agents.opencode_mapping import IGNORED_EVENTS, OpenCodeMapper, session_of
 from sandbox_agent.agents.opencode_server import IGNORED_GLOBAL
-from sandbox_agent.agents.turns import turn_ended_draft
 from sandbox_agent.events import PermissionData, QuestionData
 from sandbox_agent.replay import replay
+from sandbox_agent.sessions import prompt_drafts
 
 from agent_contract import SessionHarness, stream_violations
 
@@ -135,8 +136,6 @@ async def _wait_aborting(adapter: OfflineOpenCode) -> None:
 
 
 def _prompt(harness: SessionHarness) -> list[Any]:
-    from sandbox_agent.agents import prompt_drafts
-
     return prompt_drafts("prompt", item_id=harness.normaliser.new_item_id())
 
 

@@ -28,7 +28,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 def one_by_one(events: list[UniversalEvent]) -> SessionState:
     state = SessionState()
     for event in events:
-        state = state.apply(event)
+        state = replay([event], state=state)
     return state
 
 

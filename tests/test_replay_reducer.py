@@ -141,7 +141,7 @@ def test_replay_leaves_the_starting_state_unchanged() -> None:
     start = replay(s.events[:1])
     copy = start.model_copy(deep=True)
     replay(s.events[1:], state=start)
-    start.apply(s.events[1])
+    replay([s.events[1]], state=start)
     assert start == copy
 
 
@@ -274,6 +274,14 @@ def stream_question_resolved_twice() -> Stream:
     )
 
 
+def stream_queued_twice() -> Stream:
+    return _started().turn("t1").queued("q_1").queued("q_1")
+
+
+def stream_dequeued_unknown() -> Stream:
+    return _started().turn("t1").queued("q_1").dequeued("q_2", "cancelled")
+
+
 ANOMALY_STREAMS: dict[str, tuple[Callable[[], Stream], list[tuple[int, str]]]] = {
     "sequence_gap": (stream_gap, [(5, "sequence_gap")]),
     "sequence_repeat": (stream_repeat, [(2, "sequence_repeat")]),
@@ -314,7 +322,25 @@ ANOMALY_STREAMS: dict[str, tuple[Callable[[], Stream], list[tuple[int, str]]]] =
     "question_requested_twice": (stream_question_twice, [(3, "question_requested_twice")]),
     "resolved_unknown_question": (stream_question_unknown, [(2, "resolved_unknown_question")]),
     "question_resolved_twice": (stream_question_resolved_twice, [(4, "question_resolved_twice")]),
+    "prompt_queued_twice": (stream_queued_twice, [(4, "prompt_queued_twice")]),
+    "dequeued_unknown_prompt": (stream_dequeued_unknown, [(4, "dequeued_unknown_prompt")]),
 }
+
+
+def test_the_queue_holds_the_prompts_waiting_in_order_until_they_leave_it() -> None:
+    s = _started().turn("t1").queued("q_1", "one").queued("q_2", "two").queued("q_3", "three")
+    waiting = replay(s.events)
+    assert [(p.queue_id, p.message, p.queued_sequence) for p in waiting.queued] == [
+        ("q_1", "one", 3),
+        ("q_2", "two", 4),
+        ("q_3", "three", 5),
+    ]
+    assert waiting.queued_count == 3 and waiting.status == "running"
+    s.dequeued("q_2", "cancelled").turn_end("t1").dequeued("q_1", "started").turn("t2")
+    state = replay(s.events)
+    assert [p.queue_id for p in state.queued] == ["q_3"] and state.anomalies == []
+    # A snapshot keeps the queue.
+    assert SessionState.model_validate(state.to_json()).queued == state.queued
 
 
 @pytest.mark.parametrize("name", sorted(ANOMALY_STREAMS))

@@ -180,3 +180,37 @@ def test_the_sync_facade_tells_whether_a_turn_runs_and_waits_with_a_timeout(
             result = session.wait(timeout=10)
         assert result.end_reason == "completed" and not session.turn_running
         assert session.wait(timeout=5).end_reason == "completed"  # idle: the last turn
+
+
+async def test_a_prompt_sent_while_a_turn_runs_waits_for_its_own_turn(sdk: SandboxAgent) -> None:
+    session = await sdk.create_session(agent="mock")
+    first = await session.prompt("permission")
+    assert first.end_reason is None  # waits for its two answers
+    await session.send("echo mine")  # what prompt() does first; then it waits, as here
+    assert session.queue_id == "q_1"
+    second = asyncio.ensure_future(session.wait())
+    assert [p["message"] for p in await session.queued()] == ["echo mine"]
+    for permission in (await session.state()).pending_permissions.values():
+        await session.reply_permission(permission.permission_id, "once")
+    result = await asyncio.wait_for(second, 10)
+    # Its own turn, not the end of the turn it waited for.
+    assert result.text == "mine" and result.end_reason == "completed"
+    assert [e.type for e in result.events][:1] == ["turn.started"]
+    assert session.queue_id is None and await session.queued() == []
+
+
+async def test_a_queued_prompt_cancelled_before_it_started_ends_cancelled(
+    sdk: SandboxAgent,
+) -> None:
+    session = await sdk.create_session(agent="mock")
+    first = await session.prompt("permission")
+    await session.send("echo never")
+    assert session.queue_id == "q_1"
+    await session.cancel_queued()
+    result = await asyncio.wait_for(session.wait(), 10)
+    assert result.end_reason == "cancelled" and result.text == ""
+    assert [(e.type, e.data["reason"]) for e in result.events] == [("prompt.dequeued", "cancelled")]
+    with pytest.raises(SandboxAgentError) as gone:
+        await session.cancel_queued("q_1")
+    assert gone.value.status == 404 and gone.value.name == "queued_prompt_not_found"
+    await _answer_all(session, first)

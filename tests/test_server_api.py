@@ -132,16 +132,22 @@ def test_creating_a_taken_id_is_409(client: httpx.Client, sid: str) -> None:
     )
 
 
-def test_a_second_message_during_a_turn_is_409(client: httpx.Client, sid: str) -> None:
-    # The single question keeps the mock's turn open until it is answered.
-    prompt = (
-        "Use the AskUserQuestion tool to ask exactly one yes/no question, then wait for a reply. "
-        "Do not answer yourself."
-    )
+# The single question keeps the mock's turn open until it is answered.
+QUESTION_PROMPT = (
+    "Use the AskUserQuestion tool to ask exactly one yes/no question, then wait for a reply. "
+    "Do not answer yourself."
+)
+
+
+def test_a_second_message_during_a_turn_with_if_idle_is_409(client: httpx.Client, sid: str) -> None:
+    prompt = QUESTION_PROMPT
     assert client.post(f"/v1/sessions/{sid}/messages", json={"message": prompt}).status_code == 204
     events = wait_for(client, sid, "question.requested")
-    second = client.post(f"/v1/sessions/{sid}/messages", json={"message": OK_PROMPT})
+    second = client.post(
+        f"/v1/sessions/{sid}/messages", json={"message": OK_PROMPT, "ifIdle": True}
+    )
     problem(second, 409, "turn_in_progress")
+    assert events_of(client, sid)[-1]["type"] == "question.requested"  # nothing recorded
     question = next(e for e in events if e["type"] == "question.requested")["data"]["question_id"]
     reply = client.post(
         f"/v1/sessions/{sid}/questions/{question}/reply", json={"answers": [["Yes"]]}
@@ -153,6 +159,76 @@ def test_a_second_message_during_a_turn_is_409(client: httpx.Client, sid: str) -
     )
     events = wait_for(client, sid, "turn.ended", after=events[-1]["sequence"] + 3)
     assert _types(events)[-1] == "turn.ended"
+
+
+def test_a_message_during_a_turn_is_queued_and_runs_after_it(
+    client: httpx.Client, sid: str
+) -> None:
+    url = f"/v1/sessions/{sid}/messages"
+    assert client.post(url, json={"message": QUESTION_PROMPT}).status_code == 204
+    events = wait_for(client, sid, "question.requested")
+    queued = client.post(url, json={"message": OK_PROMPT})
+    assert queued.status_code == 202
+    assert queued.json() == {"queued": True, "queueId": "q_1", "position": 1}
+    dropped = client.post(url, json={"message": "echo never"}).json()
+    assert dropped == {"queued": True, "queueId": "q_2", "position": 2}
+    listed = client.get(f"/v1/sessions/{sid}/queue").json()["prompts"]
+    assert [(p["queueId"], p["message"]) for p in listed] == [
+        ("q_1", OK_PROMPT),
+        ("q_2", "echo never"),
+    ]
+    assert client.delete(f"/v1/sessions/{sid}/queue/q_2").status_code == 204
+    problem(client.delete(f"/v1/sessions/{sid}/queue/q_2"), 404, "queued_prompt_not_found")
+    # The v0.1 client answers and sends its next prompt at once: it waits for its turn.
+    question = next(e for e in events if e["type"] == "question.requested")["data"]["question_id"]
+    reply = client.post(
+        f"/v1/sessions/{sid}/questions/{question}/reply", json={"answers": [["Yes"]]}
+    )
+    assert reply.status_code == 204
+
+    def two_turns() -> list[dict[str, Any]]:
+        found = events_of(client, sid)
+        return found if _types(found).count("turn.ended") == 2 else []
+
+    deadline = time.monotonic() + 10
+    while not (events := two_turns()):
+        assert time.monotonic() < deadline, _types(events_of(client, sid))
+        time.sleep(0.05)
+    types = _types(events)
+    at = types.index("prompt.dequeued", types.index("prompt.queued"))
+    assert events[at]["data"] == {"queue_id": "q_2", "reason": "cancelled"}
+    started = types.index("prompt.dequeued", at + 1)
+    assert events[started]["data"] == {"queue_id": "q_1", "reason": "started"}
+    assert types[started - 1 : started + 2] == ["turn.ended", "prompt.dequeued", "turn.started"]
+    assert client.get(f"/v1/sessions/{sid}/queue").json() == {"prompts": []}
+
+
+def test_a_streamed_message_during_a_turn_streams_its_own_turn(
+    client: httpx.Client, sid: str
+) -> None:
+    url = f"/v1/sessions/{sid}/messages"
+    assert client.post(url, json={"message": QUESTION_PROMPT}).status_code == 204
+    events = wait_for(client, sid, "question.requested")
+    question = next(e for e in events if e["type"] == "question.requested")["data"]["question_id"]
+    answered = False
+    streamed: list[dict[str, Any]] = []
+    with client.stream("POST", f"{url}/stream", json={"message": OK_PROMPT}) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            streamed.append(json.loads(line[6:]))
+            if streamed[-1]["type"] == "prompt.queued" and not answered:
+                answered = True
+                reply = client.post(
+                    f"/v1/sessions/{sid}/questions/{question}/reply", json={"answers": [["Yes"]]}
+                )
+                assert reply.status_code == 204
+    types = _types(streamed)
+    # Through the turn it waited for, to the end of its own (not the first turn.ended).
+    assert types[0] == "prompt.queued"
+    assert types.count("turn.ended") == 2 and types[-1] == "turn.ended"
+    assert "prompt.dequeued" in types
 
 
 def test_messages_stream_ends_after_the_turn(client: httpx.Client, sid: str) -> None:

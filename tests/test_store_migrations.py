@@ -13,9 +13,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 from sandbox_agent.store import StoreConfigError, open_store
-from sandbox_agent.store.migrate import database_status, head_revision
-from sandbox_agent.store.sql import HEAD_REVISION, SqlDriver
+from sandbox_agent.store.migrate import HEAD_REVISION, head_revision
+from sandbox_agent.store.sql import SqlDriver
 from sandbox_agent.store.tables import tables_for
+from sandbox_agent.store.url import database_status
 from sandbox_agent.testing.databases import driver_params
 
 sql_drivers = pytest.mark.parametrize(

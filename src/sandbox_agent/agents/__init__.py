@@ -1,9 +1,9 @@
 """Agent adapters: run an agent and turn what it says into event drafts (``spec/agents.md``).
 
-``base.AgentAdapter`` is the contract; ``normaliser.Normaliser`` is the step every draft passes
-before it is appended; ``turns`` holds what the session layer records around a turn.
-``catalog.AgentSpec`` is one row of the one agent table (``spec_of``); ``mcp.McpServer`` is a
-session's MCP server, parsed once.
+``base.AgentAdapter`` is the contract; ``catalog.AgentSpec`` is one row of the one agent table
+(``spec_of``); ``mcp.McpServer`` is a session's MCP server, parsed once; ``drafts`` holds the
+drafts adapters share with the session layer (``sandbox_agent.sessions``), which normalises and
+records what they emit.
 """
 
 from sandbox_agent.agents.base import (
@@ -18,6 +18,7 @@ from sandbox_agent.agents.base import (
     PermissionReply,
 )
 from sandbox_agent.agents.catalog import AgentSpec, spec_of
+from sandbox_agent.agents.drafts import turn_ended_draft
 from sandbox_agent.agents.errors import (
     AgentError,
     AgentNotStarted,
@@ -31,7 +32,6 @@ from sandbox_agent.agents.errors import (
 from sandbox_agent.agents.hitl import AlwaysRules, permission_resolved, question_resolved
 from sandbox_agent.agents.mcp import McpServer, parse_mcp_servers
 from sandbox_agent.agents.mock import MockAgent
-from sandbox_agent.agents.normaliser import Normaliser
 from sandbox_agent.agents.registry import (
     AGENT_IDS,
     create_adapter,
@@ -40,7 +40,6 @@ from sandbox_agent.agents.registry import (
     resolve_agent,
 )
 from sandbox_agent.agents.settings import AgentSettings
-from sandbox_agent.agents.turns import prompt_drafts, turn_ended_draft
 
 __all__ = [
     "AGENT_IDS",
@@ -62,7 +61,6 @@ __all__ = [
     "McpServer",
     "MockAgent",
     "ModeNotSupported",
-    "Normaliser",
     "PermissionReply",
     "TurnInProgress",
     "UnknownRequest",
@@ -72,7 +70,6 @@ __all__ = [
     "parse_agent_id",
     "parse_mcp_servers",
     "permission_resolved",
-    "prompt_drafts",
     "question_resolved",
     "resolve_agent",
     "spec_of",

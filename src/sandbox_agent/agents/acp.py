@@ -68,7 +68,6 @@ from typing import Any
 from acp.connection import Connection
 from acp.exceptions import RequestError
 
-from sandbox_agent import __version__
 from sandbox_agent.agents.acp_mapping import AcpMapper, new_native_id, unparsed
 from sandbox_agent.agents.base import (
     AgentMode,
@@ -80,12 +79,12 @@ from sandbox_agent.agents.base import (
     PermissionReply,
 )
 from sandbox_agent.agents.catalog import ACP_CAPABILITIES
+from sandbox_agent.agents.drafts import turn_ended_draft
 from sandbox_agent.agents.errors import AgentError, AgentNotStarted, TurnInProgress, UnknownRequest
 from sandbox_agent.agents.mcp import McpLocalServer, McpServer
 from sandbox_agent.agents.native import NativeAgent
 from sandbox_agent.agents.process import AgentProcess
 from sandbox_agent.agents.settings import AgentSettings
-from sandbox_agent.agents.turns import turn_ended_draft
 from sandbox_agent.events import (
     ErrorData,
     EventDraft,
@@ -94,6 +93,7 @@ from sandbox_agent.events import (
     StderrOutput,
     TurnEndedData,
 )
+from sandbox_agent.version import __version__
 
 logger = logging.getLogger(__name__)
 

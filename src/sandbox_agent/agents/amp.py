@@ -54,11 +54,11 @@ from sandbox_agent.agents.base import (
     PermissionReply,
 )
 from sandbox_agent.agents.catalog import CAPABILITIES, models_of
+from sandbox_agent.agents.drafts import turn_ended_draft
 from sandbox_agent.agents.errors import AgentError, TurnInProgress, UnknownRequest
 from sandbox_agent.agents.native import NativeAgent
 from sandbox_agent.agents.process import AgentProcess
 from sandbox_agent.agents.settings import AgentSettings
-from sandbox_agent.agents.turns import turn_ended_draft
 from sandbox_agent.events import ErrorData, EventDraft, PermissionData
 
 logger = logging.getLogger(__name__)

@@ -6,16 +6,16 @@ that it hands to its *sink*, an async callable given at construction::
 
     EventSink = Callable[[Sequence[EventDraft]], Awaitable[None]]
 
-The sink is the session layer: it passes every batch through the ``Normaliser`` and appends the
-result to the store. An adapter never touches the store, never assigns sequences, event ids or
-times, and never decides what the client sees beyond its own mapping. When ``await sink(...)``
-returns, the drafts are stored; if it raises, they are not.
+The sink is the session layer (``sandbox_agent.sessions``): it passes every batch through its
+``Normaliser`` and appends the result to the store. An adapter never touches the store, never
+assigns sequences, event ids or times, and never decides what the client sees beyond its own
+mapping. When ``await sink(...)`` returns, the drafts are stored; if it raises, they are not.
 
-Who records what (the rest of the stream is the normaliser's, see ``normaliser.py``):
+Who records what (the rest of the stream is the normaliser's, ``sessions/normaliser.py``):
 
 - the session layer: ``session.started`` (after ``start()`` returns, so it can carry
   ``native_session_id``), ``session.resumed``; for each prompt ``turn.started`` and the user's
-  message item (source ``client``, see ``turns.prompt_drafts``), both stored *before* ``send()``
+  message item (source ``client``, see ``sessions/drafts.py``), both stored *before* ``send()``
   is called, which is what lets ``POST /messages`` answer 204; ``turn.ended {reason: cancelled}``
   after ``cancel()`` returns; ``session.ended {terminated}`` on terminate; and the resolution of
   requests left pending by an agent process that died with a server.

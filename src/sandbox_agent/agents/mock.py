@@ -43,6 +43,7 @@ from sandbox_agent.agents.base import (
     PermissionReply,
 )
 from sandbox_agent.agents.catalog import CAPABILITIES
+from sandbox_agent.agents.drafts import turn_ended_draft
 from sandbox_agent.agents.errors import (
     AgentError,
     AgentNotStarted,
@@ -51,7 +52,6 @@ from sandbox_agent.agents.errors import (
 )
 from sandbox_agent.agents.hitl import AlwaysRules, permission_resolved, question_resolved
 from sandbox_agent.agents.mock_script import script_for
-from sandbox_agent.agents.turns import turn_ended_draft
 from sandbox_agent.events import EventDraft, PermissionData, QuestionData
 
 logger = logging.getLogger(__name__)

@@ -63,6 +63,7 @@ from sandbox_agent.agents.base import (
     PermissionReply,
 )
 from sandbox_agent.agents.catalog import CAPABILITIES, MODES
+from sandbox_agent.agents.drafts import turn_ended_draft
 from sandbox_agent.agents.errors import AgentNotStarted, TurnInProgress
 from sandbox_agent.agents.hitl import permission_resolved
 from sandbox_agent.agents.mcp import McpLocalServer, McpServer
@@ -77,7 +78,6 @@ from sandbox_agent.agents.opencode_server import (
 )
 from sandbox_agent.agents.process import agent_environment
 from sandbox_agent.agents.settings import AgentSettings
-from sandbox_agent.agents.turns import turn_ended_draft
 from sandbox_agent.events import (
     ErrorData,
     EventDraft,

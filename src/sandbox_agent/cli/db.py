@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from sandbox_agent.cli.app import JsonOption, app, console, print_json, run
+from sandbox_agent.cli.app import JsonOption, app, console, group, print_json, run
 
-db_app = typer.Typer(help="Database schema migrations of a SQL store.", no_args_is_help=True)
+db_app = group("Database schema migrations of a SQL store.")
 app.add_typer(db_app, name="db")
 
 UrlArgument = Annotated[str, typer.Argument(help="Store URL (sqlite:///... or postgresql://...).")]
@@ -17,7 +17,7 @@ UrlArgument = Annotated[str, typer.Argument(help="Store URL (sqlite:///... or po
 @db_app.command("upgrade")
 def upgrade_command(url: UrlArgument, json_output: JsonOption = False) -> None:
     """Apply every pending migration (safe to run any number of times)."""
-    from sandbox_agent.store.migrate import database_status  # Alembic: only for this command
+    from sandbox_agent.store.url import database_status
 
     current, head = run(lambda: database_status(url, upgrade=True))
     if json_output:
@@ -29,7 +29,7 @@ def upgrade_command(url: UrlArgument, json_output: JsonOption = False) -> None:
 @db_app.command("current")
 def current_command(url: UrlArgument, json_output: JsonOption = False) -> None:
     """Show the database's revision and whether migrations are pending."""
-    from sandbox_agent.store.migrate import database_status
+    from sandbox_agent.store.url import database_status
 
     current, head = run(lambda: database_status(url, upgrade=False))
     if json_output:

@@ -103,6 +103,32 @@ class AgentUnparsedData(EventData):
     raw_hash: str | None = None
 
 
+class PromptAttachment(BaseModel):
+    """A file sent along with a prompt, as the client gave it."""
+
+    model_config = ConfigDict(extra="allow")
+    path: str
+    mime: str | None = None
+    filename: str | None = None
+
+
+class PromptQueuedData(EventData):
+    """A prompt that arrived while a turn ran: it starts, in order, when the turn ends."""
+
+    queue_id: str
+    message: str
+    attachments: list[PromptAttachment] = Field(default_factory=list)
+
+
+class PromptDequeuedData(EventData):
+    """A queued prompt leaves the queue: ``started`` (its ``turn.started`` follows at once),
+    ``cancelled`` (by the client, or by a cancel of the running turn) or ``session_ended``
+    (the session was terminated while it waited)."""
+
+    queue_id: str
+    reason: Literal["started", "cancelled", "session_ended"] | str
+
+
 class UnknownEventData(EventData):
     """The payload of an event type this version does not know; kept as it is."""
 
@@ -122,6 +148,8 @@ EVENT_DATA_MODELS: dict[str, type[EventData]] = {
     "question.resolved": QuestionData,
     "error": ErrorData,
     "agent.unparsed": AgentUnparsedData,
+    "prompt.queued": PromptQueuedData,
+    "prompt.dequeued": PromptDequeuedData,
 }
 
 EventType = Literal[
@@ -139,6 +167,8 @@ EventType = Literal[
     "question.resolved",
     "error",
     "agent.unparsed",
+    "prompt.queued",
+    "prompt.dequeued",
 ]
 
 KNOWN_EVENT_TYPES: frozenset[str] = frozenset(EVENT_DATA_MODELS)

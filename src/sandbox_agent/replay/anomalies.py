@@ -31,6 +31,8 @@ AnomalyKind = Literal[
     "question_requested_twice",
     "resolved_unknown_question",
     "question_resolved_twice",
+    "prompt_queued_twice",
+    "dequeued_unknown_prompt",
 ]
 
 #: kind -> (invariant number in events.md, what it means). 0: not a numbered invariant.
@@ -46,7 +48,7 @@ ANOMALY_KINDS: dict[AnomalyKind, tuple[int, str]] = {
     "item_started_twice": (3, "a second item.started for the same item"),
     "item_started_late": (3, "item.started after the item's deltas or completion"),
     "delta_before_start": (3, "item.delta for an item that has not started"),
-    "delta_after_completion": (5, "item.delta for an item already completed (ignored)"),
+    "delta_after_completion": (5, "item.delta for an item already completed (its text ignored)"),
     "user_item_with_delta": (6, "a user message item receives a delta"),
     "completed_without_start": (3, "item.completed for an item that never started"),
     "item_completed_twice": (3, "a second item.completed for the same item"),
@@ -61,4 +63,6 @@ ANOMALY_KINDS: dict[AnomalyKind, tuple[int, str]] = {
     "question_requested_twice": (8, "question.requested for an id already requested"),
     "resolved_unknown_question": (8, "question.resolved for an id never requested"),
     "question_resolved_twice": (8, "question.resolved for an id already resolved"),
+    "prompt_queued_twice": (0, "prompt.queued for a queue id already used"),
+    "dequeued_unknown_prompt": (0, "prompt.dequeued for a prompt that is not waiting"),
 }

@@ -21,6 +21,8 @@ from sandbox_agent.events import (
     AgentUnparsedData,
     ErrorData,
     PermissionData,
+    PromptDequeuedData,
+    PromptQueuedData,
     QuestionData,
     SessionEndedData,
     SessionResumedData,
@@ -39,6 +41,7 @@ from sandbox_agent.replay.state import (
     ItemState,
     PermissionState,
     QuestionState,
+    QueuedPrompt,
     ResumeInfo,
     SessionState,
     SessionStatus,
@@ -137,6 +140,8 @@ class Replayer:
             "question.resolved": self._question_resolved,
             "error": self._error,
             "agent.unparsed": self._unparsed,
+            "prompt.queued": self._prompt_queued,
+            "prompt.dequeued": self._prompt_dequeued,
         }
 
     # -- reading the result -----------------------------------------------------------------
@@ -387,6 +392,9 @@ class Replayer:
                 "delta_after_completion",
                 f"delta for item {item_id!r} completed at sequence {item.completed_sequence}",
             )
+            # Counted, not folded (the completion's text stands): the count says whether the
+            # item ever had a delta, which the session layer's normaliser reads back.
+            item.delta_count += 1
             return None
         elif item.role == "user" and item.delta_count == 0:
             self._anomaly(seq, "user_item_with_delta", f"user item {item_id!r} received a delta")
@@ -615,6 +623,39 @@ class Replayer:
         question.response = data.response
         question.resolved_sequence = seq
         s.resolved_questions[qid] = question
+
+    # -- the prompt queue -----------------------------------------------------------------
+    def _prompt_queued(self, event: UniversalEvent, seq: int) -> None:
+        data = self._parse(PromptQueuedData, event)
+        if data is None:
+            return
+        s = self._state
+        s.queued_count += 1
+        if any(prompt.queue_id == data.queue_id for prompt in s.queued):
+            self._anomaly(seq, "prompt_queued_twice", f"prompt {data.queue_id!r} already waits")
+            return
+        s.queued.append(
+            QueuedPrompt(
+                queue_id=data.queue_id,
+                message=data.message,
+                attachments=[
+                    a.model_dump(mode="json", exclude_none=True) for a in data.attachments
+                ],
+                queued_sequence=seq,
+            )
+        )
+
+    def _prompt_dequeued(self, event: UniversalEvent, seq: int) -> None:
+        data = self._parse(PromptDequeuedData, event)
+        if data is None:
+            return
+        s = self._state
+        waiting = [prompt for prompt in s.queued if prompt.queue_id != data.queue_id]
+        if len(waiting) == len(s.queued):
+            self._anomaly(
+                seq, "dequeued_unknown_prompt", f"prompt {data.queue_id!r} is not waiting"
+            )
+        s.queued = waiting
 
     # -- errors ---------------------------------------------------------------------------
     def _error(self, event: UniversalEvent, seq: int) -> None:

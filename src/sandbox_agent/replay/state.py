@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, computed_field
 
-from sandbox_agent.events import ContentPart, UniversalEvent
+from sandbox_agent.events import ContentPart
 from sandbox_agent.events.envelope import EventTime
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 #: Bumped whenever the reducer's rules or the state's shape change; snapshots of another version
 #: are ignored (and rebuilt).
-REDUCER_VERSION = 1
+REDUCER_VERSION = 2
 
 #: How many ``agent.unparsed`` entries the state keeps (the count covers all of them).
 UNPARSED_KEPT = 20
@@ -120,6 +120,16 @@ class QuestionState(BaseModel):
     resolved_sequence: int | None = None
 
 
+class QueuedPrompt(BaseModel):
+    """A prompt waiting for the running turn to end (``prompt.queued``)."""
+
+    queue_id: str
+    message: str
+    #: The attachments in their JSON form (``{path, mime?, filename?}``).
+    attachments: list[dict[str, Any]] = Field(default_factory=list)
+    queued_sequence: int
+
+
 class ErrorEntry(BaseModel):
     sequence: int
     time: EventTime | None = None
@@ -183,6 +193,10 @@ class SessionState(BaseModel):
     resolved_permissions: dict[str, PermissionState] = Field(default_factory=dict)
     pending_questions: dict[str, QuestionState] = Field(default_factory=dict)
     resolved_questions: dict[str, QuestionState] = Field(default_factory=dict)
+    #: Prompts waiting for the running turn to end, in the order they start.
+    queued: list[QueuedPrompt] = Field(default_factory=list)
+    #: How many prompts were ever queued (queue ids are ``q_<n>``, n counting from 1).
+    queued_count: int = 0
     errors: list[ErrorEntry] = Field(default_factory=list)
     unparsed_count: int = 0
     #: The newest ``UNPARSED_KEPT`` unparsed entries.
@@ -198,15 +212,6 @@ class SessionState(BaseModel):
 
     def item(self, item_id: str) -> ItemState | None:
         return next((item for item in self.items if item.item_id == item_id), None)
-
-    def apply(self, event: UniversalEvent, *, strict: bool = False) -> SessionState:
-        """The state after ``event``; ``self`` is left unchanged. Copies the state: to fold
-        many events use ``replay`` or a ``Replayer``."""
-        from sandbox_agent.replay.reducer import Replayer
-
-        replayer = Replayer(self, strict=strict)
-        replayer.apply(event)
-        return replayer.finish()
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form that snapshots store (without the items' derived ``text``)."""

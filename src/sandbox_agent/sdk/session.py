@@ -44,6 +44,8 @@ class TurnResult:
     items: list[ItemState]
     #: ``completed``, ``cancelled``, ``interrupted``, ``error``, ``session_ended``, or None
     #: while the turn waits for an answer (see ``pending_permissions`` / ``pending_questions``).
+    #: A queued prompt cancelled before it started ends ``cancelled`` (or ``session_ended``)
+    #: with only its ``prompt.dequeued`` event.
     end_reason: str | None
     pending_permissions: list[PermissionState] = field(default_factory=list)
     pending_questions: list[QuestionState] = field(default_factory=list)
@@ -72,6 +74,9 @@ class TurnResult:
             end_reason = str(last.data.get("reason") or "completed")
         elif last is not None and last.type == "session.ended":
             end_reason = "session_ended"
+        elif last is not None and last.type == "prompt.dequeued":
+            # A queued prompt that never started: ``cancelled`` or ``session_ended``.
+            end_reason = str(last.data.get("reason"))
         return cls(
             text=said[-1].text if said else "",
             items=items,
@@ -112,6 +117,8 @@ class Session:
         self._sync = 0
         #: A prompt of ours was accepted and ``wait`` has not followed its turn to the end.
         self._sent = False
+        #: The queue id of our prompt while it waits behind another turn (202 from the server).
+        self._queue_id: str | None = None
 
     def __repr__(self) -> str:
         return f"Session({self.id!r}, agent={self.record.agent!r})"
@@ -128,6 +135,13 @@ class Session:
         newest local event this handle saw (its mirror's, its reads'); no I/O."""
         return self._mirror.turn.open
 
+    @property
+    def queue_id(self) -> str | None:
+        """The server's queue id of this handle's last prompt while it may still wait behind
+        a running turn (the server answered 202); None once ``wait``/``prompt`` saw its turn
+        start, or when it started at once."""
+        return self._queue_id
+
     # -- prompts --------------------------------------------------------------------------
     async def send(
         self,
@@ -137,8 +151,9 @@ class Session:
         if_idle: bool = False,
     ) -> int:
         """Send a prompt (restoring the session first when the server lost it). Returns the
-        local sequence after which this turn's events are stored. With ``if_idle`` the server
-        refuses it (409 ``turn_in_progress``) while a turn runs, instead of queueing it."""
+        local sequence after which this turn's events are stored. While a turn runs the server
+        queues it (``queue_id`` is set; ``wait`` then follows its own turn, after the ones
+        before it); with ``if_idle`` the server refuses it instead (409 ``turn_in_progress``)."""
         async with self._control:
             info = await self._remote_info()
             message = f"{self._restore}\n\n{text}" if self._restore else text
@@ -147,7 +162,8 @@ class Session:
                 body["attachments"] = list(attachments)
             if if_idle:
                 body["ifIdle"] = True
-            await self._sdk.request("POST", f"/v1/sessions/{self.id}/messages", json=body)
+            answer = await self._sdk.request("POST", f"/v1/sessions/{self.id}/messages", json=body)
+            self._queue_id = str(answer.json()["queueId"]) if answer.status_code == 202 else None
             self._restore = None
             if not self._mirror.running:
                 # Re-read the mapping: another replica may have restored the session since.
@@ -208,6 +224,16 @@ class Session:
         events: list[UniversalEvent] = []
         sync = self._sync
         async for event in self._local_events(after):
+            if self._queue_id is not None:
+                # The turns before our queued prompt are not ours: skip to its dequeue.
+                if event.type != "prompt.dequeued" or event.data["queue_id"] != self._queue_id:
+                    continue
+                self._queue_id = None
+                if event.data["reason"] != "started":
+                    self._sent = False
+                    events.append(event)
+                    break
+                continue
             events.append(event)
             if event.type in _TURN_END:
                 self._sent = False
@@ -238,8 +264,24 @@ class Session:
         await self._mark_sync()
 
     async def cancel(self) -> None:
-        """Interrupt the running turn; it ends with ``reason: cancelled``."""
+        """Interrupt the running turn (it ends with ``reason: cancelled``) and cancel the
+        prompts queued behind it."""
         await self._sdk.request("POST", f"/v1/sessions/{self.id}/cancel")
+
+    async def queued(self) -> list[dict[str, Any]]:
+        """The prompts waiting behind the running turn, in the order they start
+        (``{queueId, message, attachments, sequence}``, as the server has them)."""
+        answer = await self._sdk.request_json("GET", f"/v1/sessions/{self.id}/queue")
+        return list(answer.get("prompts", []))
+
+    async def cancel_queued(self, queue_id: str | None = None) -> None:
+        """Take a waiting prompt out of the queue (default: this handle's last one); its
+        ``wait`` then ends ``cancelled``. ``SandboxAgentError`` 404 ``queued_prompt_not_found``
+        when it is not waiting any more."""
+        target = queue_id or self._queue_id
+        if target is None:
+            raise ValueError("no queued prompt of this session handle to cancel")
+        await self._sdk.request("DELETE", f"/v1/sessions/{self.id}/queue/{target}")
 
     async def terminate(self) -> None:
         """Stop the agent; the session ends (``session.ended {terminated, daemon}``)."""

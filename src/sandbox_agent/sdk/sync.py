@@ -48,11 +48,33 @@ class SessionSync:
         self.id = session.id
         self._loop = loop
 
-    def send(self, text: str, attachments: Sequence[dict[str, Any]] | None = None) -> int:
-        return self._loop.run(self.session.send(text, attachments))
+    def send(
+        self,
+        text: str,
+        attachments: Sequence[dict[str, Any]] | None = None,
+        *,
+        if_idle: bool = False,
+    ) -> int:
+        return self._loop.run(self.session.send(text, attachments, if_idle=if_idle))
 
-    def prompt(self, text: str, attachments: Sequence[dict[str, Any]] | None = None) -> TurnResult:
-        return self._loop.run(self.session.prompt(text, attachments))
+    def prompt(
+        self,
+        text: str,
+        attachments: Sequence[dict[str, Any]] | None = None,
+        *,
+        if_idle: bool = False,
+    ) -> TurnResult:
+        return self._loop.run(self.session.prompt(text, attachments, if_idle=if_idle))
+
+    @property
+    def queue_id(self) -> str | None:
+        return self.session.queue_id
+
+    def queued(self) -> list[dict[str, Any]]:
+        return self._loop.run(self.session.queued())
+
+    def cancel_queued(self, queue_id: str | None = None) -> None:
+        self._loop.run(self.session.cancel_queued(queue_id))
 
     @property
     def turn_running(self) -> bool:

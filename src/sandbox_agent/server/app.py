@@ -1,7 +1,7 @@
 """``create_app(config)``: the FastAPI app of the server.
 
 At start-up the app opens the store, loads every active session and closes what a previous
-server left open (``SessionManager.recover``); at shutdown it ends every SSE stream, stops every
+server left open (``SessionEngine.recover``); at shutdown it ends every SSE stream, stops every
 agent and closes the store. Middleware, outermost first: CORS when an origin is allowed (so
 preflights are answered before auth), token auth, the body limit.
 """
@@ -19,18 +19,18 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 from starlette.middleware.cors import CORSMiddleware
 
-from sandbox_agent import __version__
 from sandbox_agent.agents import AgentSettings
 from sandbox_agent.agents.credentials import agent_env, extract_all
+from sandbox_agent.api import HealthResponse
 from sandbox_agent.server.auth import TokenAuth
 from sandbox_agent.server.config import ServerConfig
 from sandbox_agent.server.errors import install_error_handlers
 from sandbox_agent.server.limits import BodyLimit
-from sandbox_agent.server.models import HealthResponse
 from sandbox_agent.server.responses import document_problems
 from sandbox_agent.server.routes import agents, events, hitl, sessions
-from sandbox_agent.server.sessions import SessionManager
+from sandbox_agent.sessions import SessionEngine
 from sandbox_agent.store import default_store_url, open_store
+from sandbox_agent.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -67,21 +67,21 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await open_store(config.store_url or default_store_url())
-        manager = SessionManager(
+        engine = SessionEngine(
             store,
             settings=await agent_settings(config),
             root=config.root,
             snapshot_every=config.snapshot_every,
         )
-        recovered = await manager.recover()
+        recovered = await engine.recover()
         if recovered:
             logger.info("resumed %d session(s) after a restart", len(recovered))
-        app.state.manager = manager
+        app.state.engine = engine
         try:
             yield
         finally:
             app.state.stopping.set()
-            await manager.shutdown()
+            await engine.shutdown()
             await store.close()
 
     app = FastAPI(

@@ -1,8 +1,9 @@
 """Errors as ``application/problem+json``: typed exceptions and the one place that renders them.
 
-Routes and the session manager raise ``ApiError`` (or let a store/agent error through); the
-handlers installed by ``install_error_handlers`` turn every error, including request validation
-failures, unknown routes and unexpected exceptions, into
+Routes raise ``ApiError`` for what is HTTP's own (bad input, limits) and let the domain errors of
+the session engine, the agents and the store through; ``as_api_error`` maps each of those to its
+problem, and the handlers installed by ``install_error_handlers`` turn every error, including
+request validation failures, unknown routes and unexpected exceptions, into
 ``{type: "urn:sandbox-agent:error:<name>", title, status, detail, ...extensions}``.
 """
 
@@ -17,8 +18,20 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
-from sandbox_agent.agents import AgentError, TurnInProgress, UnknownRequest, UnsupportedAgent
+from sandbox_agent.agents import AgentError, UnknownRequest, UnsupportedAgent
+from sandbox_agent.agents import TurnInProgress as AgentTurnInProgress
+from sandbox_agent.agents.errors import InvalidMcpConfig, InvalidMode, ModeNotSupported
 from sandbox_agent.replay import SequencePastEnd
+from sandbox_agent.sessions import (
+    AgentNotInstalled,
+    AgentProcessExited,
+    InstallFailed,
+    InvalidSessionRequest,
+    QueueFull,
+    RequestNotFound,
+    SessionError,
+    TurnInProgress,
+)
 from sandbox_agent.store import (
     InvalidCursor,
     SequenceConflict,
@@ -102,15 +115,6 @@ def token_invalid() -> ApiError:
     )
 
 
-def turn_in_progress(session_id: str) -> ApiError:
-    return ApiError(
-        "turn_in_progress",
-        409,
-        "a turn is still running in this session: wait for its turn.ended, or cancel it",
-        sessionId=session_id,
-    )
-
-
 def payload_too_large(limit: int) -> ApiError:
     return ApiError(
         "payload_too_large", 413, f"request body over the limit of {limit} bytes", limit=limit
@@ -118,12 +122,15 @@ def payload_too_large(limit: int) -> ApiError:
 
 
 def request_not_found(kind: str, request_id: str, session_id: str) -> ApiError:
+    """404 ``<kind>_not_found`` (permission, question, queued_prompt)."""
+    first, *rest = kind.split("_")
+    key = first + "".join(word.capitalize() for word in rest) + "Id"
     return ApiError(
         f"{kind}_not_found",
         404,
-        f"unknown {kind} id: {request_id}",
+        f"unknown {kind.replace('_', ' ')} id: {request_id}",
         sessionId=session_id,
-        details={f"{kind}Id": request_id},
+        details={key: request_id},
     )
 
 
@@ -134,10 +141,28 @@ def problem_response(error: ApiError, headers: dict[str, str] | None = None) -> 
 
 
 def as_api_error(exc: Exception) -> ApiError:
-    """The problem an exception of the store or the agents stands for."""
+    """The problem a domain error (of the engine, the agents or the store) stands for."""
     match exc:
         case ApiError():
             return exc
+        case InvalidSessionRequest():
+            return invalid_request(exc.reason, sessionId=exc.session_id)
+        case TurnInProgress():
+            return ApiError("turn_in_progress", 409, str(exc), sessionId=exc.session_id)
+        case QueueFull():
+            return ApiError("queue_full", 409, str(exc), sessionId=exc.session_id, limit=exc.limit)
+        case RequestNotFound():
+            return request_not_found(exc.kind, exc.request_id, exc.session_id)
+        case AgentNotInstalled():
+            return agent_not_installed(exc.agent)
+        case InstallFailed():
+            return install_failed(exc.agent, exc.reason)
+        case AgentProcessExited():
+            return ApiError("agent_process_exited", 500, str(exc), agent=exc.agent)
+        case ModeNotSupported():
+            return mode_not_supported(exc.agent, exc.mode)
+        case InvalidMode() | InvalidMcpConfig():
+            return invalid_request(str(exc))
         case SessionNotFound():
             return session_not_found(exc.session_id)
         case SessionExists():
@@ -150,7 +175,7 @@ def as_api_error(exc: Exception) -> ApiError:
             return invalid_request(str(exc))
         case UnsupportedAgent():
             return unsupported_agent(exc.agent_id, str(exc))
-        case TurnInProgress():
+        case AgentTurnInProgress():
             return ApiError("turn_in_progress", 409, str(exc))
         case UnknownRequest():
             return ApiError(f"{exc.kind}_not_found", 404, str(exc))
@@ -217,6 +242,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(error)
 
     app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(SessionError, on_api_error)
     app.add_exception_handler(StoreError, on_api_error)
     app.add_exception_handler(AgentError, on_api_error)
     app.add_exception_handler(SequencePastEnd, on_api_error)

@@ -11,16 +11,19 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-
-import sandbox_agent
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 
+#: The revision of the newest migration in ``migrations/`` (a test checks they agree).
+HEAD_REVISION = "0001"
+
+
 def script_location() -> Path:
     """The migration scripts: packaged in the wheel, or ``migrations/`` of a source checkout."""
-    package_dir = Path(sandbox_agent.__file__).resolve().parent
+    package_dir = Path(__file__).resolve().parents[1]
     for candidate in (package_dir / "_migrations", package_dir.parents[1] / "migrations"):
         if (candidate / "env.py").is_file():
             return candidate
@@ -64,7 +67,6 @@ def create_head_schema(connection: Connection) -> None:
     """The schema of ``HEAD_REVISION`` on an empty database, without Alembic: the tables of
     ``store/tables.py`` (what the migrations build), the seed row of ``positions``, and
     Alembic's version table holding the head revision."""
-    from sandbox_agent.store.sql import HEAD_REVISION
     from sandbox_agent.store.tables import Tables
 
     tables = Tables(connection.dialect.name)
@@ -88,15 +90,13 @@ def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-async def database_status(url: str, *, upgrade: bool) -> tuple[str | None, str]:
-    """(the database's revision, the head revision) of the store at ``url``; with
-    ``upgrade`` the pending migrations run first. Raises ``StoreConfigError`` for memory://,
-    which has no schema."""
-    from sandbox_agent.store.errors import StoreConfigError
-    from sandbox_agent.store.url import open_store
-
-    async with await open_store(url, migrate=upgrade) as store:
-        status = await store.driver.schema_status()
-        if status is None:
-            raise StoreConfigError(f"{url!r} has no database schema: migrations are for SQL stores")
-        return status
+async def stored_revision(conn: AsyncConnection) -> str | None:
+    """The revision in ``alembic_version``, read without importing Alembic (None if absent)."""
+    if conn.dialect.name == "sqlite":
+        probe = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+    else:
+        probe = "SELECT 1 WHERE to_regclass('alembic_version') IS NOT NULL"
+    if (await conn.exec_driver_sql(probe)).first() is None:
+        return None
+    row = (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).first()
+    return None if row is None else str(row[0])

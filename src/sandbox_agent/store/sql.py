@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sandbox_agent.store.driver import SnapshotRow, StorageDriver
 from sandbox_agent.store.errors import SessionExists, SessionNotFound, StoreError
+from sandbox_agent.store.migrate import HEAD_REVISION, run_upgrade, stored_revision
 from sandbox_agent.store.records import SessionRecord, SessionStatus
 from sandbox_agent.store.tables import Tables, tables_for
 
 #: The newest revision in ``migrations/versions`` (a test keeps the two equal).
-HEAD_REVISION = "0001"
 
 #: Execution option that makes the SQLite driver open a write (IMMEDIATE) transaction.
 WRITE = "sandbox_agent_write"
@@ -65,8 +65,6 @@ class SqlDriver(StorageDriver, abc.ABC):
         async with self._writing() as conn:
             await self._lock_migrations(conn)
             if await stored_revision(conn) != HEAD_REVISION:
-                from sandbox_agent.store.migrate import run_upgrade
-
                 await conn.run_sync(run_upgrade)
 
     async def _lock_migrations(self, conn: AsyncConnection) -> None:
@@ -237,15 +235,3 @@ def database_errors(where: str) -> Iterator[None]:
             else ""
         )
         raise StoreError(f"{where}: {cause}{hint}") from exc
-
-
-async def stored_revision(conn: AsyncConnection) -> str | None:
-    """The revision in ``alembic_version``, read without importing Alembic (None if absent)."""
-    if conn.dialect.name == "sqlite":
-        probe = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
-    else:
-        probe = "SELECT 1 WHERE to_regclass('alembic_version') IS NOT NULL"
-    if (await conn.exec_driver_sql(probe)).first() is None:
-        return None
-    row = (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).first()
-    return None if row is None else str(row[0])

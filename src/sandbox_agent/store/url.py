@@ -81,3 +81,14 @@ def no_more_options(options: dict[str, Any], url: str) -> dict[str, Any]:
     if options:
         raise StoreConfigError(f"unknown store option(s) {sorted(options)} for {url!r}")
     return {}
+
+
+async def database_status(url: str, *, upgrade: bool) -> tuple[str | None, str]:
+    """(the database's revision, the head revision) of the store at ``url``; with
+    ``upgrade`` the pending migrations run first. Raises ``StoreConfigError`` for memory://,
+    which has no schema."""
+    async with await open_store(url, migrate=upgrade) as store:
+        status = await store.driver.schema_status()
+        if status is None:
+            raise StoreConfigError(f"{url!r} has no database schema: migrations are for SQL stores")
+        return status

@@ -62,6 +62,19 @@ class Stream:
         self.add("turn.ended", {"phase": "ended", "turn_id": turn_id, "reason": reason})
         return self
 
+    def queued(self, queue_id: str = "q_1", message: str = "next") -> Stream:
+        """A prompt queued behind the running turn."""
+        self.add(
+            "prompt.queued",
+            {"queue_id": queue_id, "message": message, "attachments": []},
+            source="client",
+        )
+        return self
+
+    def dequeued(self, queue_id: str = "q_1", reason: str = "started") -> Stream:
+        self.add("prompt.dequeued", {"queue_id": queue_id, "reason": reason}, source="daemon")
+        return self
+
     def item_start(
         self, item_id: str, role: str = "assistant", kind: str = "message", **kw: Any
     ) -> Stream:

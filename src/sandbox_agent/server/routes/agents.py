@@ -37,15 +37,15 @@ from sandbox_agent.agents.registry import (
     known_acp_agents,
     resolve_agent,
 )
-from sandbox_agent.server.errors import install_failed, unsupported_agent
-from sandbox_agent.server.models import (
+from sandbox_agent.api import (
     AgentInfo,
     AgentListResponse,
     AgentModesResponse,
     InstallAgentRequest,
     ServerStatus,
 )
-from sandbox_agent.server.routes.deps import Manager
+from sandbox_agent.server.errors import install_failed, unsupported_agent
+from sandbox_agent.server.routes.deps import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -171,13 +171,13 @@ async def agent_info(agent: str, settings: AgentSettings, found: Credentials) ->
 
 
 @router.get("", response_model=AgentListResponse, response_model_exclude_none=True)
-async def list_agents(manager: Manager) -> AgentListResponse:
+async def list_agents(engine: Engine) -> AgentListResponse:
     """Every agent this server knows, with its install status, version, path and capabilities.
 
     ``credentialsAvailable`` reflects the API keys and tokens found in the server's environment
     and in the agents' own credential files; agents configured otherwise (a ``CODEX_HOME``
     provider, an ``opencode.json`` with keys) may work without any."""
-    settings = manager.settings
+    settings = engine.settings
     found = await asyncio.to_thread(extract_all)
     infos = [agent_info(a, settings, found) for a in all_agents(settings)]
     return AgentListResponse(agents=list(await asyncio.gather(*infos)))
@@ -185,21 +185,21 @@ async def list_agents(manager: Manager) -> AgentListResponse:
 
 @router.post("/{agent}/install", status_code=204)
 async def install_agent(
-    agent: str, manager: Manager, body: InstallAgentRequest | None = None
+    agent: str, engine: Engine, body: InstallAgentRequest | None = None
 ) -> Response:
     """Install the agent's pinned npm package into the agents dir (a no-op when that version is
     there already, unless ``reinstall``). 500 ``install_failed`` when npm fails."""
-    agent = _agent(agent, manager.settings)
+    agent = _agent(agent, engine.settings)
     if agent == "mock":
         return Response(status_code=204)
     if package_of(agent) is None:
         # Configured by --acp-agent: nothing to install, but say if the command is missing.
-        if not is_installed(agent, manager.settings):
+        if not is_installed(agent, engine.settings):
             raise install_failed(
                 agent, "configured by --acp-agent; its command was not found, nothing to install"
             )
         return Response(status_code=204)
-    await manager.install(agent, reinstall=bool(body and body.reinstall))
+    await engine.install(agent, reinstall=bool(body and body.reinstall))
     return Response(status_code=204)
 
 
@@ -245,18 +245,18 @@ async def _ask_then_stop(
 
 
 @router.get("/{agent}/modes", response_model=AgentModesResponse)
-async def agent_modes(agent: str, manager: Manager) -> AgentModesResponse:
+async def agent_modes(agent: str, engine: Engine) -> AgentModesResponse:
     """The agent modes a session may ask for: the agent's own list when it is installed and
     answers, else the built-in one."""
-    agent = _agent(agent, manager.settings)
-    modes = await _lookup(agent, manager.settings, lambda a: a.modes()) or modes_of(agent)
+    agent = _agent(agent, engine.settings)
+    modes = await _lookup(agent, engine.settings, lambda a: a.modes()) or modes_of(agent)
     return AgentModesResponse(modes=[m.model_dump(by_alias=True) for m in modes])
 
 
 @router.get("/{agent}/models", response_model=AgentModels, response_model_exclude_none=True)
-async def agent_models(agent: str, manager: Manager) -> AgentModels:
+async def agent_models(agent: str, engine: Engine) -> AgentModels:
     """The models a session may ask for: the agent's own list when it is installed and answers,
     else the built-in one (possibly empty)."""
-    agent = _agent(agent, manager.settings)
-    models = await _lookup(agent, manager.settings, lambda a: a.models())
+    agent = _agent(agent, engine.settings)
+    models = await _lookup(agent, engine.settings, lambda a: a.models())
     return models if models is not None and models.models else models_of(agent)

@@ -1,8 +1,8 @@
-"""What routes share: the manager and the store from the app, id and flag parameters.
+"""What routes share: the session engine and the config from the app, id and flag parameters.
 
 The dependencies are ``async def`` although they never wait: FastAPI runs a plain ``def``
 dependency in its thread pool, a thread hop per dependency per request. The hottest route
-(``POST .../messages``, once per prompt) takes the request and uses ``manager_of`` and
+(``POST .../messages``, once per prompt) takes the request and uses ``engine_of`` and
 ``config_of`` instead: each dependency costs FastAPI some work on every request."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 
+from sandbox_agent.api import ID_PATTERN
 from sandbox_agent.server.config import ServerConfig
-from sandbox_agent.server.models import ID_PATTERN
-from sandbox_agent.server.sessions import SessionManager
+from sandbox_agent.sessions import SessionEngine
 
 
-def manager_of(request: Request) -> SessionManager:
-    manager: SessionManager = request.app.state.manager
-    return manager
+def engine_of(request: Request) -> SessionEngine:
+    engine: SessionEngine = request.app.state.engine
+    return engine
 
 
 def config_of(request: Request) -> ServerConfig:
@@ -27,8 +27,8 @@ def config_of(request: Request) -> ServerConfig:
     return config
 
 
-async def get_manager(request: Request) -> SessionManager:
-    return manager_of(request)
+async def get_engine(request: Request) -> SessionEngine:
+    return engine_of(request)
 
 
 async def get_config(request: Request) -> ServerConfig:
@@ -40,7 +40,7 @@ async def get_stop(request: Request) -> asyncio.Event:
     return stop
 
 
-Manager = Annotated[SessionManager, Depends(get_manager)]
+Engine = Annotated[SessionEngine, Depends(get_engine)]
 Config = Annotated[ServerConfig, Depends(get_config)]
 Stopping = Annotated[asyncio.Event, Depends(get_stop)]
 SessionId = Annotated[

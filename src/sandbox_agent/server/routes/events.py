@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from sandbox_agent.server.models import EventsResponse
+from sandbox_agent.api import EventsResponse
 from sandbox_agent.server.responses import problems
-from sandbox_agent.server.routes.deps import Config, IncludeRaw, Manager, SessionId, Stopping
+from sandbox_agent.server.routes.deps import Config, Engine, IncludeRaw, SessionId, Stopping
 from sandbox_agent.server.sse import event_stream, resume_after, sse_response
 
 router = APIRouter(prefix="/v1/sessions", tags=["events"])
@@ -20,13 +20,13 @@ Offset = Annotated[int, Query(ge=0, description="The last sequence seen (exclusi
 @router.get("/{session_id}/events", response_model=EventsResponse, responses=problems(404))
 async def list_events(
     session_id: SessionId,
-    manager: Manager,
+    engine: Engine,
     include_raw: IncludeRaw,
     offset: Offset = 0,
     limit: Annotated[int | None, Query(ge=0, le=100_000)] = None,
 ) -> EventsResponse:
     """Stored events after ``offset``, at most ``limit``; ``hasMore`` when more are stored."""
-    store = manager.store
+    store = engine.store
     if limit == 0:
         has_more = await store.last_sequence(session_id) > offset
         return EventsResponse(events=[], has_more=has_more)
@@ -47,16 +47,16 @@ async def list_events(
 async def stream_events(
     session_id: SessionId,
     request: Request,
-    manager: Manager,
+    engine: Engine,
     config: Config,
     stopping: Stopping,
     include_raw: IncludeRaw,
     offset: Offset = 0,
 ) -> StreamingResponse:
     """Stored events after ``offset`` (or the ``Last-Event-ID`` header), then live ones."""
-    await manager.store.last_sequence(session_id)  # 404 before the stream starts
+    await engine.store.last_sequence(session_id)  # 404 before the stream starts
     stream = event_stream(
-        manager.store,
+        engine.store,
         session_id,
         resume_after(request, offset),
         include_raw=include_raw,

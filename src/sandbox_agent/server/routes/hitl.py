@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from sandbox_agent.server.models import PermissionReplyRequest, QuestionReplyRequest
+from sandbox_agent.api import PermissionReplyRequest, QuestionReplyRequest
 from sandbox_agent.server.responses import problems
-from sandbox_agent.server.routes.deps import Manager, RequestId, SessionId
+from sandbox_agent.server.routes.deps import Engine, RequestId, SessionId
 
 router = APIRouter(prefix="/v1/sessions", tags=["hitl"])
 
@@ -15,10 +15,10 @@ router = APIRouter(prefix="/v1/sessions", tags=["hitl"])
     "/{session_id}/permissions/{permission_id}/reply", status_code=204, responses=problems(404)
 )
 async def reply_permission(
-    session_id: SessionId, permission_id: RequestId, body: PermissionReplyRequest, manager: Manager
+    session_id: SessionId, permission_id: RequestId, body: PermissionReplyRequest, engine: Engine
 ) -> Response:
     """Answer ``once``, ``always`` or ``reject``; recorded once the agent accepted it."""
-    await (await manager.get(session_id)).reply_permission(permission_id, body.reply)
+    await (await engine.get(session_id)).reply_permission(permission_id, body.reply)
     return Response(status_code=204)
 
 
@@ -26,10 +26,10 @@ async def reply_permission(
     "/{session_id}/questions/{question_id}/reply", status_code=204, responses=problems(404)
 )
 async def reply_question(
-    session_id: SessionId, question_id: RequestId, body: QuestionReplyRequest, manager: Manager
+    session_id: SessionId, question_id: RequestId, body: QuestionReplyRequest, engine: Engine
 ) -> Response:
     """Answer with one list of chosen labels per question."""
-    await (await manager.get(session_id)).reply_question(question_id, body.answers)
+    await (await engine.get(session_id)).reply_question(question_id, body.answers)
     return Response(status_code=204)
 
 
@@ -37,7 +37,7 @@ async def reply_question(
     "/{session_id}/questions/{question_id}/reject", status_code=204, responses=problems(404)
 )
 async def reject_question(
-    session_id: SessionId, question_id: RequestId, manager: Manager
+    session_id: SessionId, question_id: RequestId, engine: Engine
 ) -> Response:
-    await (await manager.get(session_id)).reply_question(question_id, None)
+    await (await engine.get(session_id)).reply_question(question_id, None)
     return Response(status_code=204)

@@ -1,34 +1,42 @@
-"""``/v1/sessions``: list, create, get, delete, messages, cancel, terminate, state, transcript."""
+"""``/v1/sessions``: list, create, get, delete, messages and their queue, cancel, terminate,
+state, transcript."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
-from sandbox_agent.replay import SessionState, render_transcript, state_at
-from sandbox_agent.server.errors import invalid_request, session_not_found
-from sandbox_agent.server.models import (
+from sandbox_agent.api import (
+    Attachment,
     CreateSessionRequest,
     CreateSessionResponse,
-    MessageRequest,
+    PromptQueuedResponse,
+    QueuedPromptInfo,
+    QueueResponse,
     SessionInfo,
     SessionListResponse,
 )
+from sandbox_agent.events import UniversalEvent
+from sandbox_agent.replay import SessionState, render_transcript, state_at
+from sandbox_agent.server.errors import invalid_request, session_not_found
+from sandbox_agent.server.models import MessageRequest
 from sandbox_agent.server.responses import problems
 from sandbox_agent.server.routes.deps import (
     Config,
+    Engine,
     IncludeRaw,
-    Manager,
+    RequestId,
     SessionId,
     Stopping,
     config_of,
-    manager_of,
+    engine_of,
 )
-from sandbox_agent.server.sessions import SessionManager
 from sandbox_agent.server.sse import TERMINAL_TYPES, event_stream, sse_response
+from sandbox_agent.sessions import SessionConfig, SessionEngine
 from sandbox_agent.store import SessionRecord
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -38,8 +46,8 @@ def _ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
-def session_info(manager: SessionManager, record: SessionRecord) -> SessionInfo:
-    live = manager.loaded(record.id)
+def session_info(engine: SessionEngine, record: SessionRecord) -> SessionInfo:
+    live = engine.loaded(record.id)
     if live is not None:
         status: str = live.state.status
     else:
@@ -67,15 +75,15 @@ def session_info(manager: SessionManager, record: SessionRecord) -> SessionInfo:
 
 @router.get("", response_model=SessionListResponse, response_model_exclude_none=True)
 async def list_sessions(
-    manager: Manager,
+    engine: Engine,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> SessionListResponse:
     """Sessions, newest first; pass ``nextCursor`` back as ``cursor`` for the next page (an
     empty ``cursor`` is the first page)."""
-    page = await manager.store.list_sessions(limit=limit, cursor=cursor or None)
+    page = await engine.store.list_sessions(limit=limit, cursor=cursor or None)
     return SessionListResponse(
-        sessions=[session_info(manager, r) for r in page.items], next_cursor=page.next_cursor
+        sessions=[session_info(engine, r) for r in page.items], next_cursor=page.next_cursor
     )
 
 
@@ -86,10 +94,31 @@ async def list_sessions(
     responses=problems(404, 409),
 )
 async def create_session(
-    session_id: SessionId, body: CreateSessionRequest, manager: Manager
+    session_id: SessionId, body: CreateSessionRequest, engine: Engine
 ) -> CreateSessionResponse:
     """Create a session (409 if the id is taken) and start its agent."""
-    return await manager.create(session_id, body)
+    live = await engine.create(session_id, session_config(body))
+    adapter = live.adapter
+    return CreateSessionResponse(
+        healthy=True, native_session_id=adapter.native_session_id if adapter else None
+    )
+
+
+def session_config(body: CreateSessionRequest) -> SessionConfig:
+    continued = body.continue_from
+    return SessionConfig(
+        agent=body.agent,
+        agent_mode=body.agent_mode,
+        permission_mode=body.permission_mode,
+        model=body.model,
+        variant=body.variant,
+        agent_version=body.agent_version,
+        directory=body.directory,
+        title=body.title,
+        mcp=body.mcp,
+        skills=body.skills,
+        continue_from=continued.model_dump(by_alias=True) if continued is not None else None,
+    )
 
 
 @router.get(
@@ -98,18 +127,18 @@ async def create_session(
     response_model_exclude_none=True,
     responses=problems(404),
 )
-async def get_session(session_id: SessionId, manager: Manager) -> SessionInfo:
-    await manager.get(session_id)
-    record = await manager.store.get_session(session_id)
+async def get_session(session_id: SessionId, engine: Engine) -> SessionInfo:
+    await engine.get(session_id)
+    record = await engine.store.get_session(session_id)
     if record is None:
         raise session_not_found(session_id)
-    return session_info(manager, record)
+    return session_info(engine, record)
 
 
 @router.delete("/{session_id}", status_code=204, responses=problems(404))
-async def delete_session(session_id: SessionId, manager: Manager) -> Response:
+async def delete_session(session_id: SessionId, engine: Engine) -> Response:
     """Terminate the session if live, then delete it with its events."""
-    await manager.delete(session_id)
+    await engine.delete(session_id)
     return Response(status_code=204)
 
 
@@ -120,14 +149,25 @@ def _check_message(body: MessageRequest, config: Config) -> None:
         raise invalid_request(f"more than {config.max_attachments} attachments")
 
 
-@router.post("/{session_id}/messages", status_code=204, responses=problems(404, 409))
+@router.post(
+    "/{session_id}/messages",
+    status_code=204,
+    responses={
+        202: {"model": PromptQueuedResponse, "description": "Queued behind the running turn"},
+        **problems(404, 409),
+    },
+)
 async def send_message(session_id: SessionId, body: MessageRequest, request: Request) -> Response:
-    """Send a prompt: 204 once ``turn.started`` and the user item are stored; 409 while a turn
-    runs; 400 once the session was terminated."""
+    """Send a prompt: 204 once ``turn.started`` and the user item are stored. While a turn runs
+    the prompt is recorded and queued (202); with ``ifIdle`` it is refused (409) instead. 400
+    once the session was terminated."""
     _check_message(body, config_of(request))
-    live = await manager_of(request).get(session_id)
-    await live.send_message(body.message, body.attachments)
-    return Response(status_code=204)
+    live = await engine_of(request).get(session_id)
+    accepted = await live.send_message(body.message, body.attachments, if_idle=body.if_idle)
+    if accepted.queue_id is None:
+        return Response(status_code=204)
+    queued = PromptQueuedResponse(queue_id=accepted.queue_id, position=accepted.position)
+    return JSONResponse(queued.model_dump(by_alias=True), status_code=202)
 
 
 @router.post(
@@ -138,38 +178,84 @@ async def send_message(session_id: SessionId, body: MessageRequest, request: Req
 async def send_message_stream(
     session_id: SessionId,
     body: MessageRequest,
-    manager: Manager,
+    engine: Engine,
     config: Config,
     stopping: Stopping,
     include_raw: IncludeRaw,
 ) -> StreamingResponse:
-    """Send a prompt and stream this turn's events until the first terminal one."""
+    """Send a prompt and stream this turn's events until the first terminal one (for a queued
+    prompt: from its ``prompt.queued``, through the turns before it, to its own turn's end)."""
     _check_message(body, config)
-    live = await manager.get(session_id)
-    before = await live.send_message(body.message, body.attachments)
+    live = await engine.get(session_id)
+    accepted = await live.send_message(body.message, body.attachments, if_idle=body.if_idle)
     stream = event_stream(
-        manager.store,
+        engine.store,
         session_id,
-        before,
+        accepted.before,
         include_raw=include_raw,
         ping_seconds=config.sse_ping_seconds,
         stop=stopping,
-        until=lambda event: event.type in TERMINAL_TYPES,
+        until=_end_of_turn(accepted.queue_id),
     )
     return sse_response(stream)
 
 
+def _end_of_turn(queue_id: str | None) -> Callable[[UniversalEvent], bool]:
+    """Whether an event ends the stream of a prompt's turn; a queued prompt's turn begins at
+    its ``prompt.dequeued {started}`` (any other reason ends its stream there)."""
+    if queue_id is None:
+        return lambda event: event.type in TERMINAL_TYPES
+    started = False
+
+    def until(event: UniversalEvent) -> bool:
+        nonlocal started
+        if event.type == "prompt.dequeued" and event.data.get("queue_id") == queue_id:
+            started = event.data.get("reason") == "started"
+            return not started
+        return started and event.type in TERMINAL_TYPES
+
+    return until
+
+
+@router.get("/{session_id}/queue", response_model=QueueResponse, responses=problems(404))
+async def queued_prompts(session_id: SessionId, engine: Engine) -> QueueResponse:
+    """The prompts waiting for the running turn to end, in the order they start."""
+    state = await (await engine.get(session_id)).settled_state()
+    return QueueResponse(
+        prompts=[
+            QueuedPromptInfo(
+                queue_id=prompt.queue_id,
+                message=prompt.message,
+                attachments=[Attachment.model_validate(a) for a in prompt.attachments],
+                sequence=prompt.queued_sequence,
+            )
+            for prompt in state.queued
+        ]
+    )
+
+
+@router.delete("/{session_id}/queue/{queue_id}", status_code=204, responses=problems(404))
+async def cancel_queued_prompt(
+    session_id: SessionId, queue_id: RequestId, engine: Engine
+) -> Response:
+    """Take a waiting prompt out of the queue (``prompt.dequeued {cancelled}``); 404
+    ``queued_prompt_not_found`` when it is not waiting."""
+    await (await engine.get(session_id)).cancel_queued(queue_id)
+    return Response(status_code=204)
+
+
 @router.post("/{session_id}/cancel", status_code=204, responses=problems(404))
-async def cancel_turn(session_id: SessionId, manager: Manager) -> Response:
-    """Interrupt the running turn; it ends with ``reason: cancelled``."""
-    await (await manager.get(session_id)).cancel()
+async def cancel_turn(session_id: SessionId, engine: Engine) -> Response:
+    """Interrupt the running turn (it ends with ``reason: cancelled``) and cancel the prompts
+    queued behind it."""
+    await (await engine.get(session_id)).cancel()
     return Response(status_code=204)
 
 
 @router.post("/{session_id}/terminate", status_code=204, responses=problems(404))
-async def terminate_session(session_id: SessionId, manager: Manager) -> Response:
+async def terminate_session(session_id: SessionId, engine: Engine) -> Response:
     """Stop the session's agent and record ``session.ended {terminated, daemon}``."""
-    await (await manager.get(session_id)).terminate()
+    await (await engine.get(session_id)).terminate()
     return Response(status_code=204)
 
 
@@ -183,11 +269,11 @@ async def terminate_session(session_id: SessionId, manager: Manager) -> Response
 )
 async def session_state(
     session_id: SessionId,
-    manager: Manager,
+    engine: Engine,
     at: Annotated[int | None, Query(ge=0, description="Sequence (default: latest).")] = None,
 ) -> dict[str, object]:
     """The replayed ``SessionState`` after sequence ``at``."""
-    state = await _state_at(manager, session_id, at)
+    state = await _state_at(engine, session_id, at)
     return state.model_dump(mode="json")
 
 
@@ -201,21 +287,21 @@ async def session_state(
 )
 async def session_transcript(
     session_id: SessionId,
-    manager: Manager,
+    engine: Engine,
     format: Literal["markdown", "text", "json"] = "markdown",
 ) -> Response:
     """The session as Markdown, plain text or JSON."""
-    state = await _state_at(manager, session_id, None)
+    state = await _state_at(engine, session_id, None)
     text = render_transcript(state, format)
     media = {"markdown": "text/markdown", "text": "text/plain", "json": "application/json"}
     return Response(text, media_type=f"{media[format]}; charset=utf-8")
 
 
-async def _state_at(manager: SessionManager, session_id: str, at: int | None) -> SessionState:
+async def _state_at(engine: SessionEngine, session_id: str, at: int | None) -> SessionState:
     """The state after ``at``: the live session's own (the reducer fed with every append, so
     equal to a replay) when ``at`` is its latest, else replayed from the store."""
-    live = await manager.get(session_id)
+    live = await engine.get(session_id)
     state = await live.settled_state()
     if at is None or at == state.last_sequence:
         return state
-    return await state_at(manager.store, session_id, at)
+    return await state_at(engine.store, session_id, at)

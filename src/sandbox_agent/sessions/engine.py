@@ -1,4 +1,4 @@
-"""The session manager: finds, creates, recovers and removes the server's ``LiveSession``s.
+"""The session engine: finds, creates, recovers and removes ``LiveSession``s over one store.
 
 Every session of the store can be served: active ones are loaded at start-up (``recover``),
 others (ended ones) on first use. Sessions stay in memory once loaded; their state is the
@@ -9,65 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 from pathlib import Path
 
 from sandbox_agent.agents import (
     AgentSettings,
-    UnsupportedAgent,
     create_adapter,
-    parse_agent_id,
+    is_installed,
+    parse_mcp_servers,
+    resolve_agent,
 )
 from sandbox_agent.agents.catalog import models_of
 from sandbox_agent.agents.install import InstallError
 from sandbox_agent.agents.install import install as install_agent
 from sandbox_agent.events import EventDraft, SessionStartedData
-from sandbox_agent.server.errors import (
-    agent_not_installed,
-    install_failed,
-    invalid_request,
-    mode_not_supported,
-    session_already_exists,
-    session_not_found,
-    unsupported_agent,
-)
-from sandbox_agent.server.models import CreateSessionRequest, CreateSessionResponse
-from sandbox_agent.server.sessions.session import LiveSession
-from sandbox_agent.store import EventStore, SessionRecord
+from sandbox_agent.sessions.config import SessionConfig
+from sandbox_agent.sessions.errors import AgentNotInstalled, InstallFailed, InvalidSessionRequest
+from sandbox_agent.sessions.session import LiveSession
+from sandbox_agent.store import EventStore, SessionExists, SessionNotFound, SessionRecord
 
 logger = logging.getLogger(__name__)
 
-PERMISSION_MODES = ("default", "plan", "bypass", "acceptEdits")
 #: Seconds a session's creation waits for the agent's live model list.
 MODEL_LOOKUP_SECONDS = 10.0
-#: Agent modes each agent accepts (v0.1 normalisation); missing: any.
-AGENT_MODES: dict[str, tuple[str, ...]] = {
-    "mock": ("build", "plan"),
-    "claude": ("build", "plan"),
-    "codex": ("build", "plan"),
-    "amp": ("build",),
-}
-#: Permission modes each agent accepts after normalisation.
-AGENT_PERMISSION_MODES: dict[str, tuple[str, ...]] = {
-    "mock": ("default", "plan", "bypass"),
-    "claude": PERMISSION_MODES,
-    "codex": PERMISSION_MODES,
-    "amp": ("default", "bypass"),
-    "opencode": ("default", "bypass"),
-}
 
 
-def is_installed(agent: str, settings: AgentSettings) -> bool:
-    """Whether ``agent`` can run here (the mock always; others once their CLI is found, for an
-    ``--acp-agent`` command its first word)."""
-    if agent == "mock":
-        return True
-    command = settings.command(agent)
-    return command is not None and len(command) > 0 and shutil.which(command[0]) is not None
-
-
-class SessionManager:
-    """All sessions of one server, over one store."""
+class SessionEngine:
+    """All sessions of one server (or one embedding program), over one store."""
 
     def __init__(
         self,
@@ -86,7 +53,7 @@ class SessionManager:
         self._installing = asyncio.Lock()
 
     async def get(self, session_id: str) -> LiveSession:
-        """The session, loaded from the store if needed; 404 ``session_not_found``."""
+        """The session, loaded from the store if needed; ``SessionNotFound`` if none."""
         live = self._sessions.get(session_id)
         if live is not None:
             return live
@@ -95,7 +62,7 @@ class SessionManager:
             if live is None:
                 record = await self.store.get_session(session_id)
                 if record is None:
-                    raise session_not_found(session_id)
+                    raise SessionNotFound(session_id)
                 live = await self._load(record)
                 self._sessions[session_id] = live
             return live
@@ -112,46 +79,39 @@ class SessionManager:
             snapshot_every=self.snapshot_every,
         )
 
-    async def create(self, session_id: str, request: CreateSessionRequest) -> CreateSessionResponse:
-        """Create the session, start its agent and record ``session.started``."""
-        try:
-            agent = parse_agent_id(request.agent)
-        except UnsupportedAgent as exc:
-            raise unsupported_agent(request.agent, str(exc)) from exc
+    async def create(self, session_id: str, config: SessionConfig) -> LiveSession:
+        """Create the session, start its agent and record ``session.started``. Raises
+        ``UnsupportedAgent``, ``InvalidMcpConfig``, ``SessionExists``, ``AgentNotInstalled``,
+        ``InstallFailed``, ``ModeNotSupported``, ``InvalidMode`` or ``InvalidSessionRequest``;
+        leaves nothing behind when it does."""
+        spec = resolve_agent(config.agent, self.settings)
+        agent = spec.id
+        parse_mcp_servers(config.mcp)  # InvalidMcpConfig before anything is stored
         if await self.store.get_session(session_id) is not None:
-            raise session_already_exists(session_id)
+            raise SessionExists(session_id)
         if not is_installed(agent, self.settings):
             if not self.settings.auto_install:
-                raise agent_not_installed(agent)
-            await self.install(agent, request.agent_version)
-        agent_mode, permission_mode = normalise_modes(agent, request)
-        model = request.model
+                raise AgentNotInstalled(agent)
+            await self.install(agent, config.agent_version)
+        agent_mode, permission_mode = spec.normalise_modes(
+            config.agent_mode, config.permission_mode
+        )
+        model = config.model
         if model is None:
             model = await self._default_model(agent)
-        directory = request.directory
+        directory = config.directory
         if directory is not None and not await asyncio.to_thread(Path(directory).is_dir):
-            raise invalid_request(f"directory does not exist: {directory}")
+            raise InvalidSessionRequest(f"directory does not exist: {directory}")
         record = SessionRecord(
             id=session_id,
             agent=agent,
             agent_mode=agent_mode,
             permission_mode=permission_mode,
             model=model,
-            variant=request.variant,
-            title=request.title,
+            variant=config.variant,
+            title=config.title,
             directory=directory,
-            init={
-                k: v
-                for k, v in {
-                    "mcp": request.mcp,
-                    "skills": request.skills,
-                    "agentVersion": request.agent_version,
-                    "continueFrom": request.continue_from.model_dump(by_alias=True)
-                    if request.continue_from is not None
-                    else None,
-                }.items()
-                if v is not None
-            },
+            init=config.init(),
         )
         async with self._loading:
             record = await self.store.create_session(record)
@@ -164,9 +124,9 @@ class SessionManager:
                 "agentMode": agent_mode,
                 "permissionMode": permission_mode,
                 "model": model,
-                "variant": request.variant,
+                "variant": config.variant,
                 "directory": directory,
-                "title": request.title,
+                "title": config.title,
             }
             started = EventDraft(
                 type="session.started",
@@ -178,15 +138,16 @@ class SessionManager:
             await live.append([started])
         except BaseException:
             self._sessions.pop(session_id, None)
-            await live.stop_agent()
+            await live.close()
             await self.store.delete_session(session_id)
             raise
-        return CreateSessionResponse(healthy=True, native_session_id=adapter.native_session_id)
+        return live
 
     async def delete(self, session_id: str) -> None:
         """Terminate the session if live, then remove it and its events."""
         live = await self.get(session_id)
         await live.terminate()
+        await live.close()
         self._sessions.pop(session_id, None)
         await self.store.delete_session(session_id)
 
@@ -223,7 +184,7 @@ class SessionManager:
         return models.default_model or models_of(agent).default_model
 
     async def install(self, agent: str, version: str | None = None, reinstall: bool = False) -> str:
-        """Install ``agent``'s CLI (one install at a time); 500 ``install_failed`` on failure."""
+        """Install ``agent``'s CLI (one install at a time); ``InstallFailed`` on failure."""
         async with self._installing:
             try:
                 return await install_agent(
@@ -233,39 +194,22 @@ class SessionManager:
                     directory=self.settings.installed_in(),
                 )
             except InstallError as exc:
-                raise install_failed(agent, exc.reason) from exc
+                raise InstallFailed(agent, exc.reason) from exc
             except OSError as exc:  # the agents dir cannot be created, npm cannot start
-                raise install_failed(agent, str(exc)) from exc
+                raise InstallFailed(agent, str(exc)) from exc
 
     async def shutdown(self) -> None:
         """Stop every agent (their sessions stay active: the next server resumes them), then
         the shared agent servers."""
         for live in list(self._sessions.values()):
             try:
-                await live.stop_agent()
+                await live.close()
             except Exception:
                 logger.exception("session %s: stopping its agent failed", live.id)
         try:
             await self.settings.shared.stop_all()
         except Exception:
             logger.exception("stopping the shared agent servers failed")
-
-
-def normalise_modes(agent: str, request: CreateSessionRequest) -> tuple[str, str]:
-    """(agentMode, permissionMode) as v0.1 normalises them; 400 on a bad value."""
-    agent_mode = request.agent_mode or "build"
-    allowed_modes = AGENT_MODES.get(agent)
-    if allowed_modes is not None and agent_mode not in allowed_modes:
-        raise mode_not_supported(agent, agent_mode)
-    permission_mode = request.permission_mode or "default"
-    if permission_mode not in PERMISSION_MODES:
-        raise invalid_request(f"invalid permission mode: {permission_mode}")
-    if permission_mode == "acceptEdits" and agent not in ("claude", "codex"):
-        permission_mode = "default"
-    allowed = AGENT_PERMISSION_MODES.get(agent, ("default",))
-    if permission_mode not in allowed:
-        raise mode_not_supported(agent, permission_mode)
-    return agent_mode, permission_mode
 
 
 async def _discard(drafts: object) -> None:

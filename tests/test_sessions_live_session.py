@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from sandbox_agent.agents import AgentSettings
 from sandbox_agent.events import EventDraft, UniversalEvent
-from sandbox_agent.server.sessions.session import LiveSession
+from sandbox_agent.sessions import LiveSession
 from sandbox_agent.store import EventStore, SessionRecord, open_store
 
 

@@ -1,4 +1,5 @@
-"""One session as the server runs it: its append pipeline, its live state, its agent.
+"""One session as the engine runs it: its append pipeline, its live state, its agent, and the
+prompts queued behind its running turn.
 
 The pipeline is the only way into the store: ``drafts -> Normaliser.normalise ->
 store.append(expected_sequence=<last seen>)``, for the adapter's drafts (the adapter's sink) and
@@ -8,14 +9,19 @@ written every ``snapshot_every`` events.
 
 Control operations (a message, cancel, terminate, a HITL reply) take the session's control lock,
 so one turn is admitted at a time and a cancel never races a message. The adapter's background
-output only takes the append lock.
+output only takes the append lock. A prompt that arrives while a turn runs is stored as
+``prompt.queued``; the append that ends the turn starts a task (``_drain``) that starts the
+queued prompts in order, each after the turn before it. The queue is part of the reducer's
+state, so it survives a restart like everything else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox_agent.agents import (
@@ -23,17 +29,17 @@ from sandbox_agent.agents import (
     AgentSessionConfig,
     AgentSettings,
     Attachment,
-    Normaliser,
     PermissionReply,
     create_adapter,
-    prompt_drafts,
     turn_ended_draft,
 )
 from sandbox_agent.events import (
     ErrorData,
     EventDraft,
     PermissionData,
-    QuestionData,
+    PromptAttachment,
+    PromptDequeuedData,
+    PromptQueuedData,
     SessionEndedData,
     SessionResumedData,
     UniversalEvent,
@@ -48,27 +54,32 @@ from sandbox_agent.replay import (
     write_snapshot_if_due,
 )
 from sandbox_agent.replay.snapshots import load_state
-from sandbox_agent.server.errors import (
-    ApiError,
-    invalid_request,
-    request_not_found,
-    turn_in_progress,
+from sandbox_agent.sessions.drafts import (
+    client_draft,
+    closing_drafts,
+    daemon_draft,
+    dequeued_drafts,
+    prompt_drafts,
 )
+from sandbox_agent.sessions.errors import (
+    AgentProcessExited,
+    InvalidSessionRequest,
+    QueueFull,
+    RequestNotFound,
+    TurnInProgress,
+)
+from sandbox_agent.sessions.normaliser import Normaliser
 from sandbox_agent.store import EventStore, SessionRecord, StoreError
 
 logger = logging.getLogger(__name__)
 
 PAGE = 1000
-
-
-def _daemon(event_type: str, data: object) -> EventDraft:
-    return EventDraft.model_validate(
-        {"type": event_type, "data": data, "source": "daemon", "synthetic": True}
-    )
+#: Prompts that may wait behind a running turn; one more is refused (``QueueFull``).
+MAX_QUEUED = 100
 
 
 class LiveSession:
-    """A session the server holds: build it with ``load`` (from the store)."""
+    """A session the engine holds: build it with ``load`` (from the store)."""
 
     def __init__(
         self,
@@ -97,6 +108,10 @@ class LiveSession:
         self.adapter: AgentAdapter | None = None
         #: The replay text owed to the next prompt: the agent could not resume natively.
         self._restore: str | None = None
+        #: Starts queued prompts (``_after_append``); ``close`` stops it for good.
+        self._drain_task: asyncio.Task[None] | None = None
+        self._drain_wanted = False
+        self._closed = False
 
     @classmethod
     async def load(
@@ -169,6 +184,7 @@ class LiveSession:
                 await self._resync()
                 raise
             self._replayer.apply_all(stored)
+            self._after_append()
             try:
                 await write_snapshot_if_due(
                     self._store, self._replayer, self._snapshot_every, previous_sequence=before
@@ -179,8 +195,8 @@ class LiveSession:
 
     async def _settled(self) -> None:
         """Wait for the append in flight, if any: its events may be committed, and streamed
-        to clients, before the live state has them (a client that saw ``turn.ended`` must not
-        get 409 ``turn_in_progress``)."""
+        to clients, before the live state has them (a client that saw ``turn.ended`` must
+        see its prompt start, not queued behind a turn that is over)."""
         if self._append_lock.locked():
             async with self._append_lock:
                 pass
@@ -242,82 +258,165 @@ class LiveSession:
         return self.adapter
 
     # -- control --------------------------------------------------------------------------
-    async def send_message(self, prompt: str, attachments: Sequence[Attachment] = ()) -> int:
-        """Record the prompt (``turn.started`` and the user item), hand it to the agent, and
-        return the last sequence before it. 409 while a turn runs; 400 once terminated."""
+    async def send_message(
+        self, prompt: str, attachments: Sequence[Attachment] = (), *, if_idle: bool = False
+    ) -> Accepted:
+        """Start a turn with the prompt (``turn.started`` and the user item are stored, then
+        the agent has it), or, while a turn runs or prompts wait, record it as
+        ``prompt.queued``: it starts when the turns before it end. With ``if_idle`` a busy
+        session raises ``TurnInProgress`` instead. ``InvalidSessionRequest`` once terminated."""
+        async with self.control:
+            await self._settled()
+            self._check_not_terminated()
+            state = self.state
+            before = self.last_sequence
+            if state.open_turn is not None or state.queued:
+                if if_idle:
+                    raise TurnInProgress(self.id)
+                if len(state.queued) >= MAX_QUEUED:
+                    raise QueueFull(self.id, MAX_QUEUED)
+                queue_id = f"q_{state.queued_count + 1}"
+                queued = PromptQueuedData(
+                    queue_id=queue_id,
+                    message=prompt,
+                    attachments=[PromptAttachment(**a.model_dump()) for a in attachments],
+                )
+                await self.append([client_draft("prompt.queued", queued)])
+                return Accepted(before=before, queue_id=queue_id, position=len(self.state.queued))
+            await self._start_turn(prompt, attachments)
+            return Accepted(before=before)
+
+    async def _start_turn(
+        self, prompt: str, attachments: Sequence[Attachment], queue_id: str | None = None
+    ) -> None:
+        """Record the prompt's turn (after ``prompt.dequeued {started}`` for a queued one) and
+        hand the prompt to the agent. Holds the control lock (its caller's)."""
+        reopen = self.state.ended is not None
+        adapter = await self.ensure_adapter(resume=True)
+        if reopen:
+            resumed = SessionResumedData(reason="reopened", native_resume=True)
+            await self.append([daemon_draft("session.resumed", resumed)])
+        turn_id = f"turn_{len(self.state.turns) + _continued(self.record).get('turns', 0) + 1}"
+
+        def build(normaliser: Normaliser) -> list[EventDraft]:
+            item_id = normaliser.new_item_id()
+            drafts = prompt_drafts(prompt, attachments, item_id=item_id, turn_id=turn_id)
+            if queue_id is not None:
+                started = PromptDequeuedData(queue_id=queue_id, reason="started")
+                drafts.insert(0, daemon_draft("prompt.dequeued", started))
+            return drafts
+
+        await self.append(build)
+        restore, self._restore = self._restore, None
+        try:
+            await adapter.send(f"{restore}\n\n{prompt}" if restore else prompt, attachments)
+        except Exception as exc:
+            error = ErrorData(message=f"the agent did not take the prompt: {exc}", code="send")
+            await self.append([daemon_draft("error", error), turn_ended_draft("error")])
+            raise AgentProcessExited(self.record.agent) from exc
+
+    def _after_append(self) -> None:
+        """Start the next queued prompt once no turn runs (in a task: the append that ended
+        the turn may be the adapter's, which must not wait for a whole prompt)."""
+        view = self._replayer.view
+        if not view.queued or view.open_turn is not None or self._closed:
+            return
+        self._drain_wanted = True
+        if self._drain_task is None or self._drain_task.done():
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._drain_wanted and not self._closed:
+            self._drain_wanted = False
+            async with self.control:
+                await self._settled()
+                state = self.state
+                if not state.queued or state.open_turn is not None:
+                    continue
+                if state.ended is not None and state.ended.terminated_by == "daemon":
+                    await self.append(dequeued_drafts(state.queued, "session_ended"))
+                    continue
+                first = state.queued[0]
+                attachments = [Attachment.model_validate(a) for a in first.attachments]
+                try:
+                    await self._start_turn(first.message, attachments, first.queue_id)
+                except Exception:
+                    # Recorded in the stream (an error and turn.ended, or the store's own
+                    # failure); the next prompt in the queue gets its turn all the same.
+                    logger.warning("session %s: queued prompt failed", self.id, exc_info=True)
+                    self._drain_wanted = bool(self.state.queued) and not self._closed
+
+    async def cancel_queued(self, queue_id: str) -> None:
+        """Take a waiting prompt out of the queue (``prompt.dequeued {cancelled}``);
+        ``RequestNotFound`` when it is not waiting (started, cancelled or never queued)."""
+        async with self.control:
+            await self._settled()
+            waiting = [p for p in self.state.queued if p.queue_id == queue_id]
+            if not waiting:
+                raise RequestNotFound("queued_prompt", queue_id, self.id)
+            await self.append(dequeued_drafts(waiting, "cancelled"))
+
+    async def cancel(self) -> None:
+        """Interrupt the running turn (it ends with ``reason: cancelled``) and cancel the
+        prompts waiting behind it; no-op when neither."""
         async with self.control:
             await self._settled()
             state = self.state
-            reopen = False
-            if state.ended is not None:
-                if state.ended.terminated_by == "daemon":
-                    raise invalid_request("session terminated", sessionId=self.id)
-                reopen = True
+            drafts = dequeued_drafts(state.queued, "cancelled")
             if state.open_turn is not None:
-                raise turn_in_progress(self.id)
-            adapter = await self.ensure_adapter(resume=True)
-            if reopen:
-                resumed = SessionResumedData(reason="reopened", native_resume=True)
-                await self.append([_daemon("session.resumed", resumed)])
-            before = self.last_sequence
-            turn_id = f"turn_{len(self.state.turns) + _continued(self.record).get('turns', 0) + 1}"
-
-            def build(normaliser: Normaliser) -> list[EventDraft]:
-                item_id = normaliser.new_item_id()
-                return prompt_drafts(prompt, attachments, item_id=item_id, turn_id=turn_id)
-
-            await self.append(build)
-            restore, self._restore = self._restore, None
-            try:
-                await adapter.send(f"{restore}\n\n{prompt}" if restore else prompt, attachments)
-            except Exception as exc:
-                error = ErrorData(message=f"the agent did not take the prompt: {exc}", code="send")
-                await self.append([_daemon("error", error), turn_ended_draft("error")])
-                raise ApiError(
-                    "agent_process_exited", 500, f"agent process exited: {self.record.agent}"
-                ) from exc
-            return before
-
-    async def cancel(self) -> None:
-        """Interrupt the running turn (no-op when none); it ends with ``reason: cancelled``."""
-        async with self.control:
-            await self._settled()
-            if self.state.open_turn is None:
-                return
-            if self.adapter is not None:
-                await self.adapter.cancel()
-            await self.append([turn_ended_draft("cancelled")])
+                if self.adapter is not None:
+                    await self.adapter.cancel()
+                drafts.append(turn_ended_draft("cancelled"))
+            if drafts:
+                await self.append(drafts)
 
     async def terminate(self) -> None:
-        """Stop the agent and record ``session.ended {terminated, daemon}`` (no-op if ended)."""
+        """Stop the agent and record ``session.ended {terminated, daemon}`` (no-op if ended),
+        after cancelling the prompts still waiting (``prompt.dequeued {session_ended}``)."""
         async with self.control:
             await self.stop_agent()
-            if self.state.ended is not None:
-                return
-            ended = SessionEndedData(
-                reason="terminated", terminated_by="daemon", message="terminated by daemon"
-            )
-            await self.append([_daemon("session.ended", ended)])
+            state = self.state
+            drafts = dequeued_drafts(state.queued, "session_ended")
+            if state.ended is None:
+                ended = SessionEndedData(
+                    reason="terminated", terminated_by="daemon", message="terminated by daemon"
+                )
+                drafts.append(daemon_draft("session.ended", ended))
+            if drafts:
+                await self.append(drafts)
 
     async def stop_agent(self) -> None:
         adapter, self.adapter = self.adapter, None
         if adapter is not None:
             await adapter.stop()
 
+    async def close(self) -> None:
+        """Stop serving the session here (its server stops or it is deleted): no queued
+        prompt starts any more, and the agent stops. The stream stays as it is."""
+        self._closed = True
+        task, self._drain_task = self._drain_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.stop_agent()
+
     async def reply_permission(self, permission_id: str, reply: PermissionReply) -> None:
         async with self.control:
+            await self._settled()  # a client may answer as soon as it saw the request
             self._check_answerable()
             if permission_id not in self.state.pending_permissions:
-                raise request_not_found("permission", permission_id, self.id)
+                raise RequestNotFound("permission", permission_id, self.id)
             adapter = await self.ensure_adapter(resume=True)
             await adapter.reply_permission(permission_id, reply)
 
     async def reply_question(self, question_id: str, answers: list[list[str]] | None) -> None:
         """Answer a question (``answers``), or reject it (None)."""
         async with self.control:
+            await self._settled()
             self._check_answerable()
             if question_id not in self.state.pending_questions:
-                raise request_not_found("question", question_id, self.id)
+                raise RequestNotFound("question", question_id, self.id)
             adapter = await self.ensure_adapter(resume=True)
             if answers is None:
                 await adapter.reject_question(question_id)
@@ -326,7 +425,12 @@ class LiveSession:
 
     def _check_answerable(self) -> None:
         if self.state.ended is not None:
-            raise invalid_request("session ended", sessionId=self.id)
+            raise InvalidSessionRequest("session ended", self.id)
+
+    def _check_not_terminated(self) -> None:
+        ended = self.state.ended
+        if ended is not None and ended.terminated_by == "daemon":
+            raise InvalidSessionRequest("session terminated", self.id)
 
     # -- after a restart ------------------------------------------------------------------
     async def recover(self) -> None:
@@ -334,30 +438,7 @@ class LiveSession:
         native session), and record ``session.resumed {server_restart}``."""
         async with self.control:
             state = self.state
-            drafts: list[EventDraft] = []
-            interrupted = {"reason": "interrupted"}
-            for p in state.pending_permissions.values():
-                permission = PermissionData(
-                    permission_id=p.permission_id,
-                    action=p.action,
-                    status="reject",
-                    metadata={**(p.metadata or {}), **interrupted},
-                )
-                drafts.append(_daemon("permission.resolved", permission))
-            for q in state.pending_questions.values():
-                question = QuestionData.model_validate(
-                    {
-                        "question_id": q.question_id,
-                        "prompt": q.prompt,
-                        "options": q.options,
-                        "status": "rejected",
-                        "response": None,
-                        "metadata": interrupted,
-                    }
-                )
-                drafts.append(_daemon("question.resolved", question))
-            if state.open_turn is not None:
-                drafts.append(turn_ended_draft("interrupted"))
+            drafts = closing_drafts(state)
             native = state.native_session_id
             adapter = await self.ensure_adapter(resume=True)
             native_resume = native is not None and adapter.native_session_id == native
@@ -365,12 +446,22 @@ class LiveSession:
             resumed = SessionResumedData(
                 reason="server_restart", native_resume=native_resume, replayed_events=replayed
             )
-            mark = _daemon("session.resumed", resumed)
+            mark = daemon_draft("session.resumed", resumed)
             if adapter.native_session_id is not None and not native_resume:
                 # The new native session, so that the next restart resumes that one.
                 mark = mark.model_copy(update={"native_session_id": adapter.native_session_id})
             drafts.append(mark)
             await self.append(drafts)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What became of a prompt: its turn started (``queue_id`` None), or it waits in the
+    queue at ``position`` (1 = next). ``before`` is the last sequence before its first event."""
+
+    before: int
+    queue_id: str | None = None
+    position: int = 0
 
 
 def _continued(record: SessionRecord) -> dict[str, int]:
@@ -380,20 +471,19 @@ def _continued(record: SessionRecord) -> dict[str, int]:
 
 
 async def _fold(store: EventStore, session_id: str) -> tuple[Normaliser, Replayer]:
-    """The normaliser and the reducer of a stored stream (the reducer from its newest
-    snapshot; the normaliser, which keeps none, from every event)."""
+    """The normaliser and the reducer of a stored stream, in one pass: the reducer's state from
+    the newest snapshot, the normaliser from that state, then both fed the events after it."""
     last = await store.last_sequence(session_id)
     snapshot = await load_state(store, session_id, last) if last else None
     replayer = Replayer(snapshot or SessionState(session_id=session_id), copy=False)
-    normaliser = Normaliser()
-    after = 0
+    normaliser = Normaliser.from_state(replayer.view)
+    after = replayer.last_sequence
     while after < last:
         page = await store.read(session_id, after=after, limit=PAGE)
         if not page:
             break
         for event in page:
             normaliser.observe(event)
-            if event.sequence > replayer.last_sequence:
-                replayer.apply(event)
+            replayer.apply(event)
         after = page[-1].sequence
     return normaliser, replayer

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandbox_agent.agents import Normaliser, turn_ended_draft
+from sandbox_agent.agents import turn_ended_draft
 from sandbox_agent.events import (
     ContentPart,
     EventDraft,
@@ -21,6 +21,8 @@ from sandbox_agent.events import (
     TurnStartedData,
     UniversalItem,
 )
+from sandbox_agent.replay import SessionState, replay
+from sandbox_agent.sessions.normaliser import Normaliser
 
 from agent_contract import number, stream_violations, summary
 
@@ -382,3 +384,20 @@ def test_normalising_a_normalised_stream_changes_nothing(
 ) -> None:
     out = run_all(Normaliser(), all_batches)
     assert Normaliser().normalise(out) == out
+
+
+@settings(max_examples=300, deadline=None)
+@given(batches(), st.data())
+def test_a_normaliser_built_from_a_snapshot_state_equals_the_one_folded_from_every_event(
+    all_batches: list[list[EventDraft]], data: st.DataObject
+) -> None:
+    # The session layer folds a stream once: reducer state from its newest snapshot, then the
+    # normaliser from that state plus the events after it.
+    live = Normaliser()
+    stored = number(run_all(live, all_batches), "s")
+    at = data.draw(st.integers(0, len(stored)))
+    snapshot = SessionState.model_validate(replay(stored[:at]).to_json())
+    rebuilt = Normaliser.from_state(snapshot)
+    for event in stored[at:]:
+        rebuilt.observe(event)
+    assert rebuilt == live == Normaliser.from_events(stored)

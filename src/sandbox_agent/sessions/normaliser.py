@@ -26,8 +26,11 @@ ever leaves a gap. Synthetic drafts have source ``daemon``, ``synthetic=True`` a
 
 The normaliser is pure (no I/O) and deterministic, and all its state is a fold of the stored
 events: ``Normaliser.from_events(stored)`` after a restart continues exactly as the live one
-would have. ``normalise`` assumes its result gets appended; if the append fails, rebuild from the
-store (or ``observe`` what did get stored into a normaliser built before).
+would have. Its state is also a function of the reducer's ``SessionState``, so
+``Normaliser.from_state(snapshot)`` then ``observe`` of the events after it is the same
+normaliser again: the session layer folds a stream once, from its newest snapshot.
+``normalise`` assumes its result gets appended; if the append fails, rebuild from the store
+(or ``observe`` what did get stored into a normaliser built before).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from sandbox_agent.events import (
     UniversalEvent,
     UniversalItem,
 )
+from sandbox_agent.replay import SessionState
 
 _OUR_ITEM_ID = re.compile(r"itm_([0-9]+)")
 
@@ -79,6 +83,28 @@ class Normaliser:
         normaliser = cls()
         for event in events:
             normaliser.observe(event)
+        return normaliser
+
+    @classmethod
+    def from_state(cls, state: SessionState) -> Normaliser:
+        """The normaliser of a session whose stored stream folds to ``state`` (the reducer's
+        state, e.g. a snapshot): equal to ``from_events`` of that stream."""
+        normaliser = cls(native_session_id=state.native_session_id or None)
+        own = normaliser._state
+        own.session_started = state.started_sequence is not None
+        turn = state.open_turn
+        ended = state.ended
+        # A session.ended closes the turn for the normaliser (the reducer flags it instead).
+        if turn is not None and (ended is None or (turn.started_sequence or 0) > ended.sequence):
+            own.turn_open = True
+            own.turn_id = turn.turn_id
+        for item in state.items:
+            normaliser._note_item(item.item_id, item.native_item_id)
+            normaliser._note_id(item.parent_id)
+            if item.started_sequence is not None or item.completed_sequence is not None:
+                own.started.add(item.item_id)
+            if item.delta_count:
+                own.delta_seen.add(item.item_id)
         return normaliser
 
     def __eq__(self, other: object) -> bool:
