@@ -1,8 +1,9 @@
 """The architecture's import rule (``docs/architecture.md``): a layer imports only the layers
 below it, events <- store <- replay <- agents (which know only events) <- sessions <- server,
-sdk <- cli, with ``api`` (the wire models) beside them and the ``testing`` kit over store, replay
-and the SDK; ``paths`` and ``version`` are open to all. Nothing inside the package imports the
-root package ``sandbox_agent`` (it pulls in the SDK), and every module belongs to a layer."""
+sdk <- cli, with ``api`` (the wire models, over events) beside them and the ``testing`` kit
+over store, replay and the SDK; ``paths`` and ``version`` are open to all. Nothing inside the
+package imports the root package ``sandbox_agent`` (it pulls in the SDK), and every module
+belongs to a layer."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "replay": {"events", "store", "replay"},
     "agents": {"events", "agents"},
     "sessions": {"events", "store", "replay", "agents", "sessions"},
-    "api": {"api"},
+    "api": {"events", "api"},
     "server": {"events", "store", "replay", "agents", "sessions", "api", "server"},
     "sdk": {"events", "store", "replay", "api", "sdk"},
     "cli": {"events", "store", "replay", "agents", "sessions", "api", "server", "sdk", "cli"},

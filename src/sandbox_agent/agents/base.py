@@ -69,6 +69,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from sandbox_agent.agents.mcp import McpLocalServer, McpRemoteServer, parse_mcp_servers
+from sandbox_agent.events import Attachment as Attachment  # part of the contract: send()
 from sandbox_agent.events import EventDraft, PermissionData
 
 EventSink = Callable[[Sequence[EventDraft]], Awaitable[None]]
@@ -130,14 +131,6 @@ class AgentModels(_CamelModel):
 
     models: list[AgentModel] = Field(default_factory=list)
     default_model: str | None = None
-
-
-class Attachment(_CamelModel):
-    """A file sent along with a prompt (v0.1 ``MessageRequest.attachments``)."""
-
-    path: str
-    mime: str | None = None
-    filename: str | None = None
 
 
 class AgentSessionConfig(BaseModel):

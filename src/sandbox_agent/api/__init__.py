@@ -2,7 +2,8 @@
 the CLI: one definition of every request and response body. camelCase on the wire (as v0.1),
 snake_case in Python; ``model.wire()`` is the JSON object to send.
 
-This layer knows only pydantic: no HTTP client, no web framework, no store.
+This layer knows only pydantic and the event schema (``sandbox_agent.events``): no HTTP
+client, no web framework, no store.
 """
 
 from sandbox_agent.api.agents import (
@@ -16,7 +17,6 @@ from sandbox_agent.api.agents import (
 from sandbox_agent.api.base import ID_PATTERN, ID_RE, ApiModel, Id
 from sandbox_agent.api.problems import PROBLEM_JSON, TYPE_PREFIX, Problem
 from sandbox_agent.api.sessions import (
-    Attachment,
     ContinueFrom,
     CreateSessionRequest,
     CreateSessionResponse,
@@ -31,6 +31,7 @@ from sandbox_agent.api.sessions import (
     SessionInfo,
     SessionListResponse,
 )
+from sandbox_agent.events import Attachment
 
 __all__ = [
     "ID_PATTERN",

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from sandbox_agent.api.base import ApiModel
+from sandbox_agent.events import Attachment
 
 
 class HealthResponse(ApiModel):
@@ -74,17 +75,6 @@ class SessionInfo(ApiModel):
 class SessionListResponse(ApiModel):
     sessions: list[SessionInfo]
     next_cursor: str | None = None
-
-
-class Attachment(ApiModel):
-    """A file sent along with a prompt (v0.1 ``MessageRequest.attachments``)."""
-
-    # Read by attribute: the session layer takes these as its own attachments (same fields).
-    model_config = ConfigDict(frozen=True, from_attributes=True)
-
-    path: str
-    mime: str | None = None
-    filename: str | None = None
 
 
 class MessageRequest(ApiModel):

@@ -103,10 +103,12 @@ class AgentUnparsedData(EventData):
     raw_hash: str | None = None
 
 
-class PromptAttachment(BaseModel):
-    """A file sent along with a prompt, as the client gave it."""
+class Attachment(BaseModel):
+    """A file sent along with a prompt (v0.1 ``MessageRequest.attachments``): the one model of
+    it, on the wire, in ``prompt.queued`` and for the adapters (its names are one word each, so
+    the same in camelCase)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", frozen=True)
     path: str
     mime: str | None = None
     filename: str | None = None
@@ -117,7 +119,7 @@ class PromptQueuedData(EventData):
 
     queue_id: str
     message: str
-    attachments: list[PromptAttachment] = Field(default_factory=list)
+    attachments: list[Attachment] = Field(default_factory=list)
 
 
 class PromptDequeuedData(EventData):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sandbox_agent.api import Problem
 from sandbox_agent.server.errors import PROBLEM_JSON
-from sandbox_agent.server.models import Problem
 
 #: Each status, with the problem names (``urn:sandbox-agent:error:<name>``) it stands for.
 DESCRIPTIONS = {

@@ -37,7 +37,6 @@ from sandbox_agent.events import (
     ErrorData,
     EventDraft,
     PermissionData,
-    PromptAttachment,
     PromptDequeuedData,
     PromptQueuedData,
     SessionEndedData,
@@ -279,7 +278,7 @@ class LiveSession:
                 queued = PromptQueuedData(
                     queue_id=queue_id,
                     message=prompt,
-                    attachments=[PromptAttachment(**a.model_dump()) for a in attachments],
+                    attachments=list(attachments),
                 )
                 await self.append([client_draft("prompt.queued", queued)])
                 return Accepted(before=before, queue_id=queue_id, position=len(self.state.queued))

@@ -14,6 +14,7 @@ from sandbox_agent.api import (
     Attachment,
     CreateSessionRequest,
     CreateSessionResponse,
+    MessageRequest,
     PromptQueuedResponse,
     QueuedPromptInfo,
     QueueResponse,
@@ -23,7 +24,6 @@ from sandbox_agent.api import (
 from sandbox_agent.events import UniversalEvent
 from sandbox_agent.replay import SessionState, render_transcript, state_at
 from sandbox_agent.server.errors import invalid_request, session_not_found
-from sandbox_agent.server.models import MessageRequest
 from sandbox_agent.server.responses import problems
 from sandbox_agent.server.routes.deps import (
     Config,
