@@ -29,7 +29,7 @@ from sandbox_agent.server.limits import BodyLimit
 from sandbox_agent.server.responses import document_problems
 from sandbox_agent.server.routes import agents, events, hitl, sessions
 from sandbox_agent.sessions import SessionEngine
-from sandbox_agent.store import default_store_url, open_store
+from sandbox_agent.store import StoreOwned, default_store_url, open_store
 from sandbox_agent.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,15 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = await open_store(config.store_url or default_store_url())
+        url = config.store_url or default_store_url()
+        store = await open_store(url)
+        try:
+            # Before recovery: a second server must not close the first one's turns.
+            await store.claim(url)
+        except StoreOwned as exc:
+            logger.error("%s", exc)
+            await store.close()
+            raise
         engine = SessionEngine(
             store,
             settings=await agent_settings(config),

@@ -22,6 +22,7 @@ from sandbox_agent.store.errors import (
     StoreUnavailable,
 )
 from sandbox_agent.store.event_store import EventStore
+from sandbox_agent.store.ownership import Owner, StoreOwned
 from sandbox_agent.store.paths import data_dir, default_store_url
 from sandbox_agent.store.records import (
     Page,
@@ -40,6 +41,7 @@ __all__ = [
     "EventStore",
     "IdempotencyConflict",
     "InvalidCursor",
+    "Owner",
     "Page",
     "PositionedEvent",
     "PositionedRow",
@@ -55,6 +57,7 @@ __all__ = [
     "StorageDriver",
     "StoreConfigError",
     "StoreError",
+    "StoreOwned",
     "StoreUnavailable",
     "StoredRow",
     "data_dir",

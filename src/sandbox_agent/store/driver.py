@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from sandbox_agent.store.ownership import OwnershipLock
 from sandbox_agent.store.records import SessionRecord, SessionStatus
 
 #: A stored event as a driver returns it, in this column order: ``(sequence, event_id, time,
@@ -209,6 +210,11 @@ class StorageDriver(abc.ABC):
         """For a driver with a migrated schema: (the database's revision, None if never
         migrated; the newest revision this driver has). None for a schemaless one (the
         default). ``sandbox-agent db current|upgrade`` report it."""
+        return None
+
+    def ownership_lock(self) -> OwnershipLock | None:
+        """The lock a server takes to own the store (``store/ownership.py``); None (the
+        default) for a store that no other process can open."""
         return None
 
     async def close(self) -> None:  # noqa: B027 (nothing to release by default)

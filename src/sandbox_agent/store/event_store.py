@@ -48,6 +48,7 @@ from sandbox_agent.store.errors import (
     StoreError,
 )
 from sandbox_agent.store.notify import ChangeNotifier, wait_for
+from sandbox_agent.store.ownership import Owner, OwnershipLock, StoreOwned
 from sandbox_agent.store.records import (
     Page,
     PositionedEvent,
@@ -71,6 +72,7 @@ class EventStore:
         self._notifier = ChangeNotifier()
         self._tails = StreamTails()
         self._closed = False
+        self._ownership: OwnershipLock | None = None
         driver.attach(self._notifier.notify)
 
     def _appended(self, session_id: str, stored: Sequence[UniversalEvent]) -> None:
@@ -332,10 +334,25 @@ class EventStore:
         return await self.delete_snapshots(session_id, doomed) if doomed else 0
 
     # -- lifecycle ------------------------------------------------------------------------
+    async def claim(self, where: str = "") -> None:
+        """Own the store for this process until ``close`` (a server does, before it recovers
+        its sessions). ``StoreOwned``, naming the holder, while another process owns it."""
+        lock = self.driver.ownership_lock()
+        if lock is None or self._ownership is not None:
+            return
+        holder = await lock.acquire(Owner.this_process())
+        if holder is not None:
+            raise StoreOwned(where or type(self.driver).__name__, holder)
+        self._ownership = lock
+
     async def close(self) -> None:
-        """Release connections; wakes every subscriber, which then ends."""
+        """Release connections (and the ownership of ``claim``); wakes every subscriber,
+        which then ends."""
         if self._closed:
             return
+        lock, self._ownership = self._ownership, None
+        if lock is not None:
+            await lock.release()
         # Subscribers first: once woken they see the store closed and end, instead of
         # reading through connections that are going away.
         self._closed = True

@@ -43,6 +43,7 @@ from sandbox_agent.store.errors import (
     StoreUnavailable,
 )
 from sandbox_agent.store.event_store import EventStore
+from sandbox_agent.store.ownership import AdvisoryOwnership
 from sandbox_agent.store.sql import NOT_MIGRATED_HINT, SqlDriver
 from sandbox_agent.store.url import float_option, int_option, no_more_options, split_url
 
@@ -173,6 +174,9 @@ class PostgresDriver(SqlDriver):
 
     def attach(self, wake: Callable[[str], None]) -> None:
         self._wake = wake
+
+    def ownership_lock(self) -> AdvisoryOwnership:
+        return AdvisoryOwnership(self._engine, self.schema)
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, session_id: str) -> None:
         self._wake(session_id)

@@ -57,6 +57,7 @@ from sandbox_agent.store.errors import (
     StoreUnavailable,
 )
 from sandbox_agent.store.event_store import EventStore
+from sandbox_agent.store.ownership import FileOwnership
 from sandbox_agent.store.sql import NOT_MIGRATED_HINT, WRITE, SqlDriver
 from sandbox_agent.store.tables import decode_sqlite_time, encode_sqlite_time
 from sandbox_agent.store.url import float_option, int_option, no_more_options, split_url
@@ -225,6 +226,9 @@ class SqliteDriver(SqlDriver):
         for pragma in self._pragmas:
             await connection.execute(pragma)
         return connection
+
+    def ownership_lock(self) -> FileOwnership:
+        return FileOwnership(self.path.with_name(self.path.name + ".owner"))
 
     async def close(self) -> None:
         self._closed = True
