@@ -66,8 +66,9 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
         env["SANDBOX_AGENT_DATA_DIR"] = str(tmp_path / "data")
         # Else claude may defer MCP tools behind ToolSearch, which the fake LLM cannot use.
         env["ENABLE_TOOL_SEARCH"] = "false"
+        args = ["--no-token", "--root", str(tmp_path)]  # the workspace must lie inside the root
         server = ServerProcess(
-            f"sqlite:///{tmp_path / 's.db'}", tmp_path / "server.log", env=env
+            f"sqlite:///{tmp_path / 's.db'}", tmp_path / "server.log", env=env, args=args
         ).start(timeout=START_TIMEOUT)
         try:
             with httpx.Client(base_url=server.url, timeout=TURN_TIMEOUT) as client:

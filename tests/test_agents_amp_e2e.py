@@ -71,7 +71,10 @@ def workspace(tmp_path: Path) -> Path:
 @pytest.fixture
 def server(fake: FakeAmp, tmp_path: Path) -> Iterator[ServerProcess]:
     env = amp_env(fake, tmp_path / "home")
-    with running(sqlite_url(tmp_path / "store.db"), tmp_path / "server.log", env=env) as srv:
+    args = ["--no-token", "--root", str(tmp_path)]  # the workspace lies inside the root
+    with running(
+        sqlite_url(tmp_path / "store.db"), tmp_path / "server.log", env=env, args=args
+    ) as srv:
         yield srv
 
 
@@ -170,7 +173,8 @@ def test_continued_thread_carries_history(
 def test_resumed_after_a_server_restart(fake: FakeAmp, tmp_path: Path, workspace: Path) -> None:
     env = amp_env(fake, tmp_path / "home")
     store = sqlite_url(tmp_path / "store.db")
-    server = ServerProcess(store, tmp_path / "server.log", env=env).start()
+    args = ["--no-token", "--root", str(tmp_path)]
+    server = ServerProcess(store, tmp_path / "server.log", env=env, args=args).start()
     try:
         with httpx.Client(base_url=server.url, timeout=TURN_TIMEOUT) as c:
             create(c, "res", workspace)

@@ -54,6 +54,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
             f"sqlite:///{tmp_path / 'store.db'}",
             tmp_path / "server.log",
             env=offline_env(llm.url, tmp_path / "home"),
+            args=["--no-token", "--root", str(tmp_path)],  # the workspace lies inside the root
         )
         server.start()
         try:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox_agent.agents.process import AgentProcess, agent_environment
+from sandbox_agent.agents.environment import agent_environment
+from sandbox_agent.agents.process import AgentProcess
 
 from helpers.pids import alive, gone_within
 
@@ -20,12 +21,13 @@ PARENT = textwrap.dedent(
     """
     import asyncio, sys
     from pathlib import Path
-    from sandbox_agent.agents.process import AgentProcess, agent_environment
+    from sandbox_agent.agents.environment import agent_environment
+    from sandbox_agent.agents.process import AgentProcess
 
     async def main() -> None:
         child = await AgentProcess.spawn(
             [sys.executable, "-c", "import time; time.sleep(120)"],
-            cwd=".", env=agent_environment("."), log_path=Path(sys.argv[1]), stdin=False,
+            cwd=".", env=agent_environment(None, "."), log_path=Path(sys.argv[1]), stdin=False,
         )
         print(child.pid, flush=True)
         await asyncio.sleep(120)
@@ -65,8 +67,8 @@ async def test_stderr_goes_to_the_log_and_stop_ends_the_group(tmp_path: Path) ->
         "time.sleep(120)\n"
     )
     agent = await AgentProcess.spawn(
-        [sys.executable, "-c", script], cwd=str(tmp_path), env=agent_environment(str(tmp_path)),
-        log_path=log,
+        [sys.executable, "-c", script], cwd=str(tmp_path),
+        env=agent_environment(None, str(tmp_path)), log_path=log,
     )  # fmt: skip
     lines = agent.lines()
     grandchild = int(await anext(lines))

@@ -4,7 +4,6 @@ problem+json, says which limit, and records nothing; a request at the limit is a
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -66,9 +65,10 @@ def test_a_prompt_over_the_character_limit_is_refused(client: httpx.Client, rout
     check_stream(events_of(client, session_id))
 
 
-def test_too_many_attachments_are_refused(client: httpx.Client, tmp_path: Path) -> None:
+def test_too_many_attachments_are_refused(client: httpx.Client) -> None:
     create(client, "attach")
-    files = [{"path": str(tmp_path / f"f{n}.txt")} for n in range(ATTACHMENTS + 1)]
+    # Relative to the session's directory (the server's root): an attachment may not leave it.
+    files = [{"path": f"f{n}.txt"} for n in range(ATTACHMENTS + 1)]
     path = "/v1/sessions/attach/messages"
     many = client.post(path, json={"message": "echo hi", "attachments": files})
     detail = _refused_and_nothing_recorded(client, "attach", many, 400, "invalid_request")

@@ -4,6 +4,7 @@ before them end (the session engine in process, over a real SQLite file and the 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -29,7 +30,7 @@ SETTINGS = AgentSettings(mock_delay_ms=0)
 @pytest.fixture
 async def engine(tmp_path: Path) -> AsyncIterator[SessionEngine]:
     store = await open_store(f"sqlite:///{tmp_path / 'queue.db'}")
-    engine = SessionEngine(store, settings=SETTINGS)
+    engine = SessionEngine(store, settings=SETTINGS, root=str(tmp_path))
     try:
         yield engine
     finally:
@@ -73,8 +74,10 @@ def ended_turns(events: list[UniversalEvent]) -> int:
 
 
 async def test_a_prompt_during_a_turn_is_queued_and_starts_when_the_turn_ends(
-    engine: SessionEngine,
+    engine: SessionEngine, tmp_path: Path
 ) -> None:
+    # Attachments are kept resolved.
+    notes = await asyncio.to_thread(os.path.realpath, tmp_path / "notes.txt")
     live = await engine.create("s", SessionConfig(agent="mock"))
     first = await live.send_message("permission")  # the mock's turn waits for two answers
     assert first.queue_id is None
@@ -85,7 +88,7 @@ async def test_a_prompt_during_a_turn_is_queued_and_starts_when_the_turn_ends(
     assert (third.queue_id, third.position) == ("q_2", 2)
     events = await engine.store.read("s")
     assert types(events)[-2:] == ["prompt.queued", "prompt.queued"]
-    assert events[-2].data["attachments"] == [{"path": "notes.txt", "mime": None, "filename": None}]
+    assert events[-2].data["attachments"] == [{"path": notes, "mime": None, "filename": None}]
     assert [p.queue_id for p in live.state.queued] == ["q_1", "q_2"]
 
     for permission_id in list(live.state.pending_permissions):
@@ -107,7 +110,7 @@ async def test_a_prompt_during_a_turn_is_queued_and_starts_when_the_turn_ends(
     second = next(e for e in events if e.type == "item.completed" and "second" in str(e.data))
     assert second.data["item"]["content"][1] == {
         "type": "file_ref",
-        "path": "notes.txt",
+        "path": notes,
         "action": "read",
         "diff": None,
     }

@@ -43,7 +43,10 @@ class AgentServer:
         env.update(extra_env or {})
         self.logs = tmp_path / "data" / "logs" / "agents" / agent
         self.server = ServerProcess(
-            sqlite_url(tmp_path / "store.db"), tmp_path / "server.log", env=env
+            sqlite_url(tmp_path / "store.db"),
+            tmp_path / "server.log",
+            env=env,
+            args=["--no-token", "--root", str(tmp_path)],  # the workspace lies inside the root
         )
 
     def client(self) -> httpx.Client:

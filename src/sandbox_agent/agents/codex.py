@@ -78,10 +78,10 @@ from sandbox_agent.agents.codex_server import (
     CodexAppServer,
     CodexRpcError,
 )
+from sandbox_agent.agents.environment import agent_environment
 from sandbox_agent.agents.errors import AgentError, AgentNotStarted, TurnInProgress, UnknownRequest
 from sandbox_agent.agents.mcp import McpLocalServer, McpServer
 from sandbox_agent.agents.native import NativeAgent
-from sandbox_agent.agents.process import agent_environment
 from sandbox_agent.agents.settings import AgentSettings
 from sandbox_agent.events import (
     ErrorData,
@@ -165,7 +165,7 @@ class CodexAgent(NativeAgent):
         return await CodexAppServer.start(
             self.command(),
             cwd=cwd,
-            env=agent_environment(cwd, self.settings.extra_env),
+            env=agent_environment(self.id, cwd, self.settings.extra_env),
             log_path=self.settings.logs() / "codex" / "app-server.log",
         )
 

@@ -18,7 +18,8 @@ agents also authenticate through their own config (a ``CODEX_HOME`` provider, an
 ``opencode.json`` with keys, ``ANTHROPIC_BASE_URL`` proxies) that this module does not read.
 
 Secrets never reach a log or the HTTP API: ``Credential.__repr__`` hides the key, and the
-server only passes them to agent processes (``agent_env``).
+server only passes them to the processes of the agents that use them (``agent_env``, then
+``environment.agent_environment``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,17 @@ AuthType = Literal["api_key", "oauth"]
 AGENT_PROVIDERS: dict[str, tuple[str, ...]] = {
     agent: spec.credentials for agent, spec in SPECS.items() if spec.credentials
 }
+
+#: The environment variables of each provider's credential, API keys before OAuth tokens: read
+#: from the server's environment, and the only credential variables an agent gets of the
+#: providers it uses (``environment.agent_environment``).
+PROVIDER_VARIABLES: dict[str, tuple[str, ...]] = {
+    "anthropic": (
+        "ANTHROPIC_API_KEY", "CLAUDE_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN"
+    ),
+    "openai": ("OPENAI_API_KEY", "CODEX_API_KEY"),
+    "amp": ("AMP_API_KEY",),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -163,14 +175,15 @@ def extract_all(
 
 
 def agent_env(credentials: Credentials, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The variables the server adds to every agent's environment (upstream section 4).
+    """The variables the server adds to agents' environments (upstream section 4); each
+    reaches only the agents of its provider (``environment.agent_environment``).
 
     Anthropic: ``ANTHROPIC_API_KEY`` + ``CLAUDE_API_KEY`` for a key, ``CLAUDE_CODE_OAUTH_TOKEN`` +
     ``ANTHROPIC_AUTH_TOKEN`` for an OAuth token; OpenAI: ``OPENAI_API_KEY`` + ``CODEX_API_KEY``.
     Variables already in ``environ`` (default: ``os.environ``) are left alone: the server's own
     environment wins. Claude Code's own credentials (source ``claude-code``) are not passed on:
     Claude finds them itself, and a copied OAuth token could not be refreshed (upstream skipped
-    them for claude only; the variables here go to every agent).
+    them for claude only; acp:claude and opencode read Anthropic's variables too).
     """
     env = os.environ if environ is None else environ
     out: dict[str, str] = {}

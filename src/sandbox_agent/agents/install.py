@@ -5,6 +5,11 @@ on 2026-11-26, ``spec/agents.md``),
 installed with ``npm install --prefix <agents dir> --save-exact`` so that installing one agent
 never re-resolves another. Binaries are looked up in ``<agents dir>/node_modules/.bin`` first,
 then on ``PATH``. The agents dir is ``$SANDBOX_AGENT_AGENTS_DIR``, else ``<data dir>/agents``.
+
+Another version than the pinned one (a session's ``agentVersion``, ``--agent-version``) is a
+semver version or range, or a dist tag (``check_version``), never a package spec of its own
+(``file:``, ``npm:other@1``, ``git+https://``...) that would make npm install something else.
+npm runs without the server's variables and the agents' credentials (``agent_environment``).
 """
 
 from __future__ import annotations
@@ -13,12 +18,14 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
 from sandbox_agent.agents.catalog import SPECS, NpmPackage
+from sandbox_agent.agents.environment import agent_environment
 from sandbox_agent.agents.errors import AgentError
 from sandbox_agent.paths import data_dir
 
@@ -33,6 +40,34 @@ class InstallError(AgentError):
         super().__init__(f"install failed: {agent}: {reason}")
         self.agent = agent
         self.reason = reason
+
+
+class InvalidAgentVersion(InstallError):
+    """A version that is neither a semver version or range nor a dist tag."""
+
+    def __init__(self, agent: str, version: str) -> None:
+        shown = version if len(version) <= 80 else version[:80] + "..."
+        super().__init__(agent, f"not a version, version range or dist tag: {shown!r}")
+        self.version = version
+
+
+_NUMBER = r"(?:0|[1-9][0-9]*|[xX*])"
+_IDS = r"[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*"
+_VERSION = rf"v?{_NUMBER}(?:\.{_NUMBER}(?:\.{_NUMBER}(?:-{_IDS})?(?:\+{_IDS})?)?)?"
+_COMPARATOR = rf"(?:\^|~|[<>]=?|=)? *{_VERSION}"
+_RANGE = rf"(?:{_VERSION} +- +{_VERSION}|{_COMPARATOR}(?: +{_COMPARATOR})*)"
+#: A semver version or range as npm reads one (``1.2.3``, ``^1.2``, ``>=1 <2``, ``1 - 2``,
+#: ``^1 || ^2``), or a dist tag (``latest``, ``next``, ``beta``): a letter, then letters,
+#: digits, ``.``, ``_``, ``-``. No ``:``, ``/`` or ``@``, so never a spec of another source.
+VERSION_PATTERN = re.compile(rf"{_RANGE}(?: *\|\| *{_RANGE})*|[A-Za-z][A-Za-z0-9._-]*")
+#: Longest version accepted.
+MAX_VERSION_CHARS = 256
+
+
+def check_version(agent: str, version: str) -> None:
+    """``InvalidAgentVersion`` unless ``version`` is a semver version or range or a dist tag."""
+    if len(version) > MAX_VERSION_CHARS or not VERSION_PATTERN.fullmatch(version):
+        raise InvalidAgentVersion(agent, version)
 
 
 def agents_dir() -> Path:
@@ -93,6 +128,8 @@ async def install(
     package = package_of(agent)
     if package is None:
         raise InstallError(agent, "no npm package is known for this agent")
+    if version is not None:
+        check_version(agent, version)
     wanted = version or package.version
     target = directory or agents_dir()
     if not reinstall and installed_version(agent, target) == wanted:
@@ -113,6 +150,8 @@ async def install(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
+        # Package scripts run in it: nothing of the server's, no credential.
+        env=agent_environment(None, os.getcwd()),
     )
     tail: list[str] = []
     assert proc.stdout is not None

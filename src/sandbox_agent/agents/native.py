@@ -26,9 +26,9 @@ from sandbox_agent.agents.base import (
     EventSink,
     PermissionReply,
 )
+from sandbox_agent.agents.environment import agent_environment
 from sandbox_agent.agents.errors import AgentError, AgentNotStarted, UnknownRequest
 from sandbox_agent.agents.hitl import AlwaysRules, permission_resolved, question_resolved
-from sandbox_agent.agents.process import agent_environment
 from sandbox_agent.agents.settings import AgentSettings
 from sandbox_agent.events import EventDraft, PermissionData, QuestionData
 
@@ -87,8 +87,10 @@ class NativeAgent(AgentAdapter, abc.ABC):
         return command
 
     def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        """The server's environment plus credentials and ``extra``, with ``PWD`` = directory."""
-        return agent_environment(self.directory, {**self.settings.extra_env, **(extra or {})})
+        """The agent's environment (``environment.agent_environment``: the server's without its
+        own variables and other agents' credentials) plus ``extra``, ``PWD`` = directory."""
+        extra = {**self.settings.extra_env, **(extra or {})}
+        return agent_environment(self.id, self.directory, extra)
 
     def log_path(self, name: str | None = None) -> Path:
         """Where this agent's stderr goes: ``<log dir>/<agent>/<name or session id>.log``."""

@@ -47,7 +47,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -64,6 +63,7 @@ from sandbox_agent.agents.base import (
 )
 from sandbox_agent.agents.catalog import CAPABILITIES, MODES
 from sandbox_agent.agents.drafts import turn_ended_draft
+from sandbox_agent.agents.environment import agent_environment
 from sandbox_agent.agents.errors import AgentNotStarted, TurnInProgress
 from sandbox_agent.agents.hitl import permission_resolved
 from sandbox_agent.agents.mcp import McpLocalServer, McpServer
@@ -76,7 +76,6 @@ from sandbox_agent.agents.opencode_server import (
     OpenCodeError,
     OpenCodeServer,
 )
-from sandbox_agent.agents.process import agent_environment
 from sandbox_agent.agents.settings import AgentSettings
 from sandbox_agent.events import (
     ErrorData,
@@ -143,7 +142,7 @@ class OpenCodeAgent(NativeAgent):
             return await OpenCodeServer.start(
                 self.command(),
                 cwd=str(root),
-                env=agent_environment(str(root), self.settings.extra_env),
+                env=agent_environment(self.id, str(root), self.settings.extra_env),
                 log_path=log,
             )
 
@@ -240,7 +239,7 @@ class OpenCodeAgent(NativeAgent):
         if not servers:
             return
         present = await self._call("GET", "/mcp")
-        env = {**os.environ, **self.settings.extra_env}
+        env = self.environment()
         for name, server in servers.items():
             if isinstance(present, dict) and name in present:
                 continue

@@ -2,11 +2,12 @@
 
 Every agent CLI runs through ``AgentProcess``: it starts in its own session (so ``stop()`` can end
 the whole group, grandchildren included: several CLIs are node wrappers around a native binary),
-in the session's directory with ``PWD`` set to match (OpenCode finds its project config through
-``$PWD``), with stdin and stdout as pipes and stderr appended to a per-agent log file, never read
-by a parser. On Linux it starts through ``setpriv --pdeathsig KILL``, so that an agent (a shared
-``opencode serve`` above all, which reads no stdin) dies with a server that was SIGKILLed instead
-of living on as an orphan in its own process group.
+in the session's directory with the environment ``environment.agent_environment`` made for it
+(``PWD`` set to match: OpenCode finds its project config through ``$PWD``), with stdin and
+stdout as pipes and stderr appended to a per-agent log file, never read by a parser. On Linux it
+starts through ``setpriv --pdeathsig KILL``, so that an agent (a shared ``opencode serve`` above
+all, which reads no stdin) dies with a server that was SIGKILLed instead of living on as an
+orphan in its own process group.
 """
 
 from __future__ import annotations
@@ -29,17 +30,6 @@ logger = logging.getLogger(__name__)
 MAX_LINE_BYTES = 64 * 1024 * 1024
 #: Seconds ``stop()`` waits after SIGTERM before SIGKILL.
 STOP_GRACE_SECONDS = 3.0
-
-
-def agent_environment(
-    directory: str, extra: Mapping[str, str] | None = None, base: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """The environment of an agent process: the server's, plus ``extra``, with ``PWD`` set."""
-    env = dict(os.environ if base is None else base)
-    if extra:
-        env.update(extra)
-    env["PWD"] = directory
-    return env
 
 
 class AgentProcess:

@@ -21,12 +21,14 @@ from starlette.routing import Match, Route
 from sandbox_agent.agents import AgentError, UnknownRequest, UnsupportedAgent
 from sandbox_agent.agents import TurnInProgress as AgentTurnInProgress
 from sandbox_agent.agents.errors import InvalidMcpConfig, InvalidMode, ModeNotSupported
+from sandbox_agent.agents.install import InvalidAgentVersion
 from sandbox_agent.replay import SequencePastEnd
 from sandbox_agent.sessions import (
     AgentNotInstalled,
     AgentProcessExited,
     InstallFailed,
     InvalidSessionRequest,
+    PathOutsideRoot,
     QueueFull,
     RequestNotFound,
     SessionError,
@@ -147,6 +149,10 @@ def as_api_error(exc: Exception) -> ApiError:
             return exc
         case InvalidSessionRequest():
             return invalid_request(exc.reason, sessionId=exc.session_id)
+        case PathOutsideRoot():
+            return ApiError("path_outside_root", 400, str(exc), details={exc.what: exc.path})
+        case InvalidAgentVersion():
+            return invalid_request(f"agentVersion: {exc.reason}", details={"field": "agentVersion"})
         case TurnInProgress():
             return ApiError("turn_in_progress", 409, str(exc), sessionId=exc.session_id)
         case QueueFull():

@@ -16,7 +16,7 @@ from sandbox_agent.server.errors import PROBLEM_JSON
 #: Each status, with the problem names (``urn:sandbox-agent:error:<name>``) it stands for.
 DESCRIPTIONS = {
     400: "invalid_request (validation, a bad value, a terminated session), unsupported_agent, "
-    "mode_not_supported",
+    "mode_not_supported, path_outside_root",
     401: "token_invalid: a token is required and missing or wrong",
     404: "session_not_found, agent_not_installed, permission_not_found, question_not_found, "
     "not_found",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 
 from sandbox_agent.agents import (
     AgentSettings,
@@ -19,11 +18,12 @@ from sandbox_agent.agents import (
     resolve_agent,
 )
 from sandbox_agent.agents.catalog import models_of
-from sandbox_agent.agents.install import InstallError
+from sandbox_agent.agents.install import InstallError, check_version
 from sandbox_agent.agents.install import install as install_agent
 from sandbox_agent.events import EventDraft, SessionStartedData
 from sandbox_agent.sessions.config import SessionConfig
-from sandbox_agent.sessions.errors import AgentNotInstalled, InstallFailed, InvalidSessionRequest
+from sandbox_agent.sessions.errors import AgentNotInstalled, InstallFailed
+from sandbox_agent.sessions.paths import session_directory
 from sandbox_agent.sessions.session import LiveSession
 from sandbox_agent.store import EventStore, SessionExists, SessionNotFound, SessionRecord
 
@@ -81,12 +81,16 @@ class SessionEngine:
 
     async def create(self, session_id: str, config: SessionConfig) -> LiveSession:
         """Create the session, start its agent and record ``session.started``. Raises
-        ``UnsupportedAgent``, ``InvalidMcpConfig``, ``SessionExists``, ``AgentNotInstalled``,
+        ``UnsupportedAgent``, ``InvalidMcpConfig``, ``InvalidAgentVersion``, ``PathOutsideRoot``
+        (a ``directory`` outside the root), ``SessionExists``, ``AgentNotInstalled``,
         ``InstallFailed``, ``ModeNotSupported``, ``InvalidMode`` or ``InvalidSessionRequest``;
-        leaves nothing behind when it does."""
+        leaves nothing behind when it does. The session keeps its directory resolved."""
         spec = resolve_agent(config.agent, self.settings)
         agent = spec.id
         parse_mcp_servers(config.mcp)  # InvalidMcpConfig before anything is stored
+        if config.agent_version is not None:
+            check_version(agent, config.agent_version)  # never a package spec for npm
+        directory = await asyncio.to_thread(session_directory, config.directory, self.root)
         if await self.store.get_session(session_id) is not None:
             raise SessionExists(session_id)
         if not is_installed(agent, self.settings):
@@ -99,9 +103,6 @@ class SessionEngine:
         model = config.model
         if model is None:
             model = await self._default_model(agent)
-        directory = config.directory
-        if directory is not None and not await asyncio.to_thread(Path(directory).is_dir):
-            raise InvalidSessionRequest(f"directory does not exist: {directory}")
         record = SessionRecord(
             id=session_id,
             agent=agent,

@@ -24,6 +24,18 @@ class InvalidSessionRequest(SessionError):
         self.session_id = session_id
 
 
+class PathOutsideRoot(SessionError):
+    """A session's ``directory`` outside the server's root, or an attachment outside the
+    session's directory, once resolved with its symlinks (``paths.py``). ``what`` says which;
+    ``path`` is the path as given."""
+
+    def __init__(self, what: Literal["directory", "attachment"], path: str) -> None:
+        where = "the server's root" if what == "directory" else "the session's directory"
+        super().__init__(f"{what} outside {where}: {path}")
+        self.what = what
+        self.path = path
+
+
 class TurnInProgress(SessionError):
     """A prompt with ``if_idle`` while a turn runs."""
 

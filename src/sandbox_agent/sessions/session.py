@@ -68,6 +68,7 @@ from sandbox_agent.sessions.errors import (
     TurnInProgress,
 )
 from sandbox_agent.sessions.normaliser import Normaliser
+from sandbox_agent.sessions.paths import resolve_attachments
 from sandbox_agent.store import EventStore, SessionRecord, StoreError
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,11 @@ class LiveSession:
     def last_sequence(self) -> int:
         return self._replayer.last_sequence
 
+    @property
+    def directory(self) -> str:
+        """Where the agent works: the session's directory, else the root, else the cwd."""
+        return self.record.directory or self._root or str(Path.cwd())
+
     async def settled_state(self) -> SessionState:
         """The live state once the append in flight, if any, has reached it: it then holds
         every event committed so far (read it, do not change it)."""
@@ -219,7 +225,7 @@ class LiveSession:
                 permission_mode=state.permission_mode or self.record.permission_mode or "default",
                 model=state.model or self.record.model,
                 variant=state.variant or self.record.variant,
-                directory=self.record.directory or self._root or str(Path.cwd()),
+                directory=self.directory,
                 title=self.record.title,
                 mcp=self.record.init.get("mcp"),
                 skills=self.record.init.get("skills"),
@@ -263,7 +269,10 @@ class LiveSession:
         """Start a turn with the prompt (``turn.started`` and the user item are stored, then
         the agent has it), or, while a turn runs or prompts wait, record it as
         ``prompt.queued``: it starts when the turns before it end. With ``if_idle`` a busy
-        session raises ``TurnInProgress`` instead. ``InvalidSessionRequest`` once terminated."""
+        session raises ``TurnInProgress`` instead. ``InvalidSessionRequest`` once terminated,
+        ``PathOutsideRoot`` for an attachment outside the session's directory."""
+        if attachments:  # resolved (what is recorded and sent), or refused before any record
+            attachments = await asyncio.to_thread(resolve_attachments, attachments, self.directory)
         async with self.control:
             await self._settled()
             self._check_not_terminated()

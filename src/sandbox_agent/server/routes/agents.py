@@ -30,6 +30,7 @@ from sandbox_agent.agents import (
 from sandbox_agent.agents.base import AgentAdapter
 from sandbox_agent.agents.catalog import capabilities_of, models_of, modes_of
 from sandbox_agent.agents.credentials import Credentials, extract_all
+from sandbox_agent.agents.environment import agent_environment
 from sandbox_agent.agents.install import installed_version, package_of
 from sandbox_agent.agents.registry import (
     executable,
@@ -126,6 +127,7 @@ async def probe_version(path: str) -> str | None:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
             start_new_session=True,
+            env=agent_environment(None, os.getcwd()),  # an agent's CLI: none of the server's
         )
     except OSError:
         proc = None
