@@ -2,8 +2,8 @@
 
 This proves the benchmark works, not that the store is fast: ``--quick`` counts are far too small
 to measure anything. The Postgres rows are required when Postgres is reachable (and under
-``CI=true``, where an unreachable Postgres fails the test), the MySQL rows likewise under
-``CI=true``; the ``state_at`` row when the replay engine is present.
+CI (``in_ci()``: ``$CI`` true, 1 or yes), where an unreachable Postgres fails the test), the
+MySQL rows likewise under CI; the ``state_at`` row when the replay engine is present.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+from sandbox_agent.testing.ci import in_ci
 from sandbox_agent.testing.databases import pg_base_url, postgres_problem, require_postgres
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "store.py"
@@ -32,12 +32,12 @@ ROWS = (
     "state_at_latest",
 )
 # The benchmark skips these, saying why, without a MySQL server or the drivers/mysql package;
-# under CI=true (which starts MariaDB and installs the package) they are required.
+# under CI (which starts MariaDB and installs the package) they are required.
 MYSQL_ROWS = {"mysql_batched_append", "mysql_single_append", "mysql_read"}
 
 
 def test_store_benchmark_reports_a_positive_rate_for_every_row() -> None:
-    if postgres_problem() is not None and os.environ.get("CI", "").lower() == "true":
+    if postgres_problem() is not None and in_ci():
         require_postgres()  # fails the test: under CI the Postgres rows are required
     completed = subprocess.run(
         [sys.executable, str(BENCHMARK), "--quick", "--json", "--pg-url", pg_base_url()],
@@ -56,7 +56,7 @@ def test_store_benchmark_reports_a_positive_rate_for_every_row() -> None:
         skipped |= {"postgres_batched_append", "postgres_single_append"}
     if not replay_engine_present():
         skipped.add("state_at_latest")
-    if os.environ.get("CI", "").lower() != "true" and rows["mysql_read"]["skipped"]:
+    if not in_ci() and rows["mysql_read"]["skipped"]:
         skipped |= MYSQL_ROWS
     for key, row in rows.items():
         if key in skipped:

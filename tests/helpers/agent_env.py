@@ -1,29 +1,26 @@
 """The offline environment of the real agent CLIs in tests (``spec/agents.md``).
 
 ``require_agent(agent)`` skips a test when the agent's CLI is not installed (``sandbox-agent
-install-agent``), except under ``CI=true`` where a missing agent fails the test. ``offline_env``
-builds the environment (a clean ``HOME``, base URLs pointing at the fake LLM, every telemetry and
-update check off) and ``prepare_workspace`` writes the per-directory config (``opencode.json``),
-following ``shared/reference/agents/README.md``; nothing in it can reach past 127.0.0.1.
+install-agent``), except under CI (``in_ci()``) where a missing agent fails the test.
+``offline_env`` builds the environment (a clean ``HOME``, base URLs pointing at the fake LLM,
+every telemetry and update check off) and ``prepare_workspace`` writes the per-directory config
+(``opencode.json``), following ``shared/reference/agents/README.md``; nothing in it can reach
+past 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from sandbox_agent.agents.install import agents_dir, command_of
+from sandbox_agent.testing.ci import in_ci
 
 #: Where the agent CLIs are installed for tests: the user's agents dir, shared by every run
 #: (CI keeps it between runs), not a temporary data dir.
 AGENTS_DIR = agents_dir()
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def require_agent(agent: str) -> list[str]:
@@ -32,7 +29,7 @@ def require_agent(agent: str) -> list[str]:
     if command is None:
         reason = f"{agent} is not installed (run: sandbox-agent install-agent {agent})"
         if in_ci():
-            pytest.fail(f"CI=true and {reason}")
+            pytest.fail(f"under CI and {reason}")
         pytest.skip(reason)
     return command
 

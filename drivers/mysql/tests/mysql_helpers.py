@@ -3,7 +3,7 @@
 The server comes from ``$SANDBOX_AGENT_TEST_MYSQL_URL`` (default
 ``mysql://root@127.0.0.1:3306/test``); each user gets a database ``sa_<random>`` of its own,
 dropped afterwards. When the server cannot be reached the test is skipped, saying why, except
-under ``CI=true``, where that is a failure.
+under CI (``$CI`` true, 1 or yes), where that is a failure.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from urllib.parse import unquote, urlsplit
 
 import asyncmy
 import pytest
+
+from sandbox_agent.testing.ci import in_ci
 
 DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3306/test"
 
@@ -67,12 +69,12 @@ def mysql_problem() -> str | None:
 
 
 def require_mysql() -> None:
-    """Skip the test when MySQL is unreachable; under CI=true fail it instead."""
+    """Skip the test when MySQL is unreachable; under CI (``in_ci()``) fail it instead."""
     problem = mysql_problem()
     if problem is None:
         return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{problem} (CI=true: a skipped MySQL test is a failure)", pytrace=False)
+    if in_ci():
+        pytest.fail(f"{problem} (under CI a skipped MySQL test is a failure)", pytrace=False)
     pytest.skip(f"{problem}; set SANDBOX_AGENT_TEST_MYSQL_URL to run the MySQL tests")
 
 

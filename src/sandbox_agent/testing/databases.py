@@ -2,8 +2,8 @@
 
 Postgres comes from ``$SANDBOX_AGENT_TEST_PG_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/test``); each user gets its own ``t_<random>`` schema,
-dropped afterwards. When Postgres cannot be reached the test is skipped, except under
-``CI=true``, where a skipped Postgres test is a failure.
+dropped afterwards. When Postgres cannot be reached the test is skipped, except under CI
+(``ci.in_ci()``: ``$CI`` is true, 1 or yes), where a skipped Postgres test is a failure.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+
+from sandbox_agent.testing.ci import in_ci
 
 DRIVERS = ("memory", "sqlite", "postgres")
 PERSISTENT_DRIVERS = ("sqlite", "postgres")
@@ -55,12 +57,12 @@ def postgres_problem() -> str | None:
 
 
 def require_postgres() -> None:
-    """Skip the test when Postgres is unreachable; under CI=true fail it instead."""
+    """Skip the test when Postgres is unreachable; under CI (``in_ci()``) fail it instead."""
     problem = postgres_problem()
     if problem is None:
         return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{problem} (CI=true: a skipped Postgres test is a failure)", pytrace=False)
+    if in_ci():
+        pytest.fail(f"{problem} (under CI a skipped Postgres test is a failure)", pytrace=False)
     pytest.skip(f"{problem}; set SANDBOX_AGENT_TEST_PG_URL to run the Postgres tests")
 
 
@@ -120,7 +122,7 @@ def fresh_url(driver: str, tmp_dir: Path) -> Iterator[str]:
 async def fresh_store_url(driver: str, tmp_dir: Path) -> AsyncIterator[str]:
     """A URL of an empty store of ``driver`` (``memory``, ``sqlite``, ``sqlite-threaded``:
     SQLite without inline appends, ``postgres``), removed again afterwards (async callers).
-    Postgres skips (under CI=true: fails) when unreachable."""
+    Postgres skips (under CI: fails) when unreachable."""
     url, schema = _new_store(driver, tmp_dir)
     try:
         yield url
