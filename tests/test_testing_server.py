@@ -4,6 +4,7 @@ restart on the same URL and store, and a check that says exactly how a mirror di
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +33,14 @@ def test_the_server_fixture_is_killed_and_restarted_on_the_same_url_and_store(
     with sandbox_server.client() as client:
         assert client.get("/v1/sessions/s").json()["status"] == "idle"
         assert stream_turn(client, "s", OK_PROMPT)[-1]["type"] == "turn.ended"
+
+
+def test_the_server_log_is_read_whole_not_its_end(tmp_path: Path) -> None:
+    # A check such as "no Traceback in the log" must see a Traceback however early it came.
+    log_path = tmp_path / "server.log"
+    log_path.write_text("Traceback (most recent call last):\n" + "INFO ok\n" * 10_000)
+    log = ServerProcess("sqlite:///unused.db", log_path).log()
+    assert log.startswith("Traceback") and log == log_path.read_text()
 
 
 async def _copy(events: list[UniversalEvent], session_id: str = "c") -> EventStore:

@@ -51,6 +51,10 @@ __all__ = [
 #: A prompt the mock agent (and every real agent) answers with one short message.
 OK_PROMPT = "Reply with exactly the single word OK."
 
+#: How much of the log an exception message carries (a message is read by a person, not
+#: searched; ``ServerProcess.log()`` is the whole log): a start's Traceback and then some.
+ERROR_LOG_CHARS = 20_000
+
 
 class ServerProcess:
     """One server process. ``store_url`` and ``log_path`` are where it keeps its events and
@@ -112,13 +116,15 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+                code = self.proc.returncode
+                raise RuntimeError(f"server exited with {code}:\n{self.log()[-ERROR_LOG_CHARS:]}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
                     return self
             time.sleep(0.05)
         self.kill()
-        raise RuntimeError(f"server did not answer within {timeout}s:\n{self.log()}")
+        tail = self.log()[-ERROR_LOG_CHARS:]
+        raise RuntimeError(f"server did not answer within {timeout}s:\n{tail}")
 
     def restart(self, timeout: float = 30.0) -> ServerProcess:
         """SIGKILL it if it still runs, then start it again on the same port and store."""
@@ -126,10 +132,10 @@ class ServerProcess:
         return self.start(timeout)
 
     def log(self) -> str:
-        """The last 5,000 characters of its log."""
+        """Its whole log (every start of it): a check of the log reads all of it."""
         if not self.log_path.exists():
             return ""
-        return self.log_path.read_text(errors="replace")[-5000:]
+        return self.log_path.read_text(errors="replace")
 
     def kill(self) -> None:
         """SIGKILL, as a crash would (nothing is flushed or closed); waits for the exit."""
