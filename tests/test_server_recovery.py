@@ -49,7 +49,21 @@ class _Follower(threading.Thread):
         self.ready.set()
 
 
-def _trial(server: ServerProcess, rng: random.Random, number: int) -> None:
+def _kill_mid_turn(server: ServerProcess, follower: _Follower, rng: random.Random) -> None:
+    """SIGKILL the server once a client has seen the first 1-4 events of the turn: mid-turn,
+    unless the turn ended first (the caller counts which it was)."""
+    seen_enough = rng.randint(1, 4)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        seen = list(follower.seen)
+        if len(seen) >= seen_enough or "turn.ended" in [e["type"] for e in seen]:
+            break
+        time.sleep(0.002)
+    server.kill()
+
+
+def _trial(server: ServerProcess, rng: random.Random, number: int) -> bool:
+    """One crash trial; True when the kill landed mid-turn (recovery ended the turn)."""
     session_id = f"crash-{number}"
     with server.client() as client:
         create(client, session_id)
@@ -63,8 +77,7 @@ def _trial(server: ServerProcess, rng: random.Random, number: int) -> None:
         prompt = rng.choice(PROMPTS)
         sent = client.post(f"/v1/sessions/{session_id}/messages", json={"message": prompt})
         assert sent.status_code == 204
-        time.sleep(rng.uniform(0, 0.3))
-    server.kill()
+    _kill_mid_turn(server, follower, rng)
     follower.join(10)
     acknowledged += follower.seen
     server.start()
@@ -75,7 +88,11 @@ def _trial(server: ServerProcess, rng: random.Random, number: int) -> None:
         for event in acknowledged:
             assert by_sequence.get(event["sequence"]) == event
         # The prompt was acknowledged (204): its turn.started and user item are stored.
-        assert "turn.started" in [e["type"] for e in stored[len(before) :]]
+        types = [e["type"] for e in stored[len(before) :]]
+        assert "turn.started" in types
+        ended = stored[len(before) + types.index("turn.ended")]
+        mid_turn = ended["data"]["reason"] == "interrupted"  # recovery ended it, not the agent
+        assert ended["source"] == "daemon" if mid_turn else ended["data"]["reason"] == "completed"
         resumed = [e for e in stored if e["type"] == "session.resumed"]
         assert resumed and resumed[-1]["data"]["reason"] == "server_restart"
         assert resumed[-1]["data"]["native_resume"] is True
@@ -87,6 +104,7 @@ def _trial(server: ServerProcess, rng: random.Random, number: int) -> None:
         events = stream_turn(client, session_id, OK_PROMPT)
         assert events[-1]["type"] == "turn.ended" and events[-1]["data"]["reason"] == "completed"
         check_stream(events_of(client, session_id))
+    return mid_turn
 
 
 def _run_trials(tmp_path: Path, count: int, seed: int) -> None:
@@ -95,8 +113,10 @@ def _run_trials(tmp_path: Path, count: int, seed: int) -> None:
         f"sqlite:///{tmp_path / 's.db'}", tmp_path / "server.log", mock_delay_ms=20
     ).start()
     try:
-        for number in range(count):
-            _trial(server, rng, number)
+        mid_turn = sum(_trial(server, rng, number) for number in range(count))
+        print(f"{mid_turn} of {count} kills mid-turn")  # shown by pytest -rP
+        # Most kills must land inside a turn, or the trials prove little (as the store's).
+        assert mid_turn >= count * 3 // 4, f"{mid_turn} of {count} kills mid-turn"
         # Every session of the store is still clean after all those crashes.
         with server.client() as client:
             sessions = client.get("/v1/sessions", params={"limit": 1000}).json()["sessions"]
