@@ -19,7 +19,12 @@ Figures, each against its goal:
    minus the event's ``time``, which the store stamps just before the insert (so it covers the
    commit, the wake-up, the subscriber's read, the JSON frame and the socket). Same machine, same
    clock;
-4. the server's ``VmRSS`` (``/proc/<pid>/status``) idle (after start-up, before any session) and
+4. concurrent creations: ``--creations`` ``POST /v1/sessions/{id}`` (mock agent) sent at once,
+   each over its own connection opened before; p50, p99 of each request's latency;
+5. an events page: ``GET /v1/sessions/{id}/events?offset=N&limit=50`` on the session of step 2
+   (a few thousand events), ``--pages`` requests over offsets across it, one connection; p50,
+   p99;
+6. the server's ``VmRSS`` (``/proc/<pid>/status``) idle (after start-up, before any session) and
    loaded (after the runs above), and its peak ``VmHWM``.
 
 For context, not against goals: the SSE stream of step 2 read again from the start (the SSE path
@@ -80,10 +85,16 @@ ROWS = (
     Row("store_single_appends_per_s", "  one-event appends, store alone", "events/s"),
     Row("fanout_p50_ms", "fan-out latency p50", "ms"),
     Row("fanout_p99_ms", "fan-out latency p99", "ms", 10.0),
-    Row("round_trip_server_cpu_ms", "server CPU per round trip", "ms"),
+    Row("create_p50_ms", "concurrent session creation p50", "ms", 20.0),
+    Row("create_p99_ms", "concurrent session creation p99", "ms"),
+    Row("events_page_p50_ms", "events page of 50 p50", "ms", 1.5),
+    Row("events_page_p99_ms", "events page of 50 p99", "ms"),
+    Row("round_trip_server_cpu_ms", "server CPU per round trip", "ms", 1.5),
     Row("sse_server_cpu_us_per_event", "server CPU per streamed event", "us"),
     Row("fanout_server_cpu_us_per_delivery", "server CPU per fan-out delivery", "us"),
-    Row("idle_rss_mb", "idle RSS", "MB", 80.0),
+    Row("events_page_server_cpu_ms", "server CPU per events page", "ms"),
+    Row("create_server_cpu_ms", "server CPU per session creation", "ms"),
+    Row("idle_rss_mb", "idle RSS", "MB", 70.0),
     Row("loaded_rss_mb", "loaded RSS", "MB"),
     Row("peak_rss_mb", "peak RSS (VmHWM)", "MB"),
 )
@@ -389,6 +400,52 @@ async def fan_out(port: int, subscribers: int, turns: int, warmup: int) -> dict[
     }
 
 
+async def creations(port: int, count: int) -> dict[str, float]:
+    """``count`` session creations sent at once, each over its own connection (opened
+    before, so that connecting is not timed): each request's latency."""
+    conns = [await Connection.open(port) for _ in range(count)]
+
+    async def create(n: int, conn: Connection) -> float:
+        start = time.perf_counter()
+        status, body = await conn.request(
+            "POST", f"/v1/sessions/bench-create-{n}", {"agent": "mock"}
+        )
+        if status != 200:
+            raise RuntimeError(f"create bench-create-{n}: {status} {body!r}")
+        return time.perf_counter() - start
+
+    times = await asyncio.gather(*(create(n, conn) for n, conn in enumerate(conns)))
+    for conn in conns:
+        conn.close()
+    return {
+        "create_p50_ms": percentile(list(times), 0.5) * 1000,
+        "create_p99_ms": percentile(list(times), 0.99) * 1000,
+        "creations": count,
+    }
+
+
+async def events_pages(port: int, session_id: str, total: int, pages: int) -> dict[str, float]:
+    """``GET .../events?offset=N&limit=50`` at offsets spread over the session's ``total``
+    stored events, one request at a time on one connection."""
+    conn = await Connection.open(port)
+    step = max(1, (total - 50) // pages)
+    times: list[float] = []
+    for n in range(pages):
+        offset = (n * step) % max(1, total - 50)
+        start = time.perf_counter()
+        status, body = await conn.request(
+            "GET", f"/v1/sessions/{session_id}/events?offset={offset}&limit=50"
+        )
+        times.append(time.perf_counter() - start)
+        if status != 200 or len(json.loads(body)["events"]) != min(50, total - offset):
+            raise RuntimeError(f"events page at {offset}: {status}")
+    conn.close()
+    return {
+        "events_page_p50_ms": percentile(times, 0.5) * 1000,
+        "events_page_p99_ms": percentile(times, 0.99) * 1000,
+    }
+
+
 async def measure(port: int, pid: int, args: argparse.Namespace) -> dict[str, float]:
     await asyncio.sleep(args.settle)
     figures = {"idle_rss_mb": rss_mb(pid)}
@@ -400,6 +457,12 @@ async def measure(port: int, pid: int, args: argparse.Namespace) -> dict[str, fl
     cpu, used = cpu_seconds(pid), cpu_seconds(pid) - cpu
     figures["sse_server_cpu_us_per_event"] = used / figures["sse_stored"] * 1e6
     figures |= await backlog(port, "bench-sse", int(figures["sse_stored"]))
+    cpu = cpu_seconds(pid)
+    figures |= await events_pages(port, "bench-sse", int(figures["sse_stored"]), args.pages)
+    figures["events_page_server_cpu_ms"] = (cpu_seconds(pid) - cpu) / args.pages * 1000
+    cpu = cpu_seconds(pid)
+    figures |= await creations(port, args.creations)
+    figures["create_server_cpu_ms"] = (cpu_seconds(pid) - cpu) / args.creations * 1000
     cpu = cpu_seconds(pid)
     figures |= await fan_out(port, args.subscribers, args.fanout_turns, args.warmup)
     used = cpu_seconds(pid) - cpu
@@ -477,6 +540,8 @@ def main() -> None:
     parser.add_argument("--sse-turns", type=int, default=150, help="markdown turns streamed")
     parser.add_argument("--fanout-turns", type=int, default=30, help="markdown turns fanned out")
     parser.add_argument("--subscribers", type=int, default=20)
+    parser.add_argument("--creations", type=int, default=20, help="sessions created at once")
+    parser.add_argument("--pages", type=int, default=300, help="events pages of 50 read")
     parser.add_argument("--appends", type=int, default=3000, help="store-only one-event appends")
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured turns before each")
     parser.add_argument("--settle", type=float, default=1.0, help="seconds idle before idle RSS")
@@ -488,6 +553,7 @@ def main() -> None:
     if args.quick:
         args.turns, args.sse_turns, args.fanout_turns = 10, 5, 2
         args.subscribers, args.warmup, args.settle, args.appends = 3, 1, 0.2, 100
+        args.creations, args.pages = 3, 10
     before = os.getloadavg()[0]
     figures = run(args)
     report(figures, args.json, (before, os.getloadavg()[0]))

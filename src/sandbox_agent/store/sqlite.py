@@ -51,6 +51,7 @@ from sandbox_agent.store.driver import (
 from sandbox_agent.store.errors import (
     DuplicateEventId,
     SequenceConflict,
+    SessionExists,
     SessionNotFound,
     StoreConfigError,
     StoreError,
@@ -58,6 +59,7 @@ from sandbox_agent.store.errors import (
 )
 from sandbox_agent.store.event_store import EventStore
 from sandbox_agent.store.ownership import FileOwnership
+from sandbox_agent.store.records import SessionRecord
 from sandbox_agent.store.sql import NOT_MIGRATED_HINT, WRITE, SqlDriver
 from sandbox_agent.store.tables import decode_sqlite_time, encode_sqlite_time
 from sandbox_agent.store.url import float_option, int_option, no_more_options, split_url
@@ -98,6 +100,15 @@ _READ_ALL = (
     "ORDER BY position LIMIT ?"
 )
 _EXISTS = "SELECT last_sequence FROM sessions WHERE id = ?"
+# The sessions table's columns, as SessionRecord names them.
+_SESSION_COLUMNS = tuple(SessionRecord.model_fields)
+_SESSION_TIMES = frozenset({"created_at", "updated_at", "ended_at"})
+_SESSION_JSON = frozenset({"metadata", "init"})
+_SELECT_SESSION = f"SELECT {', '.join(_SESSION_COLUMNS)} FROM sessions WHERE id = ?"
+_INSERT_SESSION = (
+    f"INSERT INTO sessions ({', '.join(_SESSION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_SESSION_COLUMNS))})"
+)
 # One snapshot per (session, sequence, version): a second save replaces the first.
 _SAVE_SNAPSHOT = (
     "INSERT OR REPLACE INTO snapshots (session_id, sequence, version, state, created_at) "
@@ -258,6 +269,43 @@ class SqliteDriver(SqlDriver):
         except sqlite3.Error as exc:
             hint = NOT_MIGRATED_HINT if "no such table" in str(exc) else ""
             raise StoreError(f"SQLite {self.path}: {exc}{hint}") from exc
+
+    async def _inline_or_in_thread(
+        self, connection: aiosqlite.Connection | None, fn: Callable[[sqlite3.Connection], T]
+    ) -> T:
+        """``fn`` (one short statement) on the inline appends' connection when it is free,
+        else in ``connection``'s thread, as ``_insert_inline`` does for small appends."""
+        db = self._inline
+        if db is not None and not self._checkpoint_holds and self._inline_lock.acquire(False):
+            try:
+                if self._inline is not None:
+                    return fn(db)
+            except sqlite3.Error as exc:
+                code = getattr(exc, "sqlite_errorcode", None)
+                if code is None or code & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    hint = NOT_MIGRATED_HINT if "no such table" in str(exc) else ""
+                    raise StoreError(f"SQLite {self.path}: {exc}{hint}") from exc
+            finally:
+                self._inline_lock.release()
+        return await self._in_thread(connection, fn)
+
+    # -- sessions -------------------------------------------------------------------------
+    # Not through SQLAlchemy's pool: a session's creation (a select and an insert) cost several
+    # milliseconds there, and concurrent ones opened connections of their own.
+    async def insert_session(self, record: SessionRecord) -> None:
+        values = tuple(_session_value(name, value) for name, value in record)
+        await self._inline_or_in_thread(
+            self._writer, lambda db: _insert_session(db, record.id, values)
+        )
+
+    async def select_session(self, session_id: str) -> SessionRecord | None:
+        row = await self._inline_or_in_thread(
+            self._reader, lambda db: db.execute(_SELECT_SESSION, (session_id,)).fetchone()
+        )
+        if row is None:
+            return None
+        fields = zip(_SESSION_COLUMNS, row, strict=True)
+        return SessionRecord.model_validate({name: _session_field(name, v) for name, v in fields})
 
     # -- events ---------------------------------------------------------------------------
     async def insert_events(
@@ -440,6 +488,29 @@ def _insert(
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+
+
+def _session_value(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _SESSION_TIMES:
+        return encode_sqlite_time(value)
+    return dump_json(value) if name in _SESSION_JSON else value
+
+
+def _session_field(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _SESSION_TIMES:
+        return decode_sqlite_time(value)
+    return from_json(value) if name in _SESSION_JSON else value
+
+
+def _insert_session(db: sqlite3.Connection, session_id: str, values: tuple[Any, ...]) -> None:
+    try:
+        db.execute(_INSERT_SESSION, values)
+    except sqlite3.IntegrityError as exc:
+        raise SessionExists(session_id) from exc
 
 
 def _select(db: sqlite3.Connection, session_id: str, after: int, limit: int | None) -> list[Any]:

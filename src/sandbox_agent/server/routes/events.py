@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from sandbox_agent.api import EventsResponse
@@ -24,19 +24,28 @@ async def list_events(
     include_raw: IncludeRaw,
     offset: Offset = 0,
     limit: Annotated[int | None, Query(ge=0, le=100_000)] = None,
-) -> EventsResponse:
+) -> Response:
     """Stored events after ``offset``, at most ``limit``; ``hasMore`` when more are stored."""
     store = engine.store
     if limit == 0:
         has_more = await store.last_sequence(session_id) > offset
-        return EventsResponse(events=[], has_more=has_more)
+        return _events_response([], has_more)
     read = await store.read(session_id, after=offset, limit=None if limit is None else limit + 1)
     has_more = limit is not None and len(read) > limit
     events = read[:limit] if limit is not None else read
-    return EventsResponse(
-        events=[(e if include_raw else e.without_raw()).model_dump(mode="json") for e in events],
-        has_more=has_more,
+    return _events_response(
+        [(e if include_raw else e.without_raw()).model_dump_json().encode() for e in events],
+        has_more,
     )
+
+
+def _events_response(events: list[bytes], has_more: bool) -> Response:
+    """``EventsResponse`` written from each event's own JSON (pydantic's encoder, as in the SSE
+    frames): no dict per event for FastAPI to validate and encode again (docs/performance.md,
+    "Session 7: server")."""
+    more = b"true" if has_more else b"false"
+    body = b'{"events":[' + b",".join(events) + b'],"hasMore":' + more + b"}"
+    return Response(body, media_type="application/json")
 
 
 @router.get(
