@@ -1,7 +1,8 @@
 """The CLI starts cheap: a command that needs neither the server nor the agents does not import
-them (FastAPI, uvicorn, the app, every adapter cost most of a second per process), and ``--help``
-imports neither the store nor the models nor httpx (its budget is 0.3 s). A guard on what is
-imported, not a timing test."""
+them (FastAPI, uvicorn, the app, every adapter cost most of a second per process), a command
+imports only its own module of the CLI, and ``--help`` imports neither the store nor the models
+nor pydantic nor httpx nor asyncio (its budget is 0.3 s). A guard on what is imported, not a
+timing test: ``benchmarks/cli.py`` measures the time."""
 
 from __future__ import annotations
 
@@ -28,14 +29,24 @@ print("\\nMODULES " + json.dumps({"code": code, "modules": sorted(sys.modules)})
 HEAVY = ("fastapi", "uvicorn", "sandbox_agent.server.app", "sandbox_agent.agents")
 
 
-def _loaded(*args: str) -> tuple[object, set[str], str]:
+def _run(*args: str) -> tuple[object, set[str], str, str]:
+    """(exit code, modules loaded, stdout, stderr) of ``sandbox-agent *args`` in a fresh process."""
     done = subprocess.run(
         [sys.executable, "-c", _SCRIPT, *args], capture_output=True, text=True, timeout=60
     )
     head, _, tail = done.stdout.rpartition("\nMODULES ")
     assert tail, done.stderr
     report = json.loads(tail)
-    return report["code"], set(report["modules"]), head
+    return report["code"], set(report["modules"]), head, done.stderr
+
+
+def _loaded(*args: str) -> tuple[object, set[str], str]:
+    code, modules, output, _ = _run(*args)
+    return code, modules, output
+
+
+def _cli_modules(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m.startswith("sandbox_agent.cli."))
 
 
 def test_sessions_list_imports_neither_the_server_nor_the_agents(tmp_path: Path) -> None:
@@ -44,7 +55,8 @@ def test_sessions_list_imports_neither_the_server_nor_the_agents(tmp_path: Path)
     )
     assert code == 0
     assert json.loads(output) == []
-    assert "sandbox_agent.cli.server" in modules  # every command is registered
+    # Only the command's own module: the others load when asked for (``COMMAND_MODULES``).
+    assert _cli_modules(modules) == ["sandbox_agent.cli.app", "sandbox_agent.cli.sessions"]
     assert sorted(m for m in modules if m.split(".")[0] == "fastapi" or m in HEAVY) == []
     assert sorted(m for m in modules if m.startswith(("uvicorn.", "sandbox_agent.agents."))) == []
 
@@ -52,23 +64,85 @@ def test_sessions_list_imports_neither_the_server_nor_the_agents(tmp_path: Path)
 #: What ``--help`` must not load: the store, the event models, the HTTP client, Rich's help.
 HELP_HEAVY = ("sandbox_agent.store", "sandbox_agent.events", "sandbox_agent.replay", "httpx")
 
+#: Nor these packages: pydantic (Typer builds a TypeAdapter to coerce a None, about 0.2 s),
+#: asyncio (0.1 s), the web stack, and Rich's Markdown and Pygments (Typer's Rich help).
+HELP_HEAVY_PACKAGES = (
+    "pydantic",
+    "pydantic_core",
+    "asyncio",
+    "sqlalchemy",
+    "fastapi",
+    "uvicorn",
+    "markdown_it",
+    "pygments",
+)
+
 
 @pytest.mark.parametrize(
-    "args", [("--help",), ("replay", "--help"), ("api", "sessions", "create", "--help")]
+    "args",
+    [
+        ("--help",),
+        ("replay", "--help"),
+        ("sessions", "--help"),
+        ("api", "sessions", "create", "--help"),
+    ],
 )
 def test_help_loads_no_store_no_models_no_http_client(args: tuple[str, ...]) -> None:
     code, modules, output = _loaded(*args)
     assert code == 0
     assert output.startswith("Usage: ")
-    heavy = sorted(
-        m for m in modules if m.startswith(HELP_HEAVY) or m.split(".")[0] == "sqlalchemy"
-    )
-    assert heavy == []
-    assert sorted(m for m in modules if m.split(".")[0] in ("fastapi", "uvicorn")) == []
-    # Plain help: Typer's Rich help would load Rich's Markdown and Pygments.
-    assert sorted(m for m in modules if m.split(".")[0] in ("markdown_it", "pygments")) == []
-    if args == ("--help",):
-        assert "pydantic" not in modules
+    assert sorted(m for m in modules if m.startswith(HELP_HEAVY)) == []
+    assert sorted(m for m in modules if m.split(".")[0] in HELP_HEAVY_PACKAGES) == []
+
+
+def test_replay_help_loads_only_the_replay_command() -> None:
+    code, modules, output = _loaded("replay", "--help")
+    assert code == 0
+    assert output.startswith("Usage: sandbox-agent replay [OPTIONS] [sessions]...")
+    assert "--private-reasoning" in output
+    assert _cli_modules(modules) == ["sandbox_agent.cli.app", "sandbox_agent.cli.replay"]
+
+
+def test_help_lists_every_command_in_the_order_of_the_command_table() -> None:
+    from sandbox_agent.cli.app import COMMAND_MODULES
+
+    code, modules, output = _loaded("--help")
+    assert code == 0
+    listed = output.split("Commands:\n", 1)[1].splitlines()
+    assert [line.split()[0] for line in listed if line.startswith("  ")] == list(COMMAND_MODULES)
+    assert set(_cli_modules(modules)) == {
+        f"sandbox_agent.cli.{m}" for m in ("app", *COMMAND_MODULES.values())
+    }
+
+
+def test_the_command_table_names_each_commands_module() -> None:
+    from sandbox_agent.cli.app import COMMAND_MODULES, app, load_commands
+
+    load_commands()
+    registered = {
+        info.name or info.callback.__name__: info.callback.__module__
+        for info in app.registered_commands
+        if info.callback is not None
+    }
+    for info in app.registered_groups:
+        group = info.typer_instance
+        assert group is not None
+        modules = {c.callback.__module__ for c in group.registered_commands if c.callback}
+        modules |= {
+            c.callback.__module__
+            for g in group.registered_groups
+            if g.typer_instance
+            for c in g.typer_instance.registered_commands
+            if c.callback
+        }
+        (registered[str(info.name)],) = modules
+    assert registered == {name: f"sandbox_agent.cli.{m}" for name, m in COMMAND_MODULES.items()}
+
+
+def test_a_mistyped_command_still_gets_a_suggestion() -> None:
+    code, _, _, errors = _run("replya")
+    assert code == 2
+    assert "No such command 'replya'. Did you mean 'replay'?" in errors
 
 
 def test_the_cli_server_defaults_are_the_server_configs() -> None:
@@ -99,3 +173,18 @@ def test_the_credentials_help_names_the_agents_credentials_knows() -> None:
     from sandbox_agent.cli.credentials import AGENTS
 
     assert tuple(AGENT_PROVIDERS) == AGENTS
+
+
+def test_the_startup_benchmark_measures_the_help_against_python_itself() -> None:
+    # The figures themselves are not tested (shared machine): only that the benchmark runs.
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "cli.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--runs", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)["figures"]
+    assert {"python -c pass", "sandbox-agent --help", "sandbox-agent replay --help"} <= set(figures)
+    assert all(row["best_s"] > 0 and row["x_python_pass"] > 0 for row in figures.values())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -93,6 +92,8 @@ def _install(
 ) -> str:
     """Run the install, showing npm's progress: every line with ``verbose``, else the latest
     one next to a spinner on a terminal (nothing otherwise)."""
+    import asyncio
+
     from rich.markup import escape
 
     from sandbox_agent.agents.install import InstallError, install

@@ -3,19 +3,92 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
+from typer.core import TyperGroup, TyperOption
 
 # Nothing heavy at the top of any CLI module (the store, pydantic, httpx, rich): ``--help`` and
 # the commands that do not need them stay fast (``tests/test_cli_startup.py``).
 if TYPE_CHECKING:
     from rich.console import Console
 
+    # The types Typer's vendored Click gives its hooks.
+    from typer._click import Command, Context
+
 T = TypeVar("T")
+
+
+class Group(TyperGroup):
+    """A command group whose ``--help`` flag defaults to False, not None.
+
+    Typer coerces a parameter's value through a pydantic ``TypeAdapter`` unless it is already a
+    bool; a group's unused help flag was None, so ``sandbox-agent replay --help`` imported
+    pydantic (about 0.2 s) to coerce the root group's None. False is what the flag means anyway.
+    """
+
+    def get_help_option(self, ctx: Context) -> TyperOption | None:
+        option = super().get_help_option(ctx)
+        if option is not None and option.default is None:
+            option.default = False
+        return option
+
+
+#: The module that registers each top-level command, in the order ``--help`` lists them.
+COMMAND_MODULES = {
+    "install-agent": "agents",
+    "server": "server",
+    "replay": "replay",
+    "schema": "schema",
+    "export": "transfer",
+    "import": "transfer",
+    "api": "api",
+    "credentials": "credentials",
+    "daemon": "daemon",
+    "db": "db",
+    "sessions": "sessions",
+}
+
+
+def load_commands(names: Iterable[str] | None = None) -> None:
+    """Import the modules of the commands ``names`` (default: all), which registers them on
+    ``app``."""
+    wanted = COMMAND_MODULES.values() if names is None else map(COMMAND_MODULES.get, names)
+    for module in dict.fromkeys(wanted):
+        if module:
+            importlib.import_module(f"{__package__}.{module}")
+
+
+class RootGroup(Group):
+    """The ``sandbox-agent`` group: it imports a command's module, and builds its command, when
+    that command is asked for (Click's lazily loaded subcommands).
+
+    Typer builds every parameter of every command from its signature (about 50 ms for the 30 or
+    so of them) and each module imports its own share, all for nothing when one command runs or
+    prints its help. ``--help`` and an unknown name (for the suggestion) load them all.
+    """
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        if cmd_name not in self.commands:
+            self._load([cmd_name] if cmd_name in COMMAND_MODULES else None)
+        return self.commands.get(cmd_name)
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        if any(name not in self.commands for name in COMMAND_MODULES):
+            self._load(None)
+        return super().list_commands(ctx)
+
+    def _load(self, names: list[str] | None) -> None:
+        load_commands(names)
+        # What the modules registered on ``app`` so far, built as Typer builds it.
+        built = typer.main.get_command(app)
+        assert isinstance(built, TyperGroup)
+        self.commands = built.commands
+
 
 # Plain help and usage errors, not Rich's: Typer's Rich help loads Rich's Markdown and syntax
 # highlighting (Pygments), about 0.2 s of every ``--help`` (the budget is 0.3 s in all).
@@ -26,12 +99,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     rich_markup_mode=None,
+    cls=RootGroup,
 )
+
+
+# A group even while one command's module is loaded: Typer makes a lone command the root.
+@app.callback()
+def _root() -> None:
+    pass
 
 
 def group(help: str) -> typer.Typer:
     """A command group (``sandbox-agent <group> <command>``), with plain help as ``app``."""
-    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None, cls=Group)
 
 
 # Rich is imported on first use: the server command prints through it only to fail, and a

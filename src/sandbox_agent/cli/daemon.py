@@ -20,7 +20,6 @@ import typer
 
 from sandbox_agent.cli.app import app, err_console, fail, group
 from sandbox_agent.cli.server import DEFAULT_HOST, DEFAULT_PORT, require_server_extra
-from sandbox_agent.paths import data_dir
 
 daemon_app = group("Run the server in the background.")
 app.add_typer(daemon_app, name="daemon")
@@ -31,6 +30,8 @@ Port = Annotated[int, typer.Option("-p", "--port")]
 
 def daemon_files(host: str, port: int) -> tuple[Path, Path]:
     """(pid file, log file) of the daemon serving ``host:port``."""
+    from sandbox_agent.paths import data_dir  # platformdirs: not for ``--help``
+
     folder = data_dir() / "daemon"
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"daemon-{re.sub(r'[^A-Za-z0-9]', '-', host)}-{port}"

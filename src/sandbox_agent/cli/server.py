@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 from pathlib import Path
 from types import FrameType
@@ -50,6 +49,8 @@ def _missing(module: str) -> bool:
 def serve(config: ServerConfig, log_level: str = "info") -> None:
     """Run the server for ``config`` until SIGINT/SIGTERM (a graceful stop: streams end,
     agents stop, the store closes)."""
+    import logging
+
     import uvicorn
 
     from sandbox_agent.server import create_app
