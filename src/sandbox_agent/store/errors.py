@@ -69,3 +69,19 @@ class DuplicateEventId(StoreError):
             + (f" ({detail})" if detail else "")
         )
         self.session_id = session_id
+
+
+class InvalidText(StoreError, ValueError):
+    """A text field the store keeps in a column of its own (a session's id, agent, modes,
+    model, variant, title, directory, native session id; an event's id and type) holds a NUL
+    character (U+0000). Postgres' text cannot keep one, so no driver does: ``EventStore`` refuses
+    it before the database is touched. Nothing was written. Payloads (``data``, ``raw``,
+    ``metadata``, ``init``) are JSON and keep NUL."""
+
+    def __init__(self, session_id: str, field: str) -> None:
+        super().__init__(
+            f"session {session_id!r}: {field} holds a NUL character (U+0000), which the store "
+            "does not keep in text (nothing was written)"
+        )
+        self.session_id = session_id
+        self.field = field

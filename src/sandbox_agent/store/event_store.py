@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -43,6 +43,7 @@ from sandbox_agent.store.errors import (
     DuplicateEventId,
     IdempotencyConflict,
     InvalidCursor,
+    InvalidText,
     SequenceConflict,
     SessionNotFound,
     StoreError,
@@ -88,7 +89,9 @@ class EventStore:
     # -- sessions -------------------------------------------------------------------------
     async def create_session(self, record: SessionRecord) -> SessionRecord:
         """Store a new session with an empty stream. Raises ``SessionExists`` for a taken id.
-        The projection fields of ``record`` are ignored (the store keeps them)."""
+        The projection fields of ``record`` are ignored (the store keeps them). ``InvalidText``
+        for a NUL character in a text field."""
+        refuse_nul(record.id, ((name, getattr(record, name)) for name in SESSION_TEXT_FIELDS))
         stored = record.model_copy(
             update={
                 "updated_at": utc_now(),
@@ -143,7 +146,9 @@ class EventStore:
         metadata: dict[str, Any] | None = None,
     ) -> SessionRecord:
         """Set the user annotations (``title``; ``metadata`` replaces the old one). Raises
-        ``SessionNotFound``."""
+        ``SessionNotFound``; ``InvalidText`` for a NUL character in ``title``, whether the
+        session exists or not."""
+        refuse_nul(session_id, [("title", title)])
         changes: dict[str, Any] = {"updated_at": utc_now()}
         if title is not None:
             changes["title"] = title
@@ -177,13 +182,15 @@ class EventStore:
         content, the stored events are returned and nothing is written (even when
         ``expected_sequence`` is stale); an ``event_id`` stored with other content, or a batch
         only partly stored, raises ``IdempotencyConflict``. ``SessionNotFound`` for an unknown
-        session. An empty batch writes nothing and returns [].
+        session. An empty batch writes nothing and returns []. ``InvalidText`` for a NUL
+        character in an ``event_id``, ``type`` or ``native_session_id``.
         """
         if not drafts:
             await self.last_sequence(session_id)  # SessionNotFound for an unknown session
             return []
         filled = fill_drafts(drafts)
         check_batch_ids(session_id, filled)
+        check_batch_text(session_id, filled)
         rows = [
             EventRow(
                 event_id,
@@ -501,6 +508,40 @@ def check_batch_ids(session_id: str, filled: Sequence[tuple[EventDraft, str, dat
         if event_id in seen:
             raise IdempotencyConflict(session_id, event_id, "event_id appears twice in the batch")
         seen.add(event_id)
+
+
+#: The text columns of a session's row that a caller fills (``native_session_id`` comes from the
+#: events); a NUL character in them is refused.
+SESSION_TEXT_FIELDS = (
+    "id",
+    "agent",
+    "agent_mode",
+    "permission_mode",
+    "model",
+    "variant",
+    "title",
+    "directory",
+)
+
+
+def refuse_nul(session_id: str, fields: Iterable[tuple[str, str | None]]) -> None:
+    """``InvalidText`` for the first field holding a NUL character (U+0000). Postgres' text
+    cannot keep one, so no driver keeps one: every driver answers alike, before any I/O."""
+    for name, value in fields:
+        if value is not None and "\x00" in value:
+            raise InvalidText(session_id, name)
+
+
+def check_batch_text(session_id: str, filled: Sequence[tuple[EventDraft, str, datetime]]) -> None:
+    """``refuse_nul`` over the text columns of a batch: event ids, types, native session ids
+    (the last one given also lands in the session's row)."""
+    for draft, event_id, _ in filled:
+        native = draft.native_session_id or ""
+        if "\x00" in event_id or "\x00" in draft.type or "\x00" in native:  # the append path
+            refuse_nul(
+                session_id,
+                (("event_id", event_id), ("type", draft.type), ("native_session_id", native)),
+            )
 
 
 def same_content(draft: EventDraft, stored: UniversalEvent) -> bool:

@@ -60,7 +60,7 @@ class StoreContract(
     reason, shown as the skip: ``skip_groups = {"processes": "in-memory: one process only"}``.
 
     - ``sessions``: create, get, list (order, pages, filters, cursors), update, delete; odd
-      ids, overlong and NUL text, extreme times.
+      ids, overlong text, NUL refused in text fields (``InvalidText``), extreme times.
     - ``append``: gapless sequences, ``expected_sequence`` conflicts, idempotent retries,
       whole batches.
     - ``projection``: the session row follows its events (counts, status, ended_at, native id).

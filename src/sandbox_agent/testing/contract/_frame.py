@@ -17,7 +17,7 @@ from sandbox_agent.store import EventStore, open_store
 #: The groups of the contract and what each covers; ``skip_groups`` names them.
 GROUPS: dict[str, str] = {
     "sessions": "create, get, list (order, pages, filters, cursors), update, delete; odd ids, "
-    "overlong and NUL text, extreme times",
+    "overlong text, NUL refused in text fields, extreme times",
     "append": "gapless sequences, expected_sequence conflicts, idempotent retries, whole batches",
     "projection": "the session row follows its events: counts, status, ended_at, native id",
     "reading": "read and read_all: ranges, paging, positions in commit order",

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sandbox_agent.events import EventDraft, utc_now
+from sandbox_agent.events import EventDraft, new_event_id, utc_now
 from sandbox_agent.store import (
     EventStore,
     InvalidCursor,
@@ -15,6 +15,7 @@ from sandbox_agent.store import (
     SessionRecord,
     StoreError,
 )
+from sandbox_agent.store.errors import InvalidText
 from sandbox_agent.testing.contract._frame import ContractFrame, group
 from sandbox_agent.testing.support import (
     delta,
@@ -278,38 +279,65 @@ class SessionsContract(ContractFrame):
             [event] = await store.read(sid)
             assert same_as_draft(event, draft)
 
-    async def test_text_with_a_nul_character_is_stored_or_refused_with_a_store_error(
+    @pytest.mark.parametrize(
+        "field",
+        ["id", "agent", "agent_mode", "permission_mode", "model", "variant", "title", "directory"],
+    )
+    async def test_a_nul_character_in_a_session_text_field_is_refused_naming_the_field(
+        self, store: EventStore, field: str
+    ) -> None:
+        # NUL is valid in a Python string and in JSON, but Postgres' text cannot keep it: the
+        # store refuses it on every driver alike, before the database is touched.
+        fields = {"id": "s1", "agent": "mock", field: "a\x00b"}
+        with pytest.raises(InvalidText) as refused:
+            await store.create_session(SessionRecord(**fields))
+        assert isinstance(refused.value, ValueError)
+        assert refused.value.field == field and field in str(refused.value)
+        assert await store.all_sessions() == []
+
+    async def test_a_nul_character_in_a_title_is_refused_whether_the_session_exists_or_not(
         self, store: EventStore
     ) -> None:
-        # NUL is valid in a Python string and in JSON; a driver whose database cannot keep it
-        # in a text column must say so with a StoreError, never leak a database exception.
-        nul = "a\x00b"
-        try:
-            created = await store.create_session(
-                SessionRecord(id="s1", agent="mock", title=nul, directory=nul)
-            )
-        except StoreError:
-            assert await store.get_session("s1") is None
-        else:
-            assert (created.title, created.directory) == (nul, nul)
-            fetched = await store.get_session("s1")
-            assert fetched is not None and fetched.title == nul
         sid = await new_session(store)
-        try:
-            updated = await store.update_session(sid, title=nul)
-        except StoreError:
-            record = await store.get_session(sid)
-            assert record is not None and record.title is None
-        else:
-            assert updated.title == nul
-        draft = delta(native_session_id=nul, event_id="evt\x00nul")
-        try:
-            await store.append(sid, [draft])
-        except StoreError:
-            assert await store.read(sid) == []
-        else:
-            [event] = await store.read(sid)
-            assert same_as_draft(event, draft)
+        before = await store.get_session(sid)
+        for target in (sid, "missing"):
+            with pytest.raises(InvalidText) as refused:
+                await store.update_session(target, title="\x00", metadata={"k": 1})
+            assert (refused.value.field, refused.value.session_id) == ("title", target)
+        assert await store.get_session(sid) == before
+        assert await store.get_session("missing") is None
+
+    @pytest.mark.parametrize("field", ["event_id", "type", "native_session_id"])
+    async def test_a_nul_character_in_an_events_text_column_is_refused_naming_the_field(
+        self, store: EventStore, field: str
+    ) -> None:
+        sid = await new_session(store)
+        before = await store.get_session(sid)
+        bad = EventDraft(**{"type": "x.text", "event_id": new_event_id(), field: "x.a\x00b"})
+        with pytest.raises(InvalidText) as refused:
+            await store.append(sid, [delta("1"), bad])
+        assert refused.value.field == field
+        assert await store.read(sid) == []
+        assert await store.get_session(sid) == before
+
+    async def test_a_fork_to_an_id_with_a_nul_character_is_refused(self, store: EventStore) -> None:
+        sid = await new_session(store)
+        await store.append(sid, deltas(2))
+        with pytest.raises(InvalidText):
+            await store.fork_session(sid, "fork\x00")
+        assert [r.id for r in await store.all_sessions()] == [sid]
+
+    async def test_nul_characters_in_json_fields_round_trip(self, store: EventStore) -> None:
+        # Only the text columns refuse NUL: metadata and init are JSON, which keeps it.
+        nul = {"k\x00": "v\x00", "list": ["\x00"]}
+        created = await store.create_session(
+            SessionRecord(id="s1", agent="mock", metadata=nul, init=nul)
+        )
+        assert (created.metadata, created.init) == (nul, nul)
+        updated = await store.update_session("s1", metadata={"m": "\x00"})
+        assert updated.metadata == {"m": "\x00"}
+        fetched = await store.get_session("s1")
+        assert fetched is not None and (fetched.metadata, fetched.init) == ({"m": "\x00"}, nul)
 
     async def test_extreme_times_are_stored_exactly_or_refused(self, store: EventStore) -> None:
         sid = await new_session(store)
