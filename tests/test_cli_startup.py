@@ -115,6 +115,25 @@ def test_help_lists_every_command_in_the_order_of_the_command_table() -> None:
     }
 
 
+def test_the_help_listing_is_the_one_of_the_fully_built_commands() -> None:
+    # ``--help`` lists the commands from stand-ins without parameters: the same text as the
+    # listing of the commands as Typer builds them to run.
+    import typer.main
+    from typer.core import TyperGroup
+
+    from sandbox_agent.cli.app import app, load_commands
+
+    load_commands()
+    root = typer.main.get_command(app)
+    assert isinstance(root, TyperGroup)
+    ctx = root.make_context("sandbox-agent", [], resilient_parsing=True)
+    built, listed = ctx.make_formatter(), ctx.make_formatter()
+    TyperGroup.format_commands(root, ctx, built)
+    root.format_commands(ctx, listed)
+    assert listed.getvalue() == built.getvalue()
+    assert "replay" in built.getvalue() and "sessions" in built.getvalue()
+
+
 def test_the_command_table_names_each_commands_module() -> None:
     from sandbox_agent.cli.app import COMMAND_MODULES, app, load_commands
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import json
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     # The types Typer's vendored Click gives its hooks.
-    from typer._click import Command, Context
+    from typer._click import Command, Context, HelpFormatter
 
 T = TypeVar("T")
 
@@ -69,7 +70,8 @@ class RootGroup(Group):
 
     Typer builds every parameter of every command from its signature (about 50 ms for the 30 or
     so of them) and each module imports its own share, all for nothing when one command runs or
-    prints its help. ``--help`` and an unknown name (for the suggestion) load them all.
+    prints its help. ``--help`` lists them from their help alone; an unknown name (for the
+    suggestion) loads them all.
     """
 
     def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
@@ -82,12 +84,56 @@ class RootGroup(Group):
             self._load(None)
         return super().list_commands(ctx)
 
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
+        # The listing shows names and help only: Typer builds it from the commands as registered
+        # with stand-ins for their parameters (those are most of a command's build, 50 ms).
+        load_commands()
+        listing = typer.main.get_command(_without_parameters(app))
+        assert isinstance(listing, TyperGroup)
+        listing.format_commands(ctx, formatter)
+
     def _load(self, names: list[str] | None) -> None:
         load_commands(names)
         # What the modules registered on ``app`` so far, built as Typer builds it.
         built = typer.main.get_command(app)
         assert isinstance(built, TyperGroup)
         self.commands = built.commands
+
+
+def _without_parameters(typer_app: typer.Typer) -> typer.Typer:
+    """A copy of ``typer_app`` whose commands take no parameters and whose groups hold no
+    commands: built by Typer, it has the same names, help, short help, hidden and deprecated
+    flags, cheaply (a test holds its listing to the full one)."""
+
+    def stub(callback: Callable[..., Any] | None) -> Callable[[], None] | None:
+        if callback is None:
+            return None
+
+        def command() -> None:
+            pass
+
+        # Typer names a command and finds its help from these two (not ``wraps``: Typer would
+        # follow ``__wrapped__`` to the parameters).
+        command.__name__, command.__doc__ = callback.__name__, callback.__doc__
+        return command
+
+    shallow = copy.copy(typer_app)
+    shallow.info = copy.copy(typer_app.info)
+    shallow.info.cls = TyperGroup  # a plain group: what it lists is what it holds
+    shallow.registered_commands = []
+    for info in typer_app.registered_commands:
+        info = copy.copy(info)
+        info.callback = stub(info.callback)
+        shallow.registered_commands.append(info)
+    shallow.registered_groups = []
+    for group_info in typer_app.registered_groups:
+        group_info = copy.copy(group_info)
+        if group_info.typer_instance is not None:
+            empty = copy.copy(group_info.typer_instance)
+            empty.registered_commands, empty.registered_groups = [], []
+            group_info.typer_instance = empty
+        shallow.registered_groups.append(group_info)
+    return shallow
 
 
 # Plain help and usage errors, not Rich's: Typer's Rich help loads Rich's Markdown and syntax
