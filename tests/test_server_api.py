@@ -463,3 +463,12 @@ def test_served_openapi_matches_the_committed_copy(client: httpx.Client) -> None
     assert served.status_code == 200
     assert render(served.json()) == committed.read_text(encoding="utf-8")
     assert render(openapi_document()) == committed.read_text(encoding="utf-8")
+
+
+def test_a_nul_character_in_a_session_field_is_400_and_creates_nothing(
+    client: httpx.Client,
+) -> None:
+    session_id = f"api-nul-{next(_ids)}"
+    body = {"agent": "mock", "title": "a\u0000b"}
+    problem(client.post(f"/v1/sessions/{session_id}", json=body), 400, "invalid_request")
+    problem(client.get(f"/v1/sessions/{session_id}"), 404, "session_not_found")

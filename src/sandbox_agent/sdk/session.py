@@ -196,16 +196,46 @@ class Session:
         seconds; the turn goes on, and the next ``wait()`` follows it from the same place."""
         async with asyncio.timeout(timeout):
             state = await self.state()
-            self._mirror.turn.load(state)
-            last = state.turns[-1] if state.turns else None
-            ended_unseen = (
-                last is not None
-                and last.ended_sequence is not None
-                and last.ended_sequence > self._cursor
-            )
-            if self._sent or turn_open(state) or ended_unseen:
+            if not (self._sent or self._turn_to_follow(state)):
+                # The local copy may lag: a prompt whose answer was lost, events not yet
+                # mirrored. What the server holds beyond it is waited for first.
+                remote = await self._remote_last_sequence()
+                if remote is not None and remote > state.last_sequence:
+                    state = await self._caught_up(state.last_sequence, remote)
+            if self._sent or self._turn_to_follow(state):
                 return await self._follow_turn(self._cursor)
             return await self._last_turn(state)
+
+    def _turn_to_follow(self, state: SessionState) -> bool:
+        """A turn is open in ``state``, or one ended that ``wait`` has not returned yet."""
+        self._mirror.turn.load(state)
+        last = state.turns[-1] if state.turns else None
+        ended_unseen = (
+            last is not None
+            and last.ended_sequence is not None
+            and last.ended_sequence > self._cursor
+        )
+        return turn_open(state) or ended_unseen
+
+    async def _remote_last_sequence(self) -> int | None:
+        """The server's last sequence in local numbering (None: the server lost the session)."""
+        try:
+            info = await self._sdk.request_json("GET", f"/v1/sessions/{self.id}")
+        except SandboxAgentError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return int(info.get("lastSequence", 0)) + self._mirror.offset
+
+    async def _caught_up(self, after: int, target: int) -> SessionState:
+        """The local state once the mirror has stored every event up to ``target``."""
+        if not self._mirror.running:
+            self._mirror.start()
+        if after < target:
+            async for event in self._local_events(after):
+                if event.sequence >= target:
+                    break
+        return await self.state()
 
     async def _last_turn(self, state: SessionState) -> TurnResult:
         """The result of the last turn of ``state``, which no longer runs."""

@@ -36,6 +36,7 @@ from sandbox_agent.sessions import (
 )
 from sandbox_agent.store import (
     InvalidCursor,
+    InvalidText,
     SequenceConflict,
     SessionExists,
     SessionNotFound,
@@ -175,7 +176,7 @@ def as_api_error(exc: Exception) -> ApiError:
             return session_already_exists(exc.session_id)
         case SequenceConflict():
             return ApiError("sequence_conflict", 409, str(exc), sessionId=exc.session_id)
-        case InvalidCursor():
+        case InvalidCursor() | InvalidText():
             return invalid_request(str(exc))
         case SequencePastEnd():
             return invalid_request(str(exc))
