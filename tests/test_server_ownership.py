@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,11 @@ def test_a_second_server_on_a_store_refuses_to_start_and_names_the_owner(
                 create(client, "live")
                 # A turn left open, waiting for its answers: what a recovery would close.
                 client.post("/v1/sessions/live/messages", json={"message": "permission"})
+                # Both of the mock's requests (they come one after the other).
                 before = wait_for(client, "live", "permission.requested")
+                while [e["type"] for e in before].count("permission.requested") < 2:
+                    time.sleep(0.02)
+                    before = events_of(client, "live")
                 second = ServerProcess(url, tmp_path / "second.log")
                 with pytest.raises(RuntimeError, match="exited with"):
                     second.start(timeout=60)

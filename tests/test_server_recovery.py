@@ -136,7 +136,7 @@ def _run_trials(tmp_path: Path, count: int, seed: int) -> None:
 
 
 def test_sigkill_mid_turn_loses_nothing_acknowledged(tmp_path: Path) -> None:
-    _run_trials(tmp_path, 10, seed=20251126)  # 300 in the slow suite
+    _run_trials(tmp_path, 6, seed=20251126)  # 300 in the slow suite
 
 
 @pytest.mark.slow

@@ -52,7 +52,7 @@ def machine_for(driver: str) -> type[StoreMachine]:
 # Memory is cheap, so it gets more examples; each SQL example opens (and migrates) a new database.
 # The default run keeps to the test budget; the slow suite (which CI runs) goes four times as far
 # as the default run did before the MySQL suite joined it.
-EXAMPLES = {"memory": 150, "sqlite": 40, "postgres": 25}
+EXAMPLES = {"memory": 80, "sqlite": 20, "postgres": 12}
 SLOW_EXAMPLES = {"memory": 600, "sqlite": 240, "postgres": 160}
 
 

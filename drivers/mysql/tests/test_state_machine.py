@@ -19,7 +19,7 @@ def fresh_url(_tmp: Path) -> str:
 def test_mysql_store_behaves_like_the_model() -> None:
     require_mysql()
     machine = url_store_machine(fresh_url, drop=drop_database_of, name="StoreMachine_mysql")
-    run_store_machine(machine, examples=20, steps=30)  # 160 x 60 in the slow suite
+    run_store_machine(machine, examples=10, steps=30)  # 160 x 60 in the slow suite
 
 
 @pytest.mark.slow
