@@ -565,7 +565,10 @@ def run_agent(agent: str, command: list[str], args: Any) -> dict[str, Any]:
                 raise RuntimeError(f"{agent} baseline: {exc}\n{tails(root)}") from exc
             server_env = {**env, "SANDBOX_AGENT_DATA_DIR": str(root / "data")}
             server = ServerProcess(
-                f"sqlite:///{root / 'store.db'}", root / "server.log", env=server_env
+                f"sqlite:///{root / 'store.db'}",
+                root / "server.log",
+                env=server_env,
+                args=["--no-token", "--root", str(root)],  # the workspace lies inside the root
             )
             server.start(timeout=START_TIMEOUT)
             try:
