@@ -71,17 +71,23 @@ class DuplicateEventId(StoreError):
         self.session_id = session_id
 
 
-class InvalidText(StoreError, ValueError):
-    """A text field the store keeps in a column of its own (a session's id, agent, modes,
-    model, variant, title, directory, native session id; an event's id and type) holds a NUL
-    character (U+0000). Postgres' text cannot keep one, so no driver does: ``EventStore`` refuses
-    it before the database is touched. Nothing was written. Payloads (``data``, ``raw``,
-    ``metadata``, ``init``) are JSON and keep NUL."""
+#: What ``InvalidText`` names.
+NUL = "a NUL character (U+0000)"
+SURROGATE = "a lone surrogate (U+D800..U+DFFF), which is not UTF-8"
 
-    def __init__(self, session_id: str, field: str) -> None:
+
+class InvalidText(StoreError, ValueError):
+    """A text the store cannot keep: a field kept in a column of its own (a session's id, agent,
+    modes, model, variant, title, directory, native session id; an event's id and type) holds a
+    NUL character (U+0000), which Postgres' text cannot keep, so no driver does; or any text,
+    JSON payloads included, holds a lone surrogate (U+D800..U+DFFF), which is not UTF-8.
+    ``EventStore`` refuses it before the database is touched. Nothing was written. JSON payloads
+    (``data``, ``raw``, ``metadata``, ``init``) keep NUL."""
+
+    def __init__(self, session_id: str, field: str, what: str = NUL) -> None:
         super().__init__(
-            f"session {session_id!r}: {field} holds a NUL character (U+0000), which the store "
-            "does not keep in text (nothing was written)"
+            f"session {session_id!r}: {field} holds {what}, which the store does not keep "
+            "(nothing was written)"
         )
         self.session_id = session_id
         self.field = field

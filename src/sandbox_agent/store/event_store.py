@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from pydantic_core import from_json
+from pydantic_core import PydanticSerializationError, from_json
 
 from sandbox_agent.events import EventDraft, UniversalEvent, format_time, new_event_id, utc_now
 from sandbox_agent.events.envelope import TIME_FORMAT
@@ -35,11 +35,12 @@ from sandbox_agent.store.codec import (
     decode_positioned_rows,
     decode_rows,
     dump_json,
-    dump_raw,
     paused_gc,
 )
 from sandbox_agent.store.driver import EventRow, SessionChange, StorageDriver
 from sandbox_agent.store.errors import (
+    NUL,
+    SURROGATE,
     DuplicateEventId,
     IdempotencyConflict,
     InvalidCursor,
@@ -90,8 +91,12 @@ class EventStore:
     async def create_session(self, record: SessionRecord) -> SessionRecord:
         """Store a new session with an empty stream. Raises ``SessionExists`` for a taken id.
         The projection fields of ``record`` are ignored (the store keeps them). ``InvalidText``
-        for a NUL character in a text field."""
-        refuse_nul(record.id, ((name, getattr(record, name)) for name in SESSION_TEXT_FIELDS))
+        for a text it cannot keep (a NUL in a text column, a lone surrogate anywhere)."""
+        refuse_unstorable(
+            record.id, ((name, getattr(record, name)) for name in SESSION_TEXT_FIELDS)
+        )
+        encode_json(record.id, "init", record.init)
+        encode_json(record.id, "metadata", record.metadata)
         stored = record.model_copy(
             update={
                 "updated_at": utc_now(),
@@ -148,7 +153,9 @@ class EventStore:
         """Set the user annotations (``title``; ``metadata`` replaces the old one). Raises
         ``SessionNotFound``; ``InvalidText`` for a NUL character in ``title``, whether the
         session exists or not."""
-        refuse_nul(session_id, [("title", title)])
+        refuse_unstorable(session_id, [("title", title)])
+        if metadata is not None:
+            encode_json(session_id, "metadata", metadata)
         changes: dict[str, Any] = {"updated_at": utc_now()}
         if title is not None:
             changes["title"] = title
@@ -199,8 +206,8 @@ class EventStore:
                 draft.source,
                 draft.synthetic,
                 draft.native_session_id,
-                dump_json(draft.data),
-                dump_raw(draft.raw),
+                encode_json(session_id, "data", draft.data),
+                None if draft.raw is None else encode_json(session_id, "raw", draft.raw),
             )
             for draft, event_id, time in filled
         ]
@@ -511,7 +518,7 @@ def check_batch_ids(session_id: str, filled: Sequence[tuple[EventDraft, str, dat
 
 
 #: The text columns of a session's row that a caller fills (``native_session_id`` comes from the
-#: events); a NUL character in them is refused.
+#: events); a NUL character or a lone surrogate in them is refused.
 SESSION_TEXT_FIELDS = (
     "id",
     "agent",
@@ -524,24 +531,47 @@ SESSION_TEXT_FIELDS = (
 )
 
 
-def refuse_nul(session_id: str, fields: Iterable[tuple[str, str | None]]) -> None:
-    """``InvalidText`` for the first field holding a NUL character (U+0000). Postgres' text
-    cannot keep one, so no driver keeps one: every driver answers alike, before any I/O."""
+def unstorable(value: str) -> str | None:
+    """What in ``value`` the store cannot keep in a text column (``InvalidText``'s words), or
+    None."""
+    if "\x00" in value:
+        return NUL
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return SURROGATE
+    return None
+
+
+def refuse_unstorable(session_id: str, fields: Iterable[tuple[str, str | None]]) -> None:
+    """``InvalidText`` for the first text field the store cannot keep. Every driver answers
+    alike, before any I/O."""
     for name, value in fields:
-        if value is not None and "\x00" in value:
-            raise InvalidText(session_id, name)
+        what = None if value is None else unstorable(value)
+        if what is not None:
+            raise InvalidText(session_id, name, what)
+
+
+def encode_json(session_id: str, field: str, value: Any) -> str:
+    """``value`` as JSON text; ``InvalidText`` for a lone surrogate in it."""
+    try:
+        return dump_json(value)
+    except PydanticSerializationError as exc:
+        if "surrogates not allowed" in str(exc):
+            raise InvalidText(session_id, field, SURROGATE) from None
+        raise
 
 
 def check_batch_text(session_id: str, filled: Sequence[tuple[EventDraft, str, datetime]]) -> None:
-    """``refuse_nul`` over the text columns of a batch: event ids, types, native session ids
-    (the last one given also lands in the session's row)."""
+    """``refuse_unstorable`` over the text columns of a batch: event ids, types, native session
+    ids (the last one given also lands in the session's row)."""
     for draft, event_id, _ in filled:
         native = draft.native_session_id or ""
-        if "\x00" in event_id or "\x00" in draft.type or "\x00" in native:  # the append path
-            refuse_nul(
-                session_id,
-                (("event_id", event_id), ("type", draft.type), ("native_session_id", native)),
-            )
+        text = event_id + draft.type + native
+        if "\x00" in text or not text.isascii():  # the append path: one check per event
+            fields = (("event_id", event_id), ("type", draft.type), ("native_session_id", native))
+            refuse_unstorable(session_id, fields)
 
 
 def same_content(draft: EventDraft, stored: UniversalEvent) -> bool:

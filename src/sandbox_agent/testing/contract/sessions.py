@@ -339,6 +339,39 @@ class SessionsContract(ContractFrame):
         fetched = await store.get_session("s1")
         assert fetched is not None and (fetched.metadata, fetched.init) == ({"m": "\x00"}, nul)
 
+    async def test_a_lone_surrogate_is_refused_in_text_and_in_json_naming_the_field(
+        self, store: EventStore
+    ) -> None:
+        # "\ud800" parses from JSON ("\\ud800") into a Python str but is not UTF-8: no driver
+        # can keep it anywhere, so the store refuses it before any I/O, JSON payloads included.
+        lone = "a\ud800b"
+        for field in ("title", "directory"):
+            with pytest.raises(InvalidText) as refused:
+                await store.create_session(SessionRecord(id="s1", agent="mock", **{field: lone}))
+            assert refused.value.field == field and "surrogate" in str(refused.value)
+        for field in ("metadata", "init"):
+            with pytest.raises(InvalidText) as refused:
+                await store.create_session(
+                    SessionRecord(id="s1", agent="mock", **{field: {"k": lone}})
+                )
+            assert refused.value.field == field
+        assert await store.all_sessions() == []
+        sid = await new_session(store)
+        before = await store.get_session(sid)
+        with pytest.raises(InvalidText) as refused:
+            await store.update_session(sid, metadata={lone: 1})
+        assert refused.value.field == "metadata"
+        for field, bad in (
+            ("data", EventDraft(type="x.text", data={"text": lone})),
+            ("raw", EventDraft(type="x.text", raw={"line": lone})),
+            ("type", EventDraft(type=f"x.{lone}")),
+        ):
+            with pytest.raises(InvalidText) as refused:
+                await store.append(sid, [delta("1"), bad])
+            assert refused.value.field == field
+        assert await store.read(sid) == []
+        assert await store.get_session(sid) == before
+
     async def test_extreme_times_are_stored_exactly_or_refused(self, store: EventStore) -> None:
         sid = await new_session(store)
         for when in (
