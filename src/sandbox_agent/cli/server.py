@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
@@ -70,6 +71,9 @@ def serve(config: ServerConfig, log_level: str = "info") -> None:
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Bound and listening before the app starts: a second server on a taken port exits here,
+    # before its crash recovery could touch any session.
+    sock = listen(config.host, config.port)
     application = create_app(config)
     uv_config = uvicorn.Config(
         application,
@@ -80,7 +84,26 @@ def serve(config: ServerConfig, log_level: str = "info") -> None:
         lifespan="on",
         ws="none",  # no WebSocket routes: skip loading a WebSocket library (memory)
     )
-    _Server(uv_config, application.state.stopping).run()
+    logging.getLogger(__name__).info(
+        "listening on http://%s:%d", config.host, sock.getsockname()[1]
+    )
+    _Server(uv_config, application.state.stopping).run(sockets=[sock])
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` and listening; exit 3 (uvicorn's start-up failure)
+    with the reason when the address is taken or cannot be bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart reuses the port
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", code=3)
+    sock.set_inheritable(True)
+    return sock
 
 
 @app.command("server")

@@ -3,7 +3,8 @@
 At start-up the app opens the store, loads every active session and closes what a previous
 server left open (``SessionEngine.recover``); at shutdown it ends every SSE stream, stops every
 agent and closes the store. Middleware, outermost first: CORS when an origin is allowed (so
-preflights are answered before auth), token auth, the body limit.
+preflights are answered before auth), token auth, a path's trailing slash dropped, the body
+limit.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sandbox_agent.server.errors import install_error_handlers
 from sandbox_agent.server.limits import BodyLimit
 from sandbox_agent.server.responses import document_problems
 from sandbox_agent.server.routes import agents, events, hitl, sessions
+from sandbox_agent.server.slashes import TrailingSlash
 from sandbox_agent.sessions import SessionEngine
 from sandbox_agent.store import StoreOwned, default_store_url, open_store
 from sandbox_agent.version import __version__
@@ -100,6 +102,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        redirect_slashes=False,  # TrailingSlash serves them: no redirect built from Host
     )
     app.state.config = config
     app.state.stopping = asyncio.Event()
@@ -130,6 +133,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         app.router.routes.extend(module.router.routes)
 
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(TrailingSlash)
     if config.token:
         app.add_middleware(TokenAuth, token=config.token)
     if config.cors_allow_origins:

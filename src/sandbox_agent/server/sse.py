@@ -18,6 +18,7 @@ from starlette.responses import StreamingResponse
 
 from sandbox_agent.events import UniversalEvent
 from sandbox_agent.store import EventStore, StoreError
+from sandbox_agent.store.records import MAX_SEQUENCE
 
 #: Event types that end a ``messages/stream`` response (v0.1).
 TERMINAL_TYPES = frozenset(
@@ -38,7 +39,7 @@ def resume_after(request: Request, offset: int) -> int:
     """Where a stream starts: after ``Last-Event-ID`` when the client sent one, else ``offset``."""
     value = request.headers.get("last-event-id")
     if value is not None and value.strip().isdigit():
-        return int(value.strip())
+        return min(int(value.strip()), MAX_SEQUENCE)  # beyond any sequence: nothing stored
     return offset
 
 

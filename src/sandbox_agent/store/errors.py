@@ -73,7 +73,7 @@ class DuplicateEventId(StoreError):
 
 #: What ``InvalidText`` names.
 NUL = "a NUL character (U+0000)"
-SURROGATE = "a lone surrogate (U+D800..U+DFFF), which is not UTF-8"
+SURROGATE = "a lone surrogate (U+D800..U+DFFF: not UTF-8)"
 
 
 class InvalidText(StoreError, ValueError):

@@ -13,6 +13,9 @@ SessionStatus = Literal["active", "ended"]
 
 T = TypeVar("T")
 
+#: The largest sequence a store can number (a signed 64-bit column): no read goes past it.
+MAX_SEQUENCE = 2**63 - 1
+
 
 class SessionRecord(BaseModel):
     """A session's row: what it was created with, plus a projection of its stream.

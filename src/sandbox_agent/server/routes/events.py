@@ -11,10 +11,13 @@ from sandbox_agent.api import EventsResponse
 from sandbox_agent.server.responses import problems
 from sandbox_agent.server.routes.deps import Config, Engine, IncludeRaw, SessionId, Stopping
 from sandbox_agent.server.sse import event_stream, resume_after, sse_response
+from sandbox_agent.store.records import MAX_SEQUENCE
 
 router = APIRouter(prefix="/v1/sessions", tags=["events"])
 
-Offset = Annotated[int, Query(ge=0, description="The last sequence seen (exclusive).")]
+Offset = Annotated[
+    int, Query(ge=0, le=MAX_SEQUENCE, description="The last sequence seen (exclusive).")
+]
 
 
 @router.get("/{session_id}/events", response_model=EventsResponse, responses=problems(404))
