@@ -34,15 +34,12 @@ def run_replay(make: Callable[[], Awaitable[T]]) -> T:
 async def open_existing(url: str) -> EventStore:
     """Open a store to read it: a SQLite file that does not exist is an error, not a new store."""
     from sandbox_agent.replay import ReplayError
-    from sandbox_agent.store import open_store
+    from sandbox_agent.store import StoreNotFound, open_store
 
-    if url.split(":", 1)[0].lower() in ("sqlite", "sqlite+aiosqlite"):
-        from sandbox_agent.store.sqlite import database_path
-
-        path = database_path(url)
-        if not path.exists():
-            raise ReplayError(f"no store at {path}: the SQLite file does not exist")
-    return await open_store(url)
+    try:
+        return await open_store(url, create=False)
+    except StoreNotFound as exc:
+        raise ReplayError(str(exc)) from None
 
 
 async def _states(

@@ -31,7 +31,7 @@ async def list_store_sessions(
     """Newest first, up to ``limit`` sessions of the store at ``url``."""
     from sandbox_agent.store import open_store
 
-    async with await open_store(url) as store:
+    async with await open_store(url, create=False) as store:
         found: list[SessionRecord] = []
         cursor: str | None = None
         while len(found) < limit:

@@ -19,6 +19,7 @@ from sandbox_agent.store.errors import (
     SessionExists,
     SessionNotFound,
     StoreConfigError,
+    StoreNotFound,
     StoreError,
     StoreUnavailable,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "SnapshotRow",
     "StorageDriver",
     "StoreConfigError",
+    "StoreNotFound",
     "StoreError",
     "StoreOwned",
     "StoreUnavailable",

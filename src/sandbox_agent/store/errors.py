@@ -11,6 +11,11 @@ class StoreConfigError(StoreError):
     """The store URL or an option is wrong (bad URL, unknown driver, bad option value)."""
 
 
+class StoreNotFound(StoreConfigError):
+    """``open_store(url, create=False)``: no store at ``url`` (a SQLite file that does not
+    exist)."""
+
+
 class StoreUnavailable(StoreError):
     """The database cannot be reached or opened."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from sandbox_agent.store.errors import StoreConfigError, StoreError
+from sandbox_agent.store.errors import StoreConfigError, StoreError, StoreNotFound
 
 if TYPE_CHECKING:
     from sandbox_agent.store.event_store import EventStore
@@ -19,8 +19,12 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
     return base, options
 
 
-async def open_store(url: str, *, migrate: bool | None = None, **options: Any) -> EventStore:
+async def open_store(
+    url: str, *, migrate: bool | None = None, create: bool = True, **options: Any
+) -> EventStore:
     """Open the store at ``url`` (running pending migrations unless ``migrate=False``).
+    ``create=False`` opens only a store that exists: a SQLite file that does not is
+    ``StoreNotFound`` (a read-only command must not leave an empty database behind a typo).
 
     The URL's scheme picks the driver: ``memory://``, ``sqlite:///path.db``,
     ``postgresql://user@host/db``, or any scheme registered with ``register_driver`` or the
@@ -41,6 +45,12 @@ async def open_store(url: str, *, migrate: bool | None = None, **options: Any) -
         )
     scheme = urlsplit(url).scheme
     opener = opener_for(scheme, url)
+    if not create and scheme.lower() in ("sqlite", "sqlite+aiosqlite"):
+        from sandbox_agent.store.sqlite import database_path
+
+        path = database_path(split_url(url)[0])
+        if not path.exists():
+            raise StoreNotFound(f"no store at {path}: the SQLite file does not exist")
     if migrate is not None:
         options["migrate"] = migrate
     try:
@@ -87,7 +97,7 @@ async def database_status(url: str, *, upgrade: bool) -> tuple[str | None, str]:
     """(the database's revision, the head revision) of the store at ``url``; with
     ``upgrade`` the pending migrations run first. Raises ``StoreConfigError`` for memory://,
     which has no schema."""
-    async with await open_store(url, migrate=upgrade) as store:
+    async with await open_store(url, migrate=upgrade, create=upgrade) as store:
         status = await store.driver.schema_status()
         if status is None:
             raise StoreConfigError(f"{url!r} has no database schema: migrations are for SQL stores")
