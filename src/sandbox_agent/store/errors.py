@@ -17,7 +17,11 @@ class StoreNotFound(StoreConfigError):
 
 
 class StoreUnavailable(StoreError):
-    """The database cannot be reached or opened."""
+    """The database cannot be reached, opened or written: its connection, the network or the
+    disk failed (refused or reset connections, timeouts, SQLite's "disk I/O error" and
+    "database or disk is full"). Not the data's fault, unlike corruption or a conflict: the
+    same call may succeed once the database answers again. The server answers 503
+    ``store_unavailable`` meanwhile."""
 
 
 class SessionExists(StoreError):

@@ -88,6 +88,17 @@ _READ_ALL = (
     "ORDER BY position LIMIT $2"
 )
 _EXISTS = "SELECT last_sequence FROM sessions WHERE id = $1"
+#: asyncpg's errors of a connection that failed or a server that cannot serve (shutting down,
+#: starting, out of connections): the store is unreachable, not the request wrong.
+_UNREACHABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
 _MIGRATION_LOCK = 0x5A4E_7A61  # pg_advisory_xact_lock key: one migrator at a time
 
 
@@ -175,6 +186,14 @@ class PostgresDriver(SqlDriver):
     def attach(self, wake: Callable[[str], None]) -> None:
         self._wake = wake
 
+    def _unreachable(self, exc: BaseException) -> bool:
+        current: BaseException | None = exc
+        while current is not None:
+            if isinstance(current, _UNREACHABLE):
+                return True
+            current = current.__cause__
+        return super()._unreachable(exc)
+
     def ownership_lock(self) -> AdvisoryOwnership:
         return AdvisoryOwnership(self._engine, self.schema)
 
@@ -194,14 +213,20 @@ class PostgresDriver(SqlDriver):
     async def _raw(self) -> AsyncIterator[asyncpg.Connection]:
         """The asyncpg connection under a pooled SQLAlchemy one. Without pool pre-ping (three
         round trips per checkout), a connection found dead is invalidated on first use."""
-        conn = await self._engine.connect()
+        try:
+            conn = await self._engine.connect()
+        except Exception as exc:  # the pool's new connection: refused, reset, timed out
+            if self._unreachable(exc):
+                raise StoreUnavailable(f"Postgres at {self.url}: {exc}") from exc
+            raise StoreError(f"Postgres at {self.url}: {exc}") from exc
         try:
             raw = await conn.get_raw_connection()
             pg: asyncpg.Connection = raw.driver_connection
             try:
                 yield pg
-            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
-                await conn.invalidate()
+            except _UNREACHABLE as exc:
+                with contextlib.suppress(Exception):
+                    await conn.invalidate()
                 raise StoreUnavailable(f"Postgres at {self.url}: {exc}") from exc
             except asyncpg.UndefinedTableError as exc:
                 raise StoreError(f"Postgres at {self.url}: {exc}{NOT_MIGRATED_HINT}") from exc

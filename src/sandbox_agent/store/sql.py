@@ -5,7 +5,8 @@ paths)."""
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sandbox_agent.store.driver import SnapshotRow, StorageDriver
-from sandbox_agent.store.errors import SessionExists, SessionNotFound, StoreError
+from sandbox_agent.store.errors import (
+    SessionExists,
+    SessionNotFound,
+    StoreError,
+    StoreUnavailable,
+)
 from sandbox_agent.store.migrate import HEAD_REVISION, run_upgrade, stored_revision
 from sandbox_agent.store.records import SessionRecord, SessionStatus
 from sandbox_agent.store.tables import Tables, tables_for
@@ -34,9 +40,14 @@ class SqlDriver(StorageDriver, abc.ABC):
         self.url = url
         self._tables: Tables = tables_for(engine.dialect.name)
 
+    def _unreachable(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the database cannot be reached or written (``unreachable``);
+        a driver adds its own library's connection errors."""
+        return unreachable(exc)
+
     @asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncConnection]:
-        with database_errors(self.url):
+        with database_errors(self.url, self._unreachable):
             async with self._engine.connect() as conn:
                 conn = await conn.execution_options(**{WRITE: True})
                 async with conn.begin():
@@ -44,7 +55,7 @@ class SqlDriver(StorageDriver, abc.ABC):
 
     @asynccontextmanager
     async def _reading(self) -> AsyncIterator[AsyncConnection]:
-        with database_errors(self.url):
+        with database_errors(self.url, self._unreachable):
             async with self._engine.connect() as conn:
                 yield conn
 
@@ -219,16 +230,51 @@ class SqlDriver(StorageDriver, abc.ABC):
 NOT_MIGRATED_HINT = " (is the database migrated? run `sandbox-agent db upgrade URL`)"
 
 
+#: SQLite's primary result codes (the low byte) of a file or disk that failed, not of the data:
+#: "disk I/O error", "database or disk is full", "unable to open database file".
+SQLITE_UNREACHABLE = frozenset({sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN})
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc``, or an error that caused it, says the database cannot be reached or
+    written (a connection, the network or the disk failed), rather than that the request or the
+    data is wrong: ``OSError`` (timeouts included), SQLite's I/O, disk-full and cannot-open
+    codes, and what SQLAlchemy found to be a lost connection."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError):
+            return True
+        if isinstance(current, sqlite3.Error):
+            code = getattr(current, "sqlite_errorcode", None)
+            if code is not None and code & 0xFF in SQLITE_UNREACHABLE:
+                return True
+        if isinstance(current, DBAPIError):
+            if current.connection_invalidated:
+                return True
+            if current.orig is not None and current.orig is not current:
+                current = current.orig
+                continue
+        current = current.__cause__
+    return False
+
+
 @contextmanager
-def database_errors(where: str) -> Iterator[None]:
+def database_errors(
+    where: str, is_unreachable: Callable[[BaseException], bool] = unreachable
+) -> Iterator[None]:
     """Turn the driver's errors (other than constraint violations, which callers map to
-    ``SessionExists`` and the like) into ``StoreError``s that say where and why."""
+    ``SessionExists`` and the like) into ``StoreError``s that say where and why:
+    ``StoreUnavailable`` when the database cannot be reached or written (``is_unreachable``)."""
     try:
         yield
     except IntegrityError:
         raise
-    except DBAPIError as exc:
-        cause = exc.orig if exc.orig is not None else exc
+    except (DBAPIError, OSError) as exc:
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        if is_unreachable(exc):
+            raise StoreUnavailable(f"{where}: {cause}") from exc
         hint = (
             NOT_MIGRATED_HINT
             if "no such table" in str(cause) or "does not exist" in str(cause)

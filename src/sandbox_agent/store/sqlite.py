@@ -60,7 +60,7 @@ from sandbox_agent.store.errors import (
 from sandbox_agent.store.event_store import EventStore
 from sandbox_agent.store.ownership import FileOwnership
 from sandbox_agent.store.records import SessionRecord
-from sandbox_agent.store.sql import NOT_MIGRATED_HINT, WRITE, SqlDriver
+from sandbox_agent.store.sql import NOT_MIGRATED_HINT, WRITE, SqlDriver, unreachable
 from sandbox_agent.store.tables import decode_sqlite_time, encode_sqlite_time
 from sandbox_agent.store.url import float_option, int_option, no_more_options, split_url
 
@@ -267,8 +267,7 @@ class SqliteDriver(SqlDriver):
             # events) to 2x (1 event) faster (docs/performance.md, "Session 7: reads").
             return await connection._execute(lambda: fn(connection._conn))  # type: ignore[no-untyped-call,no-any-return]
         except sqlite3.Error as exc:
-            hint = NOT_MIGRATED_HINT if "no such table" in str(exc) else ""
-            raise StoreError(f"SQLite {self.path}: {exc}{hint}") from exc
+            raise _store_error(self.path, exc) from exc
 
     async def _inline_or_in_thread(
         self, connection: aiosqlite.Connection | None, fn: Callable[[sqlite3.Connection], T]
@@ -283,8 +282,7 @@ class SqliteDriver(SqlDriver):
             except sqlite3.Error as exc:
                 code = getattr(exc, "sqlite_errorcode", None)
                 if code is None or code & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                    hint = NOT_MIGRATED_HINT if "no such table" in str(exc) else ""
-                    raise StoreError(f"SQLite {self.path}: {exc}{hint}") from exc
+                    raise _store_error(self.path, exc) from exc
             finally:
                 self._inline_lock.release()
         return await self._in_thread(connection, fn)
@@ -345,8 +343,7 @@ class SqliteDriver(SqlDriver):
             code = getattr(exc, "sqlite_errorcode", None)  # absent on Python-level errors
             if code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 return None  # nothing was written; the writer thread waits for the lock
-            hint = NOT_MIGRATED_HINT if "no such table" in str(exc) else ""
-            raise StoreError(f"SQLite {self.path}: {exc}{hint}") from exc
+            raise _store_error(self.path, exc) from exc
         finally:
             self._inline_lock.release()
         self._inline_commits += 1
@@ -426,6 +423,15 @@ class SqliteDriver(SqlDriver):
             return None
         sequence, snapshot_version, state, created_at = row
         return SnapshotRow(sequence, snapshot_version, state, decode_sqlite_time(created_at))
+
+
+def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """``StoreUnavailable`` when the file or the disk failed (``unreachable``: I/O error, disk
+    full, cannot open), else ``StoreError``."""
+    if unreachable(exc):
+        return StoreUnavailable(f"SQLite {path}: {exc}")
+    hint = NOT_MIGRATED_HINT if "no such table" in str(exc) else ""
+    return StoreError(f"SQLite {path}: {exc}{hint}")
 
 
 # -- the functions that run in the connection thread -----------------------------------------

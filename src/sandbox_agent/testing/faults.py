@@ -8,7 +8,11 @@
   server saw them) and cuts response bodies after N bytes or at the moment you say; pass it as
   ``SandboxAgent.connect(url, transport=...)``.
 - ``CuttingProxy(port)``: a TCP proxy on 127.0.0.1 that resets every open connection on
-  ``cut()``, in front of a server or a database (Postgres, MySQL).
+  ``cut()``, and refuses new ones between ``down()`` and ``up()``, in front of a server or a
+  database (Postgres, MySQL).
+- ``small_disk(size)``: a tmpfs of that size mounted on a fresh directory (root or
+  CAP_SYS_ADMIN; the test is skipped with the reason otherwise), and ``fill_disk(directory)``,
+  which takes every free byte of it: a disk that fills up under a SQLite store.
 """
 
 from __future__ import annotations
@@ -17,14 +21,19 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import signal
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 import httpx
+import pytest
 
 from sandbox_agent.store import (
     EventStore,
@@ -49,6 +58,8 @@ __all__ = [
     "FaultyStore",
     "FaultyTransport",
     "StoreCall",
+    "fill_disk",
+    "small_disk",
 ]
 
 # -- the store ----------------------------------------------------------------------------------
@@ -418,7 +429,8 @@ class FaultyStore(EventStore):
 class CuttingProxy:
     """A TCP proxy from ``127.0.0.1:<port>`` (a free port, known after ``start()``) to
     ``target_host:target_port``; ``cut()`` resets every open connection (both sides), as a
-    network failure would. New connections go through again after a cut.
+    network failure would. New connections go through again after a cut; ``down()`` cuts and
+    resets every new connection at once until ``up()``: the target is unreachable meanwhile.
 
     In front of a server: ``SandboxAgent.connect(proxy.url)``. In front of Postgres::
 
@@ -436,6 +448,8 @@ class CuttingProxy:
         self.cuts = 0
         #: How many connections were accepted.
         self.connections = 0
+        #: Between ``down()`` and ``up()``: new connections are reset at once.
+        self.is_down = False
         self._server: asyncio.Server | None = None
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -464,6 +478,9 @@ class CuttingProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        if self.is_down:
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
         except OSError:
@@ -502,6 +519,16 @@ class CuttingProxy:
         self.cuts += 1
         return len(pairs)
 
+    def down(self) -> int:
+        """Cut every open connection and reset each new one until ``up()``; returns how many
+        were open."""
+        self.is_down = True
+        return self.cut()
+
+    def up(self) -> None:
+        """Let new connections through again."""
+        self.is_down = False
+
     async def close(self) -> None:
         """Cut everything and stop listening."""
         self.cut()
@@ -512,6 +539,47 @@ class CuttingProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
+
+
+# -- the disk -----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def small_disk(size: str = "4m") -> Iterator[Path]:
+    """A tmpfs of ``size`` (``mount -o size=``) mounted on a fresh directory, unmounted and
+    removed afterwards. Mounting needs root or CAP_SYS_ADMIN: without, the test is skipped
+    with the reason."""
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command to mount a tmpfs")
+    where = Path(tempfile.mkdtemp(prefix="sandbox-agent-disk-"))
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        where.rmdir()
+        reason = done.stderr.strip() or f"exit code {done.returncode}"
+        pytest.skip(f"cannot mount a tmpfs (needs root or CAP_SYS_ADMIN): {reason}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False, capture_output=True)
+        with contextlib.suppress(OSError):
+            where.rmdir()
+
+
+def fill_disk(directory: Path) -> Path:
+    """A file in ``directory`` that takes every free byte of its filesystem (delete it to free
+    the space again)."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        for size in (65536, 512, 1):
+            with contextlib.suppress(OSError):  # ENOSPC: no more of this size fits
+                while True:
+                    os.write(fd, b"\0" * size)
+    finally:
+        os.close(fd)
+    return filler
 
 
 # -- HTTP ---------------------------------------------------------------------------------------
