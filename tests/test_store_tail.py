@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandbox_agent.events import UniversalEvent
-from sandbox_agent.store.tail import StreamTails
+from sandbox_agent.events import EventDraft, UniversalEvent
+from sandbox_agent.store import SessionRecord, open_store
+from sandbox_agent.store.tail import StreamTails, stored_bytes
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -96,3 +97,54 @@ def test_sessions_without_subscribers_keep_nothing() -> None:
     tails.add("s", [event("s", 2)])
     tails.unsubscribe("s")
     assert tails.after("s", 1, 10) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 3000), min_size=1, max_size=80),
+    max_bytes=st.integers(1, 5000),
+    behind=st.integers(0, 80),
+    limit=st.integers(1, 100),
+)
+def test_tail_bounds_its_bytes_and_each_answer(
+    sizes: list[int], max_bytes: int, behind: int, limit: int
+) -> None:
+    """At most ``max_bytes`` held (twice between trims, the newest event whatever its size),
+    and an answer of at most ``max_bytes`` (but at least one event) when asked for it."""
+    tails = StreamTails(per_session=1000, max_bytes=max_bytes)
+    tails.subscribe("s")
+    committed = [event("s", n) for n in range(1, len(sizes) + 1)]
+    for n, size in enumerate(sizes):
+        tails.add("s", committed[n : n + 1], [size])
+        held, held_bytes = tails.held("s")
+        assert held == 1 or held_bytes <= 2 * max_bytes
+    after = max(0, len(committed) - behind)
+    got = tails.after("s", after, limit, max_bytes)
+    assert got == committed[after : after + len(got)]
+    if got:
+        assert len(got) == 1 or sum(sizes[after : after + len(got)]) <= max_bytes
+
+
+async def test_subscribe_batches_bounded_in_bytes_give_every_event_once() -> None:
+    """Small events, then events larger than the bound: every event once, in order, and each
+    batch within the bound or a single event."""
+    async with await open_store("memory://") as store:
+        await store.create_session(SessionRecord(id="s", agent="mock"))
+        deltas = ["x" * 100] * 300 + ["y" * 5000] * 20 + ["z" * 10] * 50
+        for start in range(0, len(deltas), 100):
+            drafts = [
+                EventDraft(type="item.delta", data={"item_id": "i", "delta": d})
+                for d in deltas[start : start + 100]
+            ]
+            await store.append("s", drafts, expected_sequence=start)
+        got: list[UniversalEvent] = []
+        batches = store.subscribe_batches("s", max_bytes=4000)
+        async for batch in batches:
+            size = sum(stored_bytes(e.model_dump_json(include={"data"}), None) for e in batch)
+            assert len(batch) == 1 or size <= 4000 + 20 * len(batch)
+            got += batch
+            if len(got) >= len(deltas):
+                break
+        await batches.aclose()
+        assert [e.sequence for e in got] == list(range(1, len(deltas) + 1))
+        assert [e.data["delta"] for e in got] == deltas

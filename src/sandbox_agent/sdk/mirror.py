@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -340,6 +341,9 @@ class Mirror:
                 await response.aread()
                 raise SandboxAgentError.from_response(response)
             async for sse in source.aiter_sse():
+                if sse.event == "error":
+                    # The server's stream failed (its store did): reconnect after the last event.
+                    raise _Transient(int(json.loads(sse.data).get("status", 503)))
                 if sse.data:
                     yield UniversalEvent.model_validate_json(sse.data)
 

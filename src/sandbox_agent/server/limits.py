@@ -58,3 +58,20 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay_receive, send)
+
+
+#: SSE: the events one stream takes from the store at a time, in bytes of stored JSON
+#: (``store/tail.py``'s ``stored_bytes``; one event larger than this goes alone). A client that
+#: stops reading holds one such page, decoded.
+SSE_PAGE_BYTES = 256 * 1024
+#: SSE: the most one socket write of a stream holds (one frame larger than this goes alone).
+#: Each write is awaited and uvicorn pauses it while the socket's buffer is over its high-water
+#: mark (64 KiB), so a stalled client holds at most about one write there.
+SSE_WRITE_BYTES = 64 * 1024
+#: SSE: what one stalled client costs the server at most, for events under ``SSE_PAGE_BYTES``
+#: each: the page decoded (about twice its JSON), one write, the transport's buffer, the
+#: stream's own state. ``tests/test_server_sse_memory.py`` holds the server to it.
+SSE_CLIENT_BYTES = 1024 * 1024
+#: SSE: an event larger than ``SSE_PAGE_BYTES`` costs a stalled client up to this many times its
+#: stored size besides (its row as read, the event decoded, its frame).
+SSE_LARGE_EVENT_COPIES = 3

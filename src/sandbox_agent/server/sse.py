@@ -3,22 +3,38 @@
 Framing: ``id: <sequence>``, ``data: <UniversalEvent JSON>``, a blank line (the default
 ``message`` event, for ``EventSource.onmessage`` and v0.1 clients); a ``: ping`` comment after
 ``ping_seconds`` without an event. Events are read from the store as the client consumes them,
-so a slow client is never dropped events and the server never buffers more than one batch.
+so a slow client is never dropped events.
+
+Memory per client is bounded (``server/limits.py``): the store gives at most ``SSE_PAGE_BYTES``
+of events at a time, and their frames go out in writes of at most ``SSE_WRITE_BYTES``, each
+awaited: uvicorn pauses a write until the socket drains below its high-water mark, so a client
+that stops reading stops its stream where it is, holding one page and one write.
+
+A stream that fails (the store fails while it reads, anything unexpected) ends with an
+``event: error`` frame whose data is the problem JSON (``server/errors.py``), then the end of
+the chunked body: never a cut chunk. A deleted session, the store closing and the server
+stopping end it without one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from sandbox_agent.events import UniversalEvent
-from sandbox_agent.store import EventStore, StoreError
+from sandbox_agent.server.errors import as_api_error
+from sandbox_agent.server.limits import SSE_PAGE_BYTES, SSE_WRITE_BYTES
+from sandbox_agent.store import EventStore, SessionNotFound
 from sandbox_agent.store.records import MAX_SEQUENCE
+
+logger = logging.getLogger(__name__)
 
 #: Event types that end a ``messages/stream`` response (v0.1).
 TERMINAL_TYPES = frozenset(
@@ -33,6 +49,13 @@ TERMINAL_TYPES = frozenset(
 )
 
 PING = b": ping\n\n"
+
+
+def error_frame(exc: Exception) -> bytes:
+    """The last frame of a stream that failed: ``event: error`` with the problem JSON (no
+    ``id``, so that a client resumes after the last event it got)."""
+    body = json.dumps(as_api_error(exc).body(), separators=(",", ":"), ensure_ascii=False)
+    return f"event: error\ndata: {body}\n\n".encode()
 
 
 def resume_after(request: Request, offset: int) -> int:
@@ -69,6 +92,27 @@ def frame(event: UniversalEvent, include_raw: bool) -> bytes:
     return built
 
 
+def writes(events: Sequence[UniversalEvent], include_raw: bool) -> Iterator[bytes]:
+    """The frames of ``events`` in writes of at most ``SSE_WRITE_BYTES``, each built when the
+    one before has gone out: small frames joined, a larger frame in slices (so that the
+    socket's buffer never holds a copy of a whole large event)."""
+    parts: list[bytes] = []
+    size = 0
+    for event in events:
+        data = frame(event, include_raw)
+        if parts and size + len(data) > SSE_WRITE_BYTES:
+            yield b"".join(parts)
+            parts, size = [], 0
+        if len(data) > SSE_WRITE_BYTES:
+            for start in range(0, len(data), SSE_WRITE_BYTES):
+                yield data[start : start + SSE_WRITE_BYTES]
+            continue
+        parts.append(data)
+        size += len(data)
+    if parts:
+        yield b"".join(parts)
+
+
 async def event_stream(
     store: EventStore,
     session_id: str,
@@ -81,9 +125,10 @@ async def event_stream(
 ) -> AsyncIterator[bytes]:
     """SSE frames of the session's events after ``after``, then live ones; ends when ``until``
     says so (after sending that event), when the session is deleted, the store closes or the
-    server stops. The frames of one batch of the store (what one commit, or one read, gave) go
-    out as one chunk: one socket write, not one per event."""
-    batches = store.subscribe_batches(session_id, after=after)
+    server stops, and with an ``error_frame`` when the store (or anything else) fails. A batch
+    of the store (what one commit, or one read, gave: at most ``SSE_PAGE_BYTES``) goes out in
+    ``writes``: a few socket writes, not one per event nor one unbounded one."""
+    batches = store.subscribe_batches(session_id, after=after, max_bytes=SSE_PAGE_BYTES)
     stopping = asyncio.ensure_future(stop.wait())
     next_batch: asyncio.Future[list[UniversalEvent]] | None = None
     try:
@@ -99,18 +144,25 @@ async def event_stream(
                 future, next_batch = next_batch, None
                 try:
                     batch = future.result()
-                except (StopAsyncIteration, StoreError):
+                except (StopAsyncIteration, SessionNotFound):
                     return
+                end = None
                 if until is not None:
                     end = next((n for n, event in enumerate(batch, 1) if until(event)), None)
-                    if end is not None:
-                        yield b"".join(frame(event, include_raw) for event in batch[:end])
+                for chunk in writes(batch[:end], include_raw):
+                    yield chunk
+                    if stop.is_set():
                         return
-                yield b"".join(frame(event, include_raw) for event in batch)
+                if end is not None:
+                    return
             elif stopping in done:
                 return
             else:
                 yield PING
+    except Exception as exc:
+        # The client gets the problem and a proper end of the body, not a cut chunk.
+        logger.warning("SSE stream of session %s failed: %r", session_id, exc)
+        yield error_frame(exc)
     finally:
         stopping.cancel()
         if next_batch is not None:

@@ -59,9 +59,11 @@ from sandbox_agent.store.records import (
     SessionStatus,
     Snapshot,
 )
-from sandbox_agent.store.tail import StreamTails
+from sandbox_agent.store.tail import StreamTails, fitting, stored_bytes
 
 DEFAULT_PAGE = 1000
+#: The first read of a subscriber bounded in bytes, in events (later reads size themselves).
+FIRST_BOUNDED_PAGE = 16
 
 
 class EventStore:
@@ -77,9 +79,12 @@ class EventStore:
         self._ownership: OwnershipLock | None = None
         driver.attach(self._notifier.notify)
 
-    def _appended(self, session_id: str, stored: Sequence[UniversalEvent]) -> None:
-        """After a committed append: its events go to the session's subscribers."""
-        self._tails.add(session_id, stored)
+    def _appended(
+        self, session_id: str, stored: Sequence[UniversalEvent], sizes: Sequence[int]
+    ) -> None:
+        """After a committed append: its events (and their sizes) go to the session's
+        subscribers."""
+        self._tails.add(session_id, stored, sizes)
         self._notifier.notify(session_id)
 
     def _deleted(self, session_id: str) -> None:
@@ -232,7 +237,7 @@ class EventStore:
             draft.to_event(session_id=session_id, sequence=last + i, event_id=event_id, time=time)
             for i, (draft, event_id, time) in enumerate(filled, start=1)
         ]
-        self._appended(session_id, stored)
+        self._appended(session_id, stored, [stored_bytes(row.data, row.raw) for row in rows])
         return stored
 
     async def read(
@@ -240,7 +245,24 @@ class EventStore:
     ) -> list[UniversalEvent]:
         """Events with ``sequence > after`` in order, at most ``limit``. ``SessionNotFound`` for
         an unknown session."""
-        return decode_rows(session_id, await self.driver.select_events(session_id, after, limit))
+        events, _, _ = await self._read_page(session_id, after, limit)
+        return events
+
+    async def _read_page(
+        self, session_id: str, after: int, limit: int | None, max_bytes: int | None = None
+    ) -> tuple[list[UniversalEvent], bool, int]:
+        """``read``, cut to ``max_bytes`` (``fitting``); whether more may follow (the page was
+        full or cut), and the mean ``stored_bytes`` of the rows read (0 without ``max_bytes``)."""
+        rows = await self.driver.select_events(session_id, after, limit)
+        full = limit is not None and len(rows) >= limit
+        mean = 0
+        if max_bytes is not None and rows:
+            sizes = [stored_bytes(row[7], row[8]) for row in rows]
+            mean = sum(sizes) // len(sizes)
+            keep = fitting(sizes, max_bytes)
+            if keep < len(rows):
+                rows, full = rows[:keep], True
+        return decode_rows(session_id, rows), full, mean
 
     async def last_sequence(self, session_id: str) -> int:
         """The sequence of the newest event (0 when empty). ``SessionNotFound`` if unknown."""
@@ -400,29 +422,48 @@ class EventStore:
                     yield event
 
     async def subscribe_batches(
-        self, session_id: str, after: int = 0, *, page_size: int = DEFAULT_PAGE
+        self,
+        session_id: str,
+        after: int = 0,
+        *,
+        page_size: int = DEFAULT_PAGE,
+        max_bytes: int | None = None,
     ) -> AsyncGenerator[list[UniversalEvent], None]:
         """``subscribe`` a batch at a time: each batch (never empty, at most ``page_size``
         events) is what one read found, or what appends in this process committed since the
-        last batch, which is served from memory (``store/tail.py``) instead of read back."""
+        last batch, which is served from memory (``store/tail.py``) instead of read back.
+
+        With ``max_bytes``, a batch also holds at most that many bytes (``stored_bytes``: the
+        stored JSON and an envelope each), but at least one event whatever its size: each read
+        asks for as many events as fit at the mean size of the previous read (the first for
+        ``FIRST_BOUNDED_PAGE``) and keeps those that fit, so a consumer that stops holds one
+        such batch, not ``page_size`` events of any size."""
         last = after
+        limit = page_size if max_bytes is None else min(page_size, FIRST_BOUNDED_PAGE)
         self._tails.subscribe(session_id)
         try:
             while not self._closed:
                 # Take the waiter before reading so that a commit after the read still wakes us.
                 waiter = self._notifier.waiter(session_id)
-                events = self._tails.after(session_id, last, page_size)
+                events = self._tails.after(session_id, last, limit, max_bytes)
+                more = len(events) == limit or (
+                    bool(events) and events[-1].sequence < self._tails.newest(session_id)
+                )
                 if not events:
                     try:
-                        events = await self.read(session_id, after=last, limit=page_size)
+                        events, more, mean = await self._read_page(
+                            session_id, last, limit, max_bytes
+                        )
                     except StoreError:
                         if self._closed:
                             return  # closed while reading: end quietly, as promised
                         raise
+                    if max_bytes is not None and mean:
+                        limit = max(1, min(page_size, max_bytes // mean))
                 if events:
                     last = events[-1].sequence
                     yield events
-                if len(events) < page_size:
+                if not more:
                     await wait_for(waiter, self.driver.poll_interval)
         finally:
             self._tails.unsubscribe(session_id)
