@@ -21,7 +21,7 @@ from sandbox_agent.agents.catalog import models_of
 from sandbox_agent.agents.install import InstallError, check_version
 from sandbox_agent.agents.install import install as install_agent
 from sandbox_agent.events import EventDraft, SessionStartedData
-from sandbox_agent.sessions.config import SessionConfig, TurnLimits
+from sandbox_agent.sessions.config import SessionConfig
 from sandbox_agent.sessions.errors import AgentNotInstalled, InstallFailed
 from sandbox_agent.sessions.paths import session_directory
 from sandbox_agent.sessions.session import LiveSession
@@ -43,14 +43,11 @@ class SessionEngine:
         settings: AgentSettings,
         root: str | None = None,
         snapshot_every: int = 1000,
-        turn_limits: TurnLimits | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.root = root
         self.snapshot_every = snapshot_every
-        #: Every session's turn bounds: the idle timeout (off unless set), cancel's grace.
-        self.turn_limits = turn_limits or TurnLimits()
         self._sessions: dict[str, LiveSession] = {}
         self._loading = asyncio.Lock()
         self._installing = asyncio.Lock()
@@ -80,7 +77,6 @@ class SessionEngine:
             settings=self.settings,
             root=self.root,
             snapshot_every=self.snapshot_every,
-            turn_limits=self.turn_limits,
         )
 
     async def create(self, session_id: str, config: SessionConfig) -> LiveSession:

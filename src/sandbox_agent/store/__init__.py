@@ -4,6 +4,7 @@
 
 from sandbox_agent.store.driver import (
     EventRow,
+    IntegrityReport,
     PositionedRow,
     SessionChange,
     SnapshotRow,
@@ -19,8 +20,9 @@ from sandbox_agent.store.errors import (
     SessionExists,
     SessionNotFound,
     StoreConfigError,
-    StoreNotFound,
+    StoreCorrupt,
     StoreError,
+    StoreNotFound,
     StoreUnavailable,
 )
 from sandbox_agent.store.event_store import EventStore
@@ -42,6 +44,7 @@ __all__ = [
     "EventRow",
     "EventStore",
     "IdempotencyConflict",
+    "IntegrityReport",
     "InvalidCursor",
     "InvalidText",
     "Owner",
@@ -59,8 +62,9 @@ __all__ = [
     "SnapshotRow",
     "StorageDriver",
     "StoreConfigError",
-    "StoreNotFound",
+    "StoreCorrupt",
     "StoreError",
+    "StoreNotFound",
     "StoreOwned",
     "StoreUnavailable",
     "StoredRow",

@@ -23,6 +23,10 @@ What a driver must do, in plain words:
   with the same key replaces the first.
 - Errors are ``StoreError`` subclasses (``store/errors.py``): ``StoreUnavailable`` when the
   backend cannot be reached, ``StoreError`` for anything else, never a driver library's own.
+- ``EventStore`` checks what reads return: a page that skips a sequence, or ends before the
+  session row's ``last_sequence``, is ``StoreCorrupt``; a driver need not check it. A driver may
+  raise ``StoreCorrupt`` itself for its database's own report of corruption, and may offer that
+  database's integrity check (``check_integrity``; by default "not supported").
 - Wake-ups: ``EventStore`` wakes its own subscribers after each commit. A driver whose database
   is shared with other processes either calls the ``wake`` callback given to ``attach`` with a
   session id when it learns of another process's append (Postgres ``LISTEN``), or sets
@@ -95,6 +99,21 @@ class SessionChange:
         return record.model_copy(update=update)
 
 
+@dataclass(frozen=True, slots=True)
+class IntegrityReport:
+    """What a database's own integrity check found (``StorageDriver.check_integrity``).
+    ``supported`` False: the driver has no check to run (``method`` says why); else ``ok``
+    when ``problems`` is empty. ``method`` names what ran (``PRAGMA integrity_check``)."""
+
+    supported: bool
+    method: str
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.supported and not self.problems
+
+
 class SnapshotRow(NamedTuple):
     """A stored snapshot: its state as JSON text of an object."""
 
@@ -111,6 +130,9 @@ class StorageDriver(abc.ABC):
     #: Seconds between re-reads by caught-up subscribers, for appends made by other processes
     #: that the driver is not told about (None: never poll).
     poll_interval: float | None = None
+    #: True for a driver that drops a session's oldest events by design (the memory driver's
+    #: ``max_events_per_session``): a stream that starts after sequence 1 is then no damage.
+    drops_oldest_events: bool = False
 
     def attach(self, wake: Callable[[str], None]) -> None:  # noqa: B027 (optional hook)
         """Called once by ``EventStore``: ``wake(session_id)`` wakes that session's
@@ -211,6 +233,14 @@ class StorageDriver(abc.ABC):
         migrated; the newest revision this driver has). None for a schemaless one (the
         default). ``sandbox-agent db current|upgrade`` report it."""
         return None
+
+    async def check_integrity(self) -> IntegrityReport:
+        """Run the database's own integrity check (``replay --check --deep``). The default, for
+        a driver that has none: not supported. Raise nothing for what the check finds: report
+        it in ``problems``."""
+        return IntegrityReport(
+            supported=False, method=f"{type(self).__name__} has no integrity check"
+        )
 
     def ownership_lock(self) -> OwnershipLock | None:
         """The lock a server takes to own the store (``store/ownership.py``); None (the

@@ -100,3 +100,22 @@ class InvalidText(StoreError, ValueError):
         )
         self.session_id = session_id
         self.field = field
+
+
+class StoreCorrupt(StoreError):
+    """What the store holds for a session is damaged: events missing below the session's last
+    sequence (a gap, a page shorter than the session's row promises), a stored row that does
+    not decode, or the database itself reporting corruption. Not transient: reading again gives
+    the same answer until the database is repaired or restored. ``sequence`` is the first
+    sequence concerned (0 when unknown); ``kind`` is ``gap``, ``row_mismatch``, ``undecodable``
+    or ``database``; ``session_id`` is None when the database's report names no session."""
+
+    def __init__(
+        self, session_id: str | None, detail: str, *, sequence: int = 0, kind: str = "gap"
+    ) -> None:
+        where = "stored data" if session_id is None else f"session {session_id!r}: stored stream"
+        super().__init__(f"{where} damaged: {detail}")
+        self.session_id = session_id
+        self.detail = detail
+        self.sequence = sequence
+        self.kind = kind

@@ -37,7 +37,13 @@ from sandbox_agent.store.codec import (
     dump_json,
     paused_gc,
 )
-from sandbox_agent.store.driver import EventRow, SessionChange, StorageDriver
+from sandbox_agent.store.driver import (
+    EventRow,
+    IntegrityReport,
+    SessionChange,
+    StorageDriver,
+    StoredRow,
+)
 from sandbox_agent.store.errors import (
     NUL,
     SURROGATE,
@@ -47,6 +53,7 @@ from sandbox_agent.store.errors import (
     InvalidText,
     SequenceConflict,
     SessionNotFound,
+    StoreCorrupt,
     StoreError,
 )
 from sandbox_agent.store.notify import ChangeNotifier, wait_for
@@ -244,7 +251,9 @@ class EventStore:
         self, session_id: str, after: int = 0, limit: int | None = None
     ) -> list[UniversalEvent]:
         """Events with ``sequence > after`` in order, at most ``limit``. ``SessionNotFound`` for
-        an unknown session."""
+        an unknown session. ``StoreCorrupt`` when what is stored breaks the numbering (a gap,
+        a page shorter than the session's row promises) or a row does not decode: a damaged
+        stream is never served as a shorter one."""
         events, _, _ = await self._read_page(session_id, after, limit)
         return events
 
@@ -262,7 +271,115 @@ class EventStore:
             keep = fitting(sizes, max_bytes)
             if keep < len(rows):
                 rows, full = rows[:keep], True
-        return decode_rows(session_id, rows), full, mean
+        events = decode_checked(session_id, rows)
+        last = check_numbering(session_id, after, events, self.driver.drops_oldest_events)
+        if not full:
+            await self._check_end(session_id, last)
+        return events, full, mean
+
+    async def _check_end(self, session_id: str, last: int) -> None:
+        """A short page ends at ``last``: so must the stream, unless an append committed after
+        the rows were read, in which case its first event follows ``last``. One key lookup per
+        short page (the row), two when the row is ahead."""
+        promised = await self.driver.select_last_sequence(session_id)
+        if promised is None or promised <= last:
+            return
+        after = await self.driver.select_events(session_id, last, 1)
+        if after and int(after[0][0]) == last + 1:
+            return  # a concurrent append, not a gap
+        raise StoreCorrupt(
+            session_id,
+            f"events {_span(last + 1, promised)} missing: the session's row says its last "
+            f"sequence is {promised}, the stored events end at {last}",
+            sequence=last + 1,
+        )
+
+    async def verify(self, session_id: str) -> list[StoreCorrupt]:
+        """Compare the session's row with every stored event: gaps in the numbering, rows that
+        do not decode, an event count or a last sequence other than the row's. Each finding is
+        a ``StoreCorrupt`` (not raised); [] when row and events agree. ``SessionNotFound`` for
+        an unknown session. Reads the whole stream (``replay --check``)."""
+        record = await self.driver.select_session(session_id)
+        if record is None:
+            raise SessionNotFound(session_id)
+        promised = record.last_sequence
+        found: list[StoreCorrupt] = []
+        count = last = 0
+        while True:
+            try:
+                rows = await self.driver.select_events(session_id, last, DEFAULT_PAGE)
+            except StoreCorrupt as exc:  # the database's own report (SQLite: malformed)
+                found.append(exc)
+                break
+            if not rows:
+                break
+            moved = False
+            try:
+                decode_rows(session_id, rows)
+                page_decodes = True
+            except ValueError:  # row by row below, to name the bad ones
+                page_decodes = False
+            for row in rows:
+                try:
+                    sequence = int(row[0])
+                except (TypeError, ValueError):
+                    found.append(_undecodable(session_id, last + 1, "its sequence is not a number"))
+                    continue
+                if sequence <= last:
+                    found.append(
+                        StoreCorrupt(
+                            session_id,
+                            f"sequence {sequence} after {last}: out of order or repeated",
+                            sequence=sequence,
+                            kind="row_mismatch",
+                        )
+                    )
+                    continue
+                if sequence > last + 1 and not (count == 0 and self.driver.drops_oldest_events):
+                    found.append(_gap(session_id, last + 1, sequence - 1, promised))
+                if not page_decodes:
+                    try:
+                        decode_rows(session_id, [row])
+                    except ValueError as exc:  # pydantic's ValidationError, bad JSON alike
+                        found.append(_undecodable(session_id, sequence, _first_line(exc)))
+                last, moved = sequence, True
+                count += sequence <= promised
+            if not moved or len(rows) < DEFAULT_PAGE:
+                break
+        if last < promised and not any(f.kind == "database" for f in found):
+            found.append(_gap(session_id, last + 1, promised, promised))
+        if last > promised:
+            # Appended since the row was read, or a row behind its events: read it again.
+            promised = await self.last_sequence(session_id)
+            if last > promised:
+                found.append(
+                    StoreCorrupt(
+                        session_id,
+                        f"events up to sequence {last} are stored, the session's row says its "
+                        f"last sequence is {promised}",
+                        sequence=promised + 1,
+                        kind="row_mismatch",
+                    )
+                )
+        if not self.driver.drops_oldest_events and (
+            record.event_count != record.last_sequence
+            or (count != record.event_count and not found)
+        ):
+            found.append(
+                StoreCorrupt(
+                    session_id,
+                    f"the session's row says {record.event_count} events and last sequence "
+                    f"{record.last_sequence}; {count} events are stored up to it",
+                    kind="row_mismatch",
+                )
+            )
+        return found
+
+    async def check_integrity(self) -> IntegrityReport:
+        """The database's own integrity check (``replay --check --deep``), through the driver:
+        SQLite ``PRAGMA integrity_check``, Postgres ``amcheck`` when installed; a driver without
+        one answers "not supported"."""
+        return await self.driver.check_integrity()
 
     async def last_sequence(self, session_id: str) -> int:
         """The sequence of the newest event (0 when empty). ``SessionNotFound`` if unknown."""
@@ -530,6 +647,70 @@ class EventStore:
                 removed.append(record.id)
                 events += record.event_count
         return PruneResult(sessions=removed, events=events)
+
+
+def decode_checked(session_id: str, rows: Sequence[StoredRow]) -> list[UniversalEvent]:
+    """``decode_rows``, with a row that does not decode reported as ``StoreCorrupt`` naming its
+    sequence (found row by row, only once the page failed)."""
+    try:
+        return decode_rows(session_id, rows)
+    except ValueError:  # pydantic's ValidationError, bad JSON, bad UTF-8
+        pass
+    for row in rows:
+        try:
+            decode_rows(session_id, [row])
+        except ValueError as exc:
+            sequence = row[0] if isinstance(row[0], int) else 0
+            raise _undecodable(session_id, sequence, _first_line(exc)) from exc
+    raise AssertionError("a page that fails to decode has a row that fails")  # pragma: no cover
+
+
+def check_numbering(
+    session_id: str, after: int, events: Sequence[UniversalEvent], truncated_ok: bool = False
+) -> int:
+    """The last sequence of a page read after ``after``; ``StoreCorrupt`` unless the page
+    numbers ``after + 1, after + 2, ...`` without a hole (streams are numbered 1..N). With
+    ``truncated_ok`` (a driver that drops the oldest events), the page may start later."""
+    last = after
+    if truncated_ok and events and events[0].sequence > after:
+        last = events[0].sequence - 1
+    for event in events:
+        if event.sequence != last + 1:
+            if event.sequence > last + 1:
+                raise _gap(session_id, last + 1, event.sequence - 1, None)
+            raise StoreCorrupt(
+                session_id,
+                f"sequence {event.sequence} after {last}: out of order or repeated",
+                sequence=event.sequence,
+                kind="row_mismatch",
+            )
+        last = event.sequence
+    return last
+
+
+def _span(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}..{last}"
+
+
+def _gap(session_id: str, first: int, last: int, promised: int | None) -> StoreCorrupt:
+    said = "" if promised is None else f" (the session's row says its last sequence is {promised})"
+    return StoreCorrupt(
+        session_id, f"events {_span(first, last)} missing{said}", sequence=first, kind="gap"
+    )
+
+
+def _undecodable(session_id: str, sequence: int, why: str) -> StoreCorrupt:
+    return StoreCorrupt(
+        session_id,
+        f"event {sequence} does not decode: {why}",
+        sequence=sequence,
+        kind="undecodable",
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _draft_fields(event: UniversalEvent) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pydantic_core import from_json, to_json
 
 from sandbox_agent.store.driver import (
     EventRow,
+    IntegrityReport,
     PositionedRow,
     SessionChange,
     SnapshotRow,
@@ -60,6 +61,7 @@ class MemoryDriver(StorageDriver):
                 raise StoreConfigError(f"memory store: {name} must be >= 1, got {cap}")
         self._max_sessions = max_sessions
         self._max_events = max_events_per_session
+        self.drops_oldest_events = max_events_per_session is not None
         self._streams: dict[str, _Stream] = {}  # in creation order: the first is the oldest
         self._position = 0
         self._wake: Callable[[str], None] = lambda _: None
@@ -189,6 +191,10 @@ class MemoryDriver(StorageDriver):
             return []
         wanted = set(event_ids) & stream.ids
         return [row for row in stream.rows if row[1] in wanted] if wanted else []
+
+    async def check_integrity(self) -> IntegrityReport:
+        # Python objects, no pages or files: nothing that can rot.
+        return IntegrityReport(supported=True, method="memory: nothing to check")
 
     async def select_last_sequence(self, session_id: str) -> int | None:
         stream = self._streams.get(session_id)

@@ -33,7 +33,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from sandbox_agent.store.codec import dump_json
-from sandbox_agent.store.driver import EventRow, PositionedRow, SessionChange, StoredRow
+from sandbox_agent.store.driver import (
+    EventRow,
+    IntegrityReport,
+    PositionedRow,
+    SessionChange,
+    StoredRow,
+)
 from sandbox_agent.store.errors import (
     DuplicateEventId,
     SequenceConflict,
@@ -100,6 +106,18 @@ _UNREACHABLE = (
     asyncpg.exceptions.TooManyConnectionsError,
 )
 _MIGRATION_LOCK = 0x5A4E_7A61  # pg_advisory_xact_lock key: one migrator at a time
+
+
+_AMCHECK_SCHEMA = (
+    "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+    "WHERE e.extname = 'amcheck'"
+)
+_SCHEMA_BTREES = (
+    "SELECT c.oid, c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+    "JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+    "JOIN pg_am a ON a.oid = c.relam WHERE n.nspname = $1 AND a.amname = 'btree' "
+    "ORDER BY c.relname"
+)
 
 
 def channel_name(schema: str) -> str:
@@ -193,6 +211,32 @@ class PostgresDriver(SqlDriver):
                 return True
             current = current.__cause__
         return super()._unreachable(exc)
+
+    async def check_integrity(self) -> IntegrityReport:
+        """amcheck's ``bt_index_check`` (with ``heapallindexed``) on every B-tree index of the
+        store's schema, when the extension is installed; this driver never installs it."""
+        async with self._raw() as pg:
+            where = await pg.fetchval(_AMCHECK_SCHEMA)
+            if where is None:
+                return IntegrityReport(
+                    supported=False,
+                    method="Postgres: not supported without the amcheck extension "
+                    "(CREATE EXTENSION amcheck, as a superuser, enables it)",
+                )
+            indexes = await pg.fetch(_SCHEMA_BTREES, self.schema)
+            problems: list[str] = []
+            for index in indexes:
+                try:
+                    await pg.execute(
+                        f'SELECT "{where}".bt_index_check($1::regclass, true)', index["oid"]
+                    )
+                except asyncpg.PostgresError as exc:
+                    problems.append(f"index {index['relname']}: {exc}")
+        return IntegrityReport(
+            supported=True,
+            method=f"Postgres amcheck bt_index_check on {len(indexes)} index(es)",
+            problems=tuple(problems),
+        )
 
     def ownership_lock(self) -> AdvisoryOwnership:
         return AdvisoryOwnership(self._engine, self.schema)

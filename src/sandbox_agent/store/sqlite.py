@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sandbox_agent.store.codec import dump_json
 from sandbox_agent.store.driver import (
     EventRow,
+    IntegrityReport,
     PositionedRow,
     SessionChange,
     SnapshotRow,
@@ -54,6 +55,7 @@ from sandbox_agent.store.errors import (
     SessionExists,
     SessionNotFound,
     StoreConfigError,
+    StoreCorrupt,
     StoreError,
     StoreUnavailable,
 )
@@ -67,6 +69,9 @@ from sandbox_agent.store.url import float_option, int_option, no_more_options, s
 T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
+
+#: Findings ``PRAGMA integrity_check`` lists at most (its own default is 100).
+INTEGRITY_MAX_ERRORS = 100
 
 #: Inline commits, or events, between two WAL checkpoints in the writer thread: about the 1000
 #: pages after which SQLite's autocheckpoint would run (a commit writes 3-4 pages or more).
@@ -237,6 +242,12 @@ class SqliteDriver(SqlDriver):
         for pragma in self._pragmas:
             await connection.execute(pragma)
         return connection
+
+    async def check_integrity(self) -> IntegrityReport:
+        problems = await self._in_thread(self._reader, _integrity_check)
+        return IntegrityReport(
+            supported=True, method="SQLite PRAGMA integrity_check", problems=problems
+        )
 
     def ownership_lock(self) -> FileOwnership:
         return FileOwnership(self.path.with_name(self.path.name + ".owner"))
@@ -520,10 +531,37 @@ def _insert_session(db: sqlite3.Connection, session_id: str, values: tuple[Any, 
 
 
 def _select(db: sqlite3.Connection, session_id: str, after: int, limit: int | None) -> list[Any]:
-    rows = db.execute(_READ, (session_id, after, -1 if limit is None else limit)).fetchall()
+    try:
+        rows = db.execute(_READ, (session_id, after, -1 if limit is None else limit)).fetchall()
+    except sqlite3.DatabaseError as exc:
+        if not _corrupt(exc):
+            raise
+        raise StoreCorrupt(
+            session_id, f"SQLite: {exc}", sequence=after + 1, kind="database"
+        ) from exc
     if not rows and db.execute(_EXISTS, (session_id,)).fetchone() is None:
         raise SessionNotFound(session_id)
     return rows
+
+
+def _corrupt(exc: sqlite3.Error) -> bool:
+    """Whether SQLite says the file is damaged ("database disk image is malformed", "file is
+    not a database"), or a text column holds bytes that are not UTF-8."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    return "Could not decode to UTF-8" in str(exc)
+
+
+def _integrity_check(db: sqlite3.Connection) -> tuple[str, ...]:
+    """``PRAGMA integrity_check``'s findings (none when it answers ``ok``); a check that
+    SQLite cannot finish on a damaged file is itself a finding."""
+    try:
+        rows = db.execute(f"PRAGMA integrity_check({INTEGRITY_MAX_ERRORS})").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return (f"the check stopped: {exc}",)
+    found = tuple(str(row[0]) for row in rows)
+    return () if found == ("ok",) else found
 
 
 def _select_by_id(db: sqlite3.Connection, session_id: str, ids: Sequence[str]) -> list[Any]:

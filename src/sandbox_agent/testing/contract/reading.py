@@ -4,8 +4,9 @@ coming out unchanged."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -14,8 +15,11 @@ from sandbox_agent.store import (
     EventStore,
     SessionNotFound,
     SessionRecord,
+    StorageDriver,
+    StoreCorrupt,
+    StoredRow,
 )
-from sandbox_agent.testing.contract._frame import ContractFrame, group
+from sandbox_agent.testing.contract._frame import ContractFrame, group, keeps
 from sandbox_agent.testing.support import (
     delta,
     deltas,
@@ -26,8 +30,55 @@ from sandbox_agent.testing.support import (
 )
 
 
+class _Losing:
+    """The driver under test, losing the rows of some sequences on the way out: a damaged
+    stream (a bad page, a restore that missed rows), whatever the driver."""
+
+    def __init__(self, inner: StorageDriver, lost: set[int]) -> None:
+        self._inner = inner
+        self._lost = lost
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def attach(self, wake: Callable[[str], None]) -> None:
+        pass  # the driver keeps its own store's callback
+
+    async def select_events(
+        self, session_id: str, after: int, limit: int | None
+    ) -> Sequence[StoredRow]:
+        rows = await self._inner.select_events(session_id, after, limit)
+        return [row for row in rows if int(row[0]) not in self._lost]
+
+
 @group("reading")
 class ReadingContract(ContractFrame):
+    @keeps("a gap is StoreCorrupt, never a shorter stream")
+    async def test_a_read_that_finds_a_gap_raises_store_corrupt(self, store: EventStore) -> None:
+        sid = await new_session(store)
+        await store.append(sid, deltas(6))
+        cases: list[tuple[set[int], int, int | None]] = [
+            ({3}, 0, None),  # a hole inside the page
+            ({3}, 1, 4),  # ... inside a limited page
+            ({1}, 0, 2),  # the first event
+            ({5, 6}, 2, None),  # the end: a page shorter than the session's row says
+            ({6}, 5, 1),  # ... seen from a page of one
+        ]
+        for lost, after, limit in cases:
+            lossy = EventStore(cast(StorageDriver, _Losing(store.driver, lost)))
+            with pytest.raises(StoreCorrupt) as caught:
+                await lossy.read(sid, after=after, limit=limit)
+            assert caught.value.session_id == sid, caught.value
+            assert caught.value.sequence == min(lost), caught.value
+            assert f"{min(lost)}" in str(caught.value)
+            found = await lossy.verify(sid)
+            assert [(f.kind, f.sequence) for f in found] == [("gap", min(lost))], found
+        # What lies before the damage reads whole; the store itself is sound.
+        lossy = EventStore(cast(StorageDriver, _Losing(store.driver, {5})))
+        assert [e.sequence for e in await lossy.read(sid, limit=4)] == [1, 2, 3, 4]
+        assert await store.verify(sid) == []
+        assert [e.sequence for e in await store.read(sid)] == [1, 2, 3, 4, 5, 6]
+
     async def test_read_returns_events_after_a_sequence_up_to_a_limit(
         self, store: EventStore
     ) -> None:
