@@ -27,7 +27,7 @@ from sandbox_agent.server.auth import TokenAuth
 from sandbox_agent.server.config import ServerConfig
 from sandbox_agent.server.errors import install_error_handlers
 from sandbox_agent.server.limits import BodyLimit
-from sandbox_agent.server.responses import document_problems
+from sandbox_agent.server.responses import document_problems, problems
 from sandbox_agent.server.routes import agents, events, hitl, sessions
 from sandbox_agent.server.slashes import TrailingSlash
 from sandbox_agent.sessions import SessionEngine
@@ -121,9 +121,11 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     async def banner() -> str:
         return BANNER
 
-    @app.get("/v1/health", response_model=HealthResponse, tags=["health"])
+    @app.get("/v1/health", response_model=HealthResponse, tags=["health"], responses=problems(503))
     async def health() -> HealthResponse:
-        """Public: ``{"status": "ok"}``."""
+        """Public: ``{"status": "ok"}``; 503 ``store_unavailable`` (with ``Retry-After``) while
+        the store cannot be reached (a load balancer takes the server out of rotation)."""
+        await app.state.engine.check_store()
         return HealthResponse()
 
     for module in (agents, sessions, events, hitl):

@@ -41,22 +41,36 @@ from sandbox_agent.store import (
     SessionExists,
     SessionNotFound,
     StoreError,
+    StoreUnavailable,
 )
 
 logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:sandbox-agent:error:"
+#: Seconds a client is told to wait (``Retry-After``) while the store cannot be reached: about a
+#: session's recovery probe (``sessions/store_retry.py``).
+STORE_RETRY_AFTER_SECONDS = 1
 
 
 class ApiError(Exception):
     """An error with its problem name, HTTP status and detail; extensions go in the body."""
 
-    def __init__(self, name: str, status: int, detail: str, **extensions: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        status: int,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
         super().__init__(detail)
         self.name = name
         self.status = status
         self.detail = detail
+        #: HTTP headers of the answer (``Retry-After``).
+        self.headers = headers or {}
         self.extensions = {k: v for k, v in extensions.items() if v is not None}
 
     @property
@@ -137,9 +151,23 @@ def request_not_found(kind: str, request_id: str, session_id: str) -> ApiError:
     )
 
 
+def store_unavailable(exc: StoreUnavailable) -> ApiError:
+    """503 with ``Retry-After``: the store cannot be reached (its connection, the network or
+    the disk failed); the request may succeed once it answers again."""
+    return ApiError(
+        "store_unavailable",
+        503,
+        f"store unavailable: {exc}",
+        headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
+    )
+
+
 def problem_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
-        error.body(), status_code=error.status, media_type=PROBLEM_JSON, headers=headers
+        error.body(),
+        status_code=error.status,
+        media_type=PROBLEM_JSON,
+        headers={**error.headers, **(headers or {})} or None,
     )
 
 
@@ -188,6 +216,8 @@ def as_api_error(exc: Exception) -> ApiError:
             return ApiError(f"{exc.kind}_not_found", 404, str(exc))
         case AgentError():
             return ApiError("agent_error", 500, f"agent error: {exc}")
+        case StoreUnavailable():
+            return store_unavailable(exc)
         case StoreError():
             return ApiError("store_error", 503, f"store error: {exc}")
     return ApiError("internal_error", 500, "internal server error")

@@ -23,7 +23,8 @@ DESCRIPTIONS = {
     409: "session_already_exists, turn_in_progress, queue_full, sequence_conflict",
     413: "payload_too_large: the body is over --max-body-bytes",
     500: "agent_process_exited, agent_error, install_failed, internal_error",
-    503: "store_error: the event store failed",
+    503: "store_unavailable (with Retry-After): the store cannot be reached (its connection, "
+    "the network or the disk failed); store_error: the event store failed",
 }
 _SCHEMA_REF = {"$ref": "#/components/schemas/Problem"}
 _BODY_METHODS = frozenset({"post", "put", "patch", "delete"})

@@ -16,6 +16,7 @@ from sandbox_agent.agents.base import Attachment
 from sandbox_agent.agents.drafts import turn_ended_draft
 from sandbox_agent.events import (
     ContentPart,
+    ErrorData,
     EventDraft,
     FileRefPart,
     ImagePart,
@@ -87,12 +88,14 @@ def dequeued_drafts(prompts: Sequence[QueuedPrompt], reason: str) -> list[EventD
     ]
 
 
-def closing_drafts(state: SessionState) -> list[EventDraft]:
+def closing_drafts(
+    state: SessionState, reason: str = "interrupted", turn_reason: str = "interrupted"
+) -> list[EventDraft]:
     """What closes the requests and the turn that a server which stopped left open: every
     pending permission resolved ``reject`` and question ``rejected`` (``metadata.reason:
-    interrupted``), then ``turn.ended {interrupted}`` for an open turn."""
+    <reason>``), then ``turn.ended {<turn_reason>}`` for an open turn."""
     drafts: list[EventDraft] = []
-    interrupted = {"reason": "interrupted"}
+    interrupted = {"reason": reason}
     for p in state.pending_permissions.values():
         permission = PermissionData(
             permission_id=p.permission_id,
@@ -114,5 +117,16 @@ def closing_drafts(state: SessionState) -> list[EventDraft]:
         )
         drafts.append(daemon_draft("question.resolved", question))
     if state.open_turn is not None:
-        drafts.append(turn_ended_draft("interrupted"))
+        drafts.append(turn_ended_draft(turn_reason))
     return drafts
+
+
+def store_failure_drafts(state: SessionState, message: str) -> list[EventDraft]:
+    """What ends a turn whose agent was stopped because the store could not be reached
+    (``sessions/store_retry.py``): ``error {code: store_unavailable}``, its pending requests
+    resolved (``metadata.reason: store_unavailable``), ``turn.ended {error}``. Nothing when no
+    turn is open."""
+    if state.open_turn is None:
+        return []
+    error = daemon_draft("error", ErrorData(message=message, code="store_unavailable"))
+    return [error, *closing_drafts(state, reason="store_unavailable", turn_reason="error")]

@@ -26,11 +26,15 @@ from sandbox_agent.sessions.errors import AgentNotInstalled, InstallFailed
 from sandbox_agent.sessions.paths import session_directory
 from sandbox_agent.sessions.session import LiveSession
 from sandbox_agent.store import EventStore, SessionExists, SessionNotFound, SessionRecord
+from sandbox_agent.store.errors import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
 #: Seconds a session's creation waits for the agent's live model list.
 MODEL_LOOKUP_SECONDS = 10.0
+#: Seconds ``check_store`` waits for the store to answer a read.
+STORE_PROBE_SECONDS = 2.0
+_PROBE_ID = "health-probe"
 
 
 class SessionEngine:
@@ -211,6 +215,18 @@ class SessionEngine:
             await self.settings.shared.stop_all()
         except Exception:
             logger.exception("stopping the shared agent servers failed")
+
+    async def check_store(self) -> None:
+        """``StoreUnavailable`` while the store cannot be reached: a session still waits for
+        it to take an append (a full disk still answers reads), or a read does not answer
+        within ``STORE_PROBE_SECONDS``."""
+        for live in list(self._sessions.values()):
+            if live.store_failure is not None:
+                raise StoreUnavailable(f"a session waits for the store: {live.store_failure}")
+        try:
+            await asyncio.wait_for(self.store.get_session(_PROBE_ID), STORE_PROBE_SECONDS)
+        except TimeoutError as exc:
+            raise StoreUnavailable(f"no answer from the store in {STORE_PROBE_SECONDS} s") from exc
 
 
 async def _discard(drafts: object) -> None:

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,8 @@ from sandbox_agent.events import (
     SessionEndedData,
     SessionResumedData,
     UniversalEvent,
+    new_event_id,
+    utc_now,
 )
 from sandbox_agent.replay import (
     DEFAULT_MAX_CHARS,
@@ -59,6 +63,7 @@ from sandbox_agent.sessions.drafts import (
     daemon_draft,
     dequeued_drafts,
     prompt_drafts,
+    store_failure_drafts,
 )
 from sandbox_agent.sessions.errors import (
     AgentProcessExited,
@@ -69,7 +74,8 @@ from sandbox_agent.sessions.errors import (
 )
 from sandbox_agent.sessions.normaliser import Normaliser
 from sandbox_agent.sessions.paths import resolve_attachments
-from sandbox_agent.store import EventStore, SessionRecord, StoreError
+from sandbox_agent.sessions.store_retry import STORE_RETRY, StoreRetry
+from sandbox_agent.store import EventStore, SessionRecord, StoreError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +86,16 @@ MAX_QUEUED = 100
 
 class LiveSession:
     """A session the engine holds: build it with ``load`` (from the store)."""
+
+    #: How its appends ride out a store that cannot be reached (``StoreRetry``).
+    store_retry: StoreRetry = STORE_RETRY
+    #: Why the store failed this session's last append (``StoreUnavailable``); None once an
+    #: append succeeds again.
+    store_failure: StoreUnavailable | None = None
+    #: The normaliser and the live state may be ahead of the store (an append gave up).
+    _stale = False
+    #: Records the end of the turn once the store answers again (``_recover_store``).
+    _store_recovery: asyncio.Task[None] | None = None
 
     def __init__(
         self,
@@ -177,17 +193,27 @@ class LiveSession:
         drafts: Sequence[EventDraft] | Callable[[Normaliser], Sequence[EventDraft]],
     ) -> list[UniversalEvent]:
         async with self._append_lock:
+            if self._stale:  # an append gave up: start again from what the store holds
+                self._normaliser, self._replayer = await _fold(self._store, self.id)
+                self._normaliser.continue_from(_continued(self.record).get("nextItem", 1))
+                self._stale = False
             batch = drafts(self._normaliser) if callable(drafts) else drafts
             normalised = self._normaliser.normalise(batch)
             if not normalised:
                 return []
             before = self._replayer.last_sequence
             try:
-                stored = await self._store.append(self.id, normalised, expected_sequence=before)
+                stored = await self._append_retrying(_with_ids(normalised), before)
+            except StoreUnavailable as exc:
+                # Perhaps stored after all: the next append reads the store first.
+                self._stale = True
+                self._store_failed(exc)
+                raise
             except BaseException:
                 # The normaliser counted on the append; whatever happened, the store is right.
                 await self._resync()
                 raise
+            self.store_failure = None
             self._replayer.apply_all(stored)
             self._after_append()
             try:
@@ -197,6 +223,64 @@ class LiveSession:
             except StoreError:
                 logger.warning("session %s: snapshot failed", self.id, exc_info=True)
             return stored
+
+    async def _append_retrying(
+        self, drafts: Sequence[EventDraft], before: int
+    ) -> list[UniversalEvent]:
+        """``store.append``, tried again while the store is unavailable (``StoreRetry``); one
+        try only while the session recovers from such a failure."""
+        retry = self.store_retry
+        deadline = time.monotonic() + retry.seconds
+        pause = retry.first
+        while True:
+            try:
+                return await self._store.append(self.id, drafts, expected_sequence=before)
+            except StoreUnavailable as exc:
+                if self.store_failure is not None or time.monotonic() + pause > deadline:
+                    raise
+                logger.warning("session %s: store unavailable, trying again: %s", self.id, exc)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, retry.most)
+
+    def _store_failed(self, exc: StoreUnavailable) -> None:
+        """An append gave up on the store: stop the turn's agent and record the turn's end
+        once the store answers again (``_recover_store``, a task of its own: the append may be
+        the adapter's, inside the agent's turn)."""
+        if self.store_failure is None:
+            logger.error("session %s: the store stayed unavailable: %s", self.id, exc)
+        self.store_failure = exc
+        recovery = self._store_recovery
+        if not self._closed and (recovery is None or recovery.done()):
+            self._store_recovery = asyncio.get_running_loop().create_task(self._recover_store())
+
+    async def _recover_store(self) -> None:
+        """Stop the agent of the open turn (what it says can no longer be recorded), then,
+        trying every ``store_retry.probe`` seconds, record ``error`` and ``turn.ended {reason:
+        error}`` once the store takes them (``store_failure_drafts``)."""
+        async with self.control:
+            if self._replayer.view.open_turn is not None:
+                await self.stop_agent()
+        while not self._closed:
+            try:
+                async with self.control:
+                    await self._settled()
+                    message = f"the store was unavailable: {self.store_failure or 'unknown'}"
+                    await self.append(functools.partial(self._store_failure_drafts, message))
+                if self._stale:  # nothing to record, and the store could not be read
+                    raise StoreUnavailable(message)
+                self.store_failure = None
+                logger.warning("session %s: the store answers again", self.id)
+                return
+            except StoreUnavailable:
+                await asyncio.sleep(self.store_retry.probe)
+            except Exception:
+                logger.exception("session %s: recovery from the store failure failed", self.id)
+                return
+
+    def _store_failure_drafts(self, message: str, _: Normaliser) -> list[EventDraft]:
+        # Built under the append lock from what the store holds: the turn may have ended, or
+        # its turn.started been stored after all.
+        return store_failure_drafts(self._replayer.view, message)
 
     async def _settled(self) -> None:
         """Wait for the append in flight, if any: its events may be committed, and streamed
@@ -402,6 +486,11 @@ class LiveSession:
         """Stop serving the session here (its server stops or it is deleted): no queued
         prompt starts any more, and the agent stops. The stream stays as it is."""
         self._closed = True
+        recovery, self._store_recovery = self._store_recovery, None
+        if recovery is not None and recovery is not asyncio.current_task():
+            recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recovery
         task, self._drain_task = self._drain_task, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
@@ -470,6 +559,18 @@ class Accepted:
     before: int
     queue_id: str | None = None
     position: int = 0
+
+
+def _with_ids(drafts: Sequence[EventDraft]) -> list[EventDraft]:
+    """The drafts with their event ids and times fixed before the first try, so that the
+    store recognises a retry of a batch it stored after all (its idempotent append)."""
+    now = utc_now()
+    return [
+        d
+        if d.event_id is not None and d.time is not None
+        else d.model_copy(update={"event_id": d.event_id or new_event_id(), "time": d.time or now})
+        for d in drafts
+    ]
 
 
 def _continued(record: SessionRecord) -> dict[str, int]:
