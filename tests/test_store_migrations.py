@@ -75,3 +75,23 @@ def test_the_drivers_know_the_head_revision_without_alembic() -> None:
 async def test_migrations_are_refused_for_the_memory_store() -> None:
     with pytest.raises(StoreConfigError, match="no database schema"):
         await database_status("memory://", upgrade=True)
+
+
+@sql_drivers
+async def test_a_database_at_revision_0001_upgrades_to_the_head(store_url: str) -> None:
+    """0002 (session leases, Postgres only) on a database 0001 built: what open_store runs."""
+    from alembic import command
+
+    from sandbox_agent.store.migrate import alembic_config
+
+    async with await open_store(store_url, migrate=False) as store:
+        assert isinstance(store.driver, SqlDriver)
+        engine = store.driver._engine
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0001"))
+        assert await store.driver.schema_revision() == "0001"
+    async with await open_store(store_url) as store:
+        assert isinstance(store.driver, SqlDriver)
+        assert await store.driver.schema_revision() == head_revision() == "0002"
+        async with store.driver._reading() as conn:
+            assert await conn.run_sync(_schema_differences) == []

@@ -7,6 +7,7 @@ Create Date: 2026-11-26
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 from sandbox_agent.store.tables import Tables
@@ -16,18 +17,28 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-# 0001 builds the tables from store/tables.py as they are at this revision. The first
-# revision that changes a table must first copy those definitions into this file.
+# 0001 builds the tables from store/tables.py as they are at this revision (later tables, such
+# as 0002's session_leases, are left to their own revision). The first revision that changes
+# one of these tables must first copy those definitions into this file.
+
+
+def _initial(tables: Tables) -> list[sa.Table]:
+    return [
+        t
+        for t in (tables.sessions, tables.events, tables.positions, tables.snapshots)
+        if t is not None
+    ]
 
 
 def upgrade() -> None:
     bind = op.get_bind()
     tables = Tables(bind.dialect.name)
-    tables.metadata.create_all(bind)
+    tables.metadata.create_all(bind, tables=_initial(tables))
     if tables.positions is not None:
         op.bulk_insert(tables.positions, [{"id": 1, "last_position": 0}])
 
 
 def downgrade() -> None:
     bind = op.get_bind()
-    Tables(bind.dialect.name).metadata.drop_all(bind)
+    tables = Tables(bind.dialect.name)
+    tables.metadata.drop_all(bind, tables=_initial(tables))

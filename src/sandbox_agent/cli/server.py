@@ -24,6 +24,7 @@ DEFAULT_PORT = 2468
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_MESSAGE_CHARS = 1_000_000
 DEFAULT_MAX_ATTACHMENTS = 100
+DEFAULT_LEASE_SECONDS = 30.0
 
 #: What a backend that installed only the SDK lacks to run a server.
 SERVER_EXTRA = "pip install 'sandbox-agent[server]'"
@@ -127,6 +128,25 @@ def server_command(
             help="Store URL (default: $SANDBOX_AGENT_STORE, then SQLite in the data dir).",
         ),
     ] = None,
+    shared_store: Annotated[
+        bool,
+        typer.Option(
+            "--shared-store",
+            help="Share the store with other servers started so (Postgres only): each runs "
+            "the sessions it leases, instead of one server owning the store.",
+        ),
+    ] = False,
+    lease_seconds: Annotated[
+        float,
+        typer.Option(
+            "--lease-seconds",
+            min=1,
+            max=86_400,
+            metavar="SECONDS",
+            help="With --shared-store: how long a session's lease outlives its server's last "
+            "renewal (renewed every third of it); another server takes the session over after.",
+        ),
+    ] = DEFAULT_LEASE_SECONDS,
     root: Annotated[
         Path | None, typer.Option("--root", help="Agents' default working directory.")
     ] = None,
@@ -221,6 +241,8 @@ def server_command(
         port=port,
         token=token,
         store_url=store,
+        shared_store=shared_store,
+        lease_seconds=lease_seconds,
         root=str(root.resolve()) if root is not None else None,
         cors_allow_origins=tuple(cors_allow_origin or ()),
         cors_allow_methods=tuple(cors_allow_method or ()),

@@ -31,7 +31,7 @@ from sandbox_agent.server.responses import document_problems, problems
 from sandbox_agent.server.routes import agents, events, hitl, sessions
 from sandbox_agent.server.slashes import TrailingSlash
 from sandbox_agent.sessions import SessionEngine
-from sandbox_agent.store import StoreOwned, default_store_url, open_store
+from sandbox_agent.store import StoreConfigError, StoreOwned, default_store_url, open_store
 from sandbox_agent.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -70,10 +70,15 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = config.store_url or default_store_url()
         store = await open_store(url)
+        leases = None
         try:
-            # Before recovery: a second server must not close the first one's turns.
-            await store.claim(url)
-        except StoreOwned as exc:
+            # Before recovery: a second server must not close the first one's turns. Servers
+            # sharing the store lease each session instead (--shared-store).
+            if config.shared_store:
+                leases = await store.share(config.lease_seconds, url)
+            else:
+                await store.claim(url)
+        except (StoreOwned, StoreConfigError) as exc:
             logger.error("%s", exc)
             await store.close()
             raise
@@ -82,6 +87,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             settings=await agent_settings(config),
             root=config.root,
             snapshot_every=config.snapshot_every,
+            leases=leases,
         )
         recovered = await engine.recover()
         if recovered:

@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from sandbox_agent.replay import DEFAULT_SNAPSHOT_EVERY
+from sandbox_agent.store import DEFAULT_LEASE_SECONDS
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 2468
@@ -23,6 +24,11 @@ class ServerConfig:
     #: Bearer token guarding every route but ``/v1/health`` and ``/``; None: no auth.
     token: str | None = None
     store_url: str | None = None
+    #: One of several servers on one store, each leasing the sessions it runs (Postgres;
+    #: ``--shared-store``), instead of owning the whole store.
+    shared_store: bool = False
+    #: Seconds a session's lease lasts without a renewal (renewed every third of it).
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
     #: Working directory of agents whose session names none (None: the current directory).
     root: str | None = None
     cors_allow_origins: tuple[str, ...] = ()

@@ -40,6 +40,7 @@ from sandbox_agent.store import (
     SequenceConflict,
     SessionExists,
     SessionNotFound,
+    SessionOwned,
     StoreError,
     StoreUnavailable,
 )
@@ -162,6 +163,24 @@ def store_unavailable(exc: StoreUnavailable) -> ApiError:
     )
 
 
+def session_owned(exc: SessionOwned) -> ApiError:
+    """409: another live server holds the session's lease (servers sharing a store)."""
+    holder = exc.lease.holder
+    return ApiError(
+        "session_owned",
+        409,
+        str(exc),
+        sessionId=exc.session_id,
+        owner={
+            "serverId": holder.server_id,
+            "pid": holder.pid,
+            "host": holder.host,
+            "since": holder.since.isoformat().replace("+00:00", "Z"),
+        },
+        leaseExpiresAt=exc.lease.expires_at.isoformat().replace("+00:00", "Z"),
+    )
+
+
 def problem_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
         error.body(),
@@ -204,6 +223,8 @@ def as_api_error(exc: Exception) -> ApiError:
             return session_already_exists(exc.session_id)
         case SequenceConflict():
             return ApiError("sequence_conflict", 409, str(exc), sessionId=exc.session_id)
+        case SessionOwned():
+            return session_owned(exc)
         case InvalidCursor() | InvalidText():
             return invalid_request(str(exc))
         case SequencePastEnd():

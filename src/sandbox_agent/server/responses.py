@@ -20,7 +20,8 @@ DESCRIPTIONS = {
     401: "token_invalid: a token is required and missing or wrong",
     404: "session_not_found, agent_not_installed, permission_not_found, question_not_found, "
     "not_found",
-    409: "session_already_exists, turn_in_progress, queue_full, sequence_conflict",
+    409: "session_already_exists, turn_in_progress, queue_full, sequence_conflict, "
+    "session_owned (--shared-store: another server holds the session's lease)",
     413: "payload_too_large: the body is over --max-body-bytes",
     500: "agent_process_exited, agent_error, install_failed, internal_error",
     503: "store_unavailable (with Retry-After): the store cannot be reached (its connection, "

@@ -3,11 +3,19 @@
 Every session of the store can be served: active ones are loaded at start-up (``recover``),
 others (ended ones) on first use. Sessions stay in memory once loaded; their state is the
 reducer's, so holding them costs what their state costs.
+
+With ``leases`` (several servers sharing one store, ``store/leases.py``) the engine serves only
+the sessions whose lease it holds: it takes a session's lease before it loads, creates or
+recovers it (``SessionOwned`` while another live server holds it), renews its leases every
+``heartbeat_seconds``, stops serving a session whose lease it lost, takes over active sessions
+whose lease expired (a crashed or stopped server's: recovered here, once), and releases its
+leases when it shuts down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from sandbox_agent.agents import (
@@ -25,7 +33,15 @@ from sandbox_agent.sessions.config import SessionConfig
 from sandbox_agent.sessions.errors import AgentNotInstalled, InstallFailed
 from sandbox_agent.sessions.paths import session_directory
 from sandbox_agent.sessions.session import LiveSession
-from sandbox_agent.store import EventStore, SessionExists, SessionNotFound, SessionRecord
+from sandbox_agent.store import (
+    EventStore,
+    SessionExists,
+    SessionLeases,
+    SessionNotFound,
+    SessionOwned,
+    SessionRecord,
+    StoreError,
+)
 from sandbox_agent.store.errors import StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -47,17 +63,23 @@ class SessionEngine:
         settings: AgentSettings,
         root: str | None = None,
         snapshot_every: int = 1000,
+        leases: SessionLeases | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.root = root
         self.snapshot_every = snapshot_every
+        #: The leases of a server sharing the store with others (None: it owns the store).
+        self.leases = leases
+        self._keeper: asyncio.Task[None] | None = None
         self._sessions: dict[str, LiveSession] = {}
         self._loading = asyncio.Lock()
         self._installing = asyncio.Lock()
 
     async def get(self, session_id: str) -> LiveSession:
-        """The session, loaded from the store if needed; ``SessionNotFound`` if none."""
+        """The session, loaded from the store if needed; ``SessionNotFound`` if none. With
+        leases: ``SessionOwned`` while another live server holds the session's lease; an
+        active session taken over from a server that stopped or died is recovered first."""
         live = self._sessions.get(session_id)
         if live is not None:
             return live
@@ -67,9 +89,38 @@ class SessionEngine:
                 record = await self.store.get_session(session_id)
                 if record is None:
                     raise SessionNotFound(session_id)
-                live = await self._load(record)
+                if self.leases is None:
+                    live = await self._load(record)
+                else:
+                    live = await self._adopt(record)
+                    if live is None:
+                        raise SessionNotFound(session_id)
                 self._sessions[session_id] = live
             return live
+
+    async def _adopt(self, record: SessionRecord) -> LiveSession | None:
+        """Lease, load and (when active) recover a session: what a server sharing the store
+        does with each session it takes up. None when it was an abandoned creation (deleted
+        here). ``SessionOwned`` while another live server holds its lease."""
+        assert self.leases is not None
+        await self.leases.acquire(record.id)
+        try:
+            # Read again under the lease: the previous holder may have appended since.
+            fresh = await self.store.get_session(record.id)
+            if fresh is None or (fresh.status == "active" and fresh.last_sequence == 0):
+                # Its creation never got as far as session.started: never acknowledged.
+                if fresh is not None:
+                    await self.store.delete_session(record.id)
+                await self.leases.forget(record.id)
+                return None
+            live = await self._load(fresh)
+            if fresh.status == "active":
+                await live.recover()
+            return live
+        except BaseException:
+            with contextlib.suppress(StoreError):
+                await self.leases.release(record.id)
+            raise
 
     def loaded(self, session_id: str) -> LiveSession | None:
         return self._sessions.get(session_id)
@@ -119,7 +170,15 @@ class SessionEngine:
             init=config.init(),
         )
         async with self._loading:
-            record = await self.store.create_session(record)
+            if self.leases is not None:
+                await self.leases.acquire(session_id)  # before the row: no one recovers it
+            try:
+                record = await self.store.create_session(record)
+            except BaseException:
+                if self.leases is not None:
+                    with contextlib.suppress(StoreError):
+                        await self.leases.forget(session_id)
+                raise
             live = await self._load(record)
             self._sessions[session_id] = live
         try:
@@ -145,6 +204,8 @@ class SessionEngine:
             self._sessions.pop(session_id, None)
             await live.close()
             await self.store.delete_session(session_id)
+            if self.leases is not None:
+                await self.leases.forget(session_id)
             raise
         return live
 
@@ -155,13 +216,34 @@ class SessionEngine:
         await live.close()
         self._sessions.pop(session_id, None)
         await self.store.delete_session(session_id)
+        if self.leases is not None:
+            await self.leases.forget(session_id)
 
     async def recover(self) -> list[str]:
         """Load every active session of the store and close what a previous server left open
-        (see ``LiveSession.recover``). Returns the ids recovered."""
+        (see ``LiveSession.recover``). Returns the ids recovered. With leases, the heartbeat
+        starts first and only sessions whose lease is free or expired are taken up."""
+        if self.leases is not None:
+            self._start_keeper()
         recovered: list[str] = []
         for record in await self.store.all_sessions("active"):
             if record.id in self._sessions:
+                continue
+            if self.leases is not None:
+                try:
+                    async with self._loading:
+                        if record.id in self._sessions:
+                            continue
+                        live = await self._adopt(record)
+                        if live is None:
+                            continue
+                        self._sessions[record.id] = live
+                except SessionOwned:
+                    continue  # another live server runs it
+                except Exception:
+                    logger.exception("session %s: recovery failed", record.id)
+                    continue
+                recovered.append(record.id)
                 continue
             if record.last_sequence == 0:
                 # Its creation never got as far as session.started: it was never acknowledged.
@@ -203,14 +285,69 @@ class SessionEngine:
             except OSError as exc:  # the agents dir cannot be created, npm cannot start
                 raise InstallFailed(agent, str(exc)) from exc
 
+    # -- leases ---------------------------------------------------------------------------
+    def _start_keeper(self) -> None:
+        if self._keeper is None:
+            self._keeper = asyncio.get_running_loop().create_task(self._keep_leases())
+
+    async def _keep_leases(self) -> None:
+        assert self.leases is not None
+        while True:
+            await asyncio.sleep(self.leases.heartbeat_seconds)
+            try:
+                await self.heartbeat()
+            except Exception:  # a store blip: the next heartbeat tries again
+                logger.warning("renewing the session leases failed", exc_info=True)
+
+    async def heartbeat(self) -> None:
+        """One round of the lease keeper (run every ``heartbeat_seconds``): renew, stop
+        serving the sessions whose lease was lost, take over those whose lease expired."""
+        assert self.leases is not None
+        served = set(self._sessions)  # before the renewal: later loads hold fresh leases
+        held = await self.leases.renew()
+        for session_id in served - held:
+            live = self._sessions.pop(session_id, None)
+            if live is None:
+                continue
+            logger.warning(
+                "session %s: its lease was taken over by another server; not served here",
+                session_id,
+            )
+            try:
+                await live.close()
+            except Exception:
+                logger.exception("session %s: stopping its agent failed", session_id)
+        for session_id in await self.leases.expired():
+            if session_id in self._sessions:
+                continue
+            try:
+                await self.get(session_id)
+            except (SessionOwned, SessionNotFound):
+                continue  # another server was first, or it is gone
+            except Exception:
+                logger.exception("session %s: taking it over failed", session_id)
+            else:
+                logger.info("session %s: taken over after its lease expired", session_id)
+
     async def shutdown(self) -> None:
         """Stop every agent (their sessions stay active: the next server resumes them), then
-        the shared agent servers."""
+        the shared agent servers; with leases, release them (another server may take the
+        sessions over at once)."""
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
         for live in list(self._sessions.values()):
             try:
                 await live.close()
             except Exception:
                 logger.exception("session %s: stopping its agent failed", live.id)
+        if self.leases is not None:
+            try:
+                await self.leases.release_all()
+            except StoreError:
+                logger.warning("releasing the session leases failed", exc_info=True)
         try:
             await self.settings.shared.stop_all()
         except Exception:

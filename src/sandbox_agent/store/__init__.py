@@ -26,6 +26,14 @@ from sandbox_agent.store.errors import (
     StoreUnavailable,
 )
 from sandbox_agent.store.event_store import EventStore
+from sandbox_agent.store.leases import (
+    DEFAULT_LEASE_SECONDS,
+    Lease,
+    LeaseDriver,
+    LeaseHolder,
+    SessionLeases,
+    SessionOwned,
+)
 from sandbox_agent.store.ownership import Owner, StoreOwned
 from sandbox_agent.store.paths import data_dir, default_store_url
 from sandbox_agent.store.records import (
@@ -40,6 +48,7 @@ from sandbox_agent.store.registry import register_driver, registered_schemes
 from sandbox_agent.store.url import open_store
 
 __all__ = [
+    "DEFAULT_LEASE_SECONDS",
     "DuplicateEventId",
     "EventRow",
     "EventStore",
@@ -47,6 +56,9 @@ __all__ = [
     "IntegrityReport",
     "InvalidCursor",
     "InvalidText",
+    "Lease",
+    "LeaseDriver",
+    "LeaseHolder",
     "Owner",
     "Page",
     "PositionedEvent",
@@ -55,7 +67,9 @@ __all__ = [
     "SequenceConflict",
     "SessionChange",
     "SessionExists",
+    "SessionLeases",
     "SessionNotFound",
+    "SessionOwned",
     "SessionRecord",
     "SessionStatus",
     "Snapshot",

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from sandbox_agent.store.leases import LeaseDriver
 from sandbox_agent.store.ownership import OwnershipLock
 from sandbox_agent.store.records import SessionRecord, SessionStatus
 
@@ -245,6 +246,11 @@ class StorageDriver(abc.ABC):
     def ownership_lock(self) -> OwnershipLock | None:
         """The lock a server takes to own the store (``store/ownership.py``); None (the
         default) for a store that no other process can open."""
+        return None
+
+    def session_leases(self) -> LeaseDriver | None:
+        """Optional: per-session leases, for several servers on one store
+        (``store/leases.py``). None (the default): one server per store."""
         return None
 
     async def close(self) -> None:  # noqa: B027 (nothing to release by default)

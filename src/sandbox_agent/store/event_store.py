@@ -53,9 +53,11 @@ from sandbox_agent.store.errors import (
     InvalidText,
     SequenceConflict,
     SessionNotFound,
+    StoreConfigError,
     StoreCorrupt,
     StoreError,
 )
+from sandbox_agent.store.leases import SessionLeases
 from sandbox_agent.store.notify import ChangeNotifier, wait_for
 from sandbox_agent.store.ownership import Owner, OwnershipLock, StoreOwned
 from sandbox_agent.store.records import (
@@ -497,6 +499,27 @@ class EventStore:
         if holder is not None:
             raise StoreOwned(where or type(self.driver).__name__, holder)
         self._ownership = lock
+
+    async def share(self, lease_seconds: float, where: str = "") -> SessionLeases:
+        """Run as one of several servers sharing the store, each holding the leases of the
+        sessions it runs (``store/leases.py``), instead of owning it alone (``claim``).
+        ``StoreConfigError`` for a driver that cannot lease sessions; ``StoreOwned`` while a
+        server owns the store alone. The shared claim is held until ``close``."""
+        where = where or type(self.driver).__name__
+        driver = self.driver.session_leases()
+        if driver is None:
+            raise StoreConfigError(
+                f"the store {where} cannot be shared by several servers (no session leases: "
+                "Postgres has them); run one server on it"
+            )
+        leases = SessionLeases(driver, lease_seconds)  # ValueError for a length out of bounds
+        if self._ownership is None:
+            lock = driver.ownership_lock()
+            holder = await lock.acquire(Owner.this_process())
+            if holder is not None:
+                raise StoreOwned(where, holder, "a server that owns it alone excludes sharing")
+            self._ownership = lock
+        return leases
 
     async def close(self) -> None:
         """Release connections (and the ownership of ``claim``); wakes every subscriber,

@@ -53,9 +53,9 @@ class Owner:
 class StoreOwned(StoreError):
     """Another process owns the store (``owner``; None when it could not say who)."""
 
-    def __init__(self, where: str, owner: Owner | None) -> None:
+    def __init__(self, where: str, owner: Owner | None, rule: str = "one server per store") -> None:
         held = owner.describe() if owner is not None else "another process"
-        super().__init__(f"the store {where} is owned by {held}: one server per store")
+        super().__init__(f"the store {where} is owned by {held}: {rule}")
         self.owner = owner
 
 
@@ -105,19 +105,23 @@ def _read_owner(fd: int) -> Owner | None:
 
 
 class AdvisoryOwnership(OwnershipLock):
-    """A Postgres advisory lock held by a connection kept for it (``engine``: SQLAlchemy's)."""
+    """A Postgres advisory lock held by a connection kept for it (``engine``: SQLAlchemy's).
+    ``shared``: the lock's shared mode, which servers sharing the store (session leases,
+    ``store/leases.py``) hold together and which excludes the exclusive one."""
 
-    def __init__(self, engine: Any, schema: str) -> None:
+    def __init__(self, engine: Any, schema: str, *, shared: bool = False) -> None:
         self.engine = engine
         self.key = zlib.crc32(schema.encode()) & 0x7FFFFFFF
+        self.shared = shared
         self._conn: Any = None
 
     async def acquire(self, owner: Owner) -> Owner | None:
         conn = await self.engine.connect()
         name = f"sandbox-agent:{owner.pid}:{owner.since}:{owner.host}"[:63]
         await conn.exec_driver_sql(f"SET application_name = '{_quote(name)}'")
+        mode = "_shared" if self.shared else ""
         got = await conn.exec_driver_sql(
-            f"SELECT pg_try_advisory_lock({_PG_OWNER_KEY}, {self.key})"
+            f"SELECT pg_try_advisory_lock{mode}({_PG_OWNER_KEY}, {self.key})"
         )
         if got.scalar():
             await conn.commit()
@@ -126,7 +130,8 @@ class AdvisoryOwnership(OwnershipLock):
         holder = await conn.exec_driver_sql(
             "SELECT a.application_name, a.client_hostname, a.client_addr FROM pg_locks l "
             "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND "
-            f"l.classid = {_PG_OWNER_KEY} AND l.objid = {self.key} AND l.granted"
+            f"l.classid = {_PG_OWNER_KEY} AND l.objid = {self.key} AND l.granted "
+            "ORDER BY a.backend_start LIMIT 1"
         )
         row = holder.first()
         await conn.close()
@@ -136,8 +141,9 @@ class AdvisoryOwnership(OwnershipLock):
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
+                mode = "_shared" if self.shared else ""
                 await conn.exec_driver_sql(
-                    f"SELECT pg_advisory_unlock({_PG_OWNER_KEY}, {self.key})"
+                    f"SELECT pg_advisory_unlock{mode}({_PG_OWNER_KEY}, {self.key})"
                 )
             with contextlib.suppress(Exception):
                 await conn.close()

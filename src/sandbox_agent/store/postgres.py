@@ -49,6 +49,7 @@ from sandbox_agent.store.errors import (
     StoreUnavailable,
 )
 from sandbox_agent.store.event_store import EventStore
+from sandbox_agent.store.leases import Lease, LeaseDriver, LeaseHolder
 from sandbox_agent.store.ownership import AdvisoryOwnership
 from sandbox_agent.store.sql import NOT_MIGRATED_HINT, SqlDriver
 from sandbox_agent.store.url import float_option, int_option, no_more_options, split_url
@@ -241,6 +242,9 @@ class PostgresDriver(SqlDriver):
     def ownership_lock(self) -> AdvisoryOwnership:
         return AdvisoryOwnership(self._engine, self.schema)
 
+    def session_leases(self) -> PostgresLeases:
+        return PostgresLeases(self)
+
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, session_id: str) -> None:
         self._wake(session_id)
 
@@ -348,6 +352,92 @@ class PostgresDriver(SqlDriver):
         return rows
 
 
+# The lease statements (store/leases.py). Times are the database's (now()), never a host's.
+# _ACQUIRE is the compare-and-set: the row is written only when it is free, expired or ours;
+# ON CONFLICT locks the row and checks the WHERE on its newest version, so of two servers
+# racing for one expired lease exactly one wins.
+_LEASE_COLUMNS = "session_id, server_id, pid, host, since, expires_at"
+_ACQUIRE = (
+    "INSERT INTO session_leases AS l (session_id, server_id, pid, host, since, acquired_at, "
+    "expires_at) VALUES ($1, $2, $3, $4, $5, now(), now() + make_interval(secs => $6)) "
+    "ON CONFLICT (session_id) DO UPDATE SET server_id = EXCLUDED.server_id, "
+    "pid = EXCLUDED.pid, host = EXCLUDED.host, since = EXCLUDED.since, "
+    "acquired_at = CASE WHEN l.server_id = EXCLUDED.server_id THEN l.acquired_at "
+    "ELSE EXCLUDED.acquired_at END, expires_at = EXCLUDED.expires_at "
+    "WHERE l.server_id = EXCLUDED.server_id OR l.expires_at <= now() "
+    f"RETURNING {_LEASE_COLUMNS}"
+)
+_HOLDER = f"SELECT {_LEASE_COLUMNS} FROM session_leases WHERE session_id = $1"
+_RENEW = (
+    "UPDATE session_leases SET expires_at = now() + make_interval(secs => $2) "
+    "WHERE server_id = $1 RETURNING session_id"
+)
+_EXPIRED = (
+    "SELECT l.session_id FROM session_leases l JOIN sessions s ON s.id = l.session_id "
+    "WHERE l.expires_at <= now() AND s.status = 'active' ORDER BY l.expires_at LIMIT $1"
+)
+
+
+class PostgresLeases(LeaseDriver):
+    """Session leases in the ``session_leases`` table (migration 0002)."""
+
+    def __init__(self, driver: PostgresDriver) -> None:
+        self._driver = driver
+
+    async def acquire(self, session_id: str, holder: LeaseHolder, seconds: float) -> Lease:
+        async with self._driver._raw() as pg:
+            # A lease that expires or is released between the two statements: try again.
+            for _ in range(3):
+                row = await pg.fetchrow(
+                    _ACQUIRE,
+                    session_id,
+                    holder.server_id,
+                    holder.pid,
+                    holder.host,
+                    holder.since,
+                    seconds,
+                )
+                row = row or await pg.fetchrow(_HOLDER, session_id)
+                if row is not None:
+                    return _lease(row)
+        raise StoreError(f"session {session_id!r}: its lease changed hands three times at once")
+
+    async def renew(self, server_id: str, seconds: float) -> set[str]:
+        async with self._driver._raw() as pg:
+            rows = await pg.fetch(_RENEW, server_id, seconds)
+        return {str(r[0]) for r in rows}
+
+    async def release(self, server_id: str, session_ids: Sequence[str] | None) -> None:
+        async with self._driver._raw() as pg:
+            await pg.execute(
+                "UPDATE session_leases SET expires_at = now() WHERE server_id = $1 "
+                "AND ($2::text[] IS NULL OR session_id = ANY($2)) AND expires_at > now()",
+                server_id,
+                None if session_ids is None else list(session_ids),
+            )
+
+    async def forget(self, server_id: str, session_id: str) -> None:
+        async with self._driver._raw() as pg:
+            await pg.execute(
+                "DELETE FROM session_leases WHERE session_id = $1 AND server_id = $2",
+                session_id,
+                server_id,
+            )
+
+    async def expired(self, limit: int) -> list[str]:
+        async with self._driver._raw() as pg:
+            rows = await pg.fetch(_EXPIRED, limit)
+        return [str(r[0]) for r in rows]
+
+    def ownership_lock(self) -> AdvisoryOwnership:
+        return AdvisoryOwnership(self._driver._engine, self._driver.schema, shared=True)
+
+
+def _lease(row: asyncpg.Record) -> Lease:
+    holder = LeaseHolder(server_id=row[1], pid=row[2], host=row[3], since=row[4])
+    return Lease(session_id=row[0], holder=holder, expires_at=row[5])
+
+
 async def open_postgres_store(url: str, **options: Any) -> EventStore:
     """``postgresql://user@host:5432/db?schema=name&pool_size=10`` (see the module's
     docstring)."""
@@ -355,4 +445,4 @@ async def open_postgres_store(url: str, **options: Any) -> EventStore:
     return EventStore(await PostgresDriver.open(base, **{**query, **options}))
 
 
-__all__ = ["PostgresDriver", "channel_name", "open_postgres_store"]
+__all__ = ["PostgresDriver", "PostgresLeases", "channel_name", "open_postgres_store"]

@@ -114,6 +114,7 @@ class Tables:
                 sqlite_autoincrement=True,
             )
             self.positions: sa.Table | None = None
+            self.leases: sa.Table | None = None  # one server per SQLite store: no leases
         else:
             self.events = sa.Table(
                 "events",
@@ -129,6 +130,20 @@ class Tables:
                 self.metadata,
                 sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
                 sa.Column("last_position", sa.BigInteger, nullable=False),
+            )
+            # Session leases of servers sharing the store (store/leases.py; migration 0002).
+            self.leases = sa.Table(
+                "session_leases",
+                self.metadata,
+                sa.Column("session_id", sa.String(128), primary_key=True),
+                sa.Column("server_id", sa.String(64), nullable=False),
+                sa.Column("pid", sa.Integer, nullable=False),
+                sa.Column("host", sa.String(256), nullable=False),
+                sa.Column("since", Timestamp, nullable=False),
+                sa.Column("acquired_at", Timestamp, nullable=False),
+                sa.Column("expires_at", Timestamp, nullable=False),
+                sa.Index("ix_session_leases_server", "server_id"),
+                sa.Index("ix_session_leases_expires", "expires_at"),
             )
         self.snapshots = sa.Table(
             "snapshots",
