@@ -67,9 +67,12 @@ class SessionInfo(ApiModel):
     title: str | None = None
     mcp: dict[str, Any] | None = None
     skills: dict[str, Any] | None = None
-    #: ``idle``, ``running``, ``awaiting_input`` or ``ended``.
+    #: ``idle``, ``running``, ``awaiting_input``, ``ended``, or ``failed``: its stored stream
+    #: is damaged (``error`` says how) and the server does not serve it.
     status: str
     last_sequence: int = 0
+    #: Ours: why a ``failed`` session is not served.
+    error: str | None = None
 
 
 class SessionListResponse(ApiModel):

@@ -15,7 +15,7 @@ from sandbox_agent.cli.app import JsonOption, StoreOption, app, fail, print_json
 # The replay engine and the store load when the command runs: ``--help`` does not pay for them.
 if TYPE_CHECKING:
     from sandbox_agent.replay import SessionState
-    from sandbox_agent.store import EventStore
+    from sandbox_agent.store import EventStore, IntegrityReport
 
 T = TypeVar("T")
 FORMATS = ("markdown", "text", "json", "state")
@@ -72,17 +72,18 @@ async def _follow(url: str, session_id: str, after: int, as_json: bool) -> None:
 
 
 async def _check_states(
-    url: str, session_ids: list[str], every: bool, at: int | None
-) -> list[SessionState]:
-    """Full replays (no snapshot trusted) of ``session_ids``, or of every session of the store."""
-    from sandbox_agent.replay import state_at
+    url: str, session_ids: list[str], every: bool, at: int | None, deep: bool
+) -> tuple[list[SessionState], IntegrityReport | None]:
+    """Full replays (no snapshot trusted) of ``session_ids``, or of every session of the store,
+    each with the store's findings (its row against its events); with ``deep``, the database's
+    own integrity check too."""
+    from sandbox_agent.replay import check_session
 
     async with await open_existing(url) as store:
         if every:
             session_ids = [record.id for record in await store.all_sessions()]
-        return [
-            await state_at(store, session_id, at, use_snapshots=False) for session_id in session_ids
-        ]
+        states = [await check_session(store, session_id, at) for session_id in session_ids]
+        return states, (await store.check_integrity() if deep else None)
 
 
 @app.command("replay")
@@ -104,7 +105,17 @@ def replay_command(
     ] = "markdown",
     check: Annotated[
         bool,
-        typer.Option("--check", help="List invariant violations; exit 1 if there are any."),
+        typer.Option(
+            "--check",
+            help="List invariant violations and damage (the session's row against its "
+            "events); exit 1 if there are any.",
+        ),
+    ] = False,
+    deep: Annotated[
+        bool,
+        typer.Option(
+            "--deep", help="With --check: run the database's own integrity check as well."
+        ),
     ] = False,
     every: Annotated[
         bool, typer.Option("--all", help="With --check: every session of the store.")
@@ -130,11 +141,13 @@ def replay_command(
     ids = list(sessions or ())
     as_json = json_output or format in ("json", "state")
     url = store_url(store)
+    if deep and not check:
+        raise typer.BadParameter("--deep goes with --check only")
     if check and (every or len(ids) > 1):
         if every and ids:
             raise typer.BadParameter("give session ids or --all, not both")
-        states = run_replay(lambda: _check_states(url, ids, every, at))
-        _report_checks(states, as_json)
+        states, integrity = run_replay(lambda: _check_states(url, ids, every, at, deep))
+        _report_checks(states, integrity, as_json)
         return
     if every:
         raise typer.BadParameter("--all goes with --check only")
@@ -156,8 +169,8 @@ def replay_command(
             sys.stdout.write(format_diff(changes))
         return
     if check:
-        (state,) = run_replay(lambda: _states(url, session, [at], True))
-        _report_check(state, as_json)
+        (state,), integrity = run_replay(lambda: _check_states(url, [session], False, at, deep))
+        _report_check(state, integrity, as_json)
         return
     (state,) = run_replay(lambda: _states(url, session, [at], False))
     if format == "state":
@@ -193,25 +206,66 @@ def _write_check(state: SessionState) -> None:
         )
 
 
-def _report_check(state: SessionState, as_json: bool) -> None:
+def _integrity_report(report: IntegrityReport) -> dict[str, object]:
+    return {
+        "supported": report.supported,
+        "ok": report.ok,
+        "method": report.method,
+        "problems": list(report.problems),
+    }
+
+
+def _write_integrity(report: IntegrityReport) -> None:
+    if not report.supported:
+        sys.stdout.write(f"integrity check: not supported: {report.method}\n")
+    elif report.ok:
+        sys.stdout.write(f"integrity check: ok ({report.method})\n")
+    else:
+        count = len(report.problems)
+        sys.stdout.write(f"integrity check: {count} problem(s) ({report.method}):\n")
+        for problem in report.problems:
+            for line in problem.splitlines():
+                sys.stdout.write(f"  {line}\n")
+
+
+def _damaged(integrity: IntegrityReport | None) -> bool:
+    """Whether the integrity check found something ("not supported" finds nothing)."""
+    return integrity is not None and integrity.supported and not integrity.ok
+
+
+def _report_check(state: SessionState, integrity: IntegrityReport | None, as_json: bool) -> None:
     if as_json:
-        print_json(_check_report(state))
+        report = _check_report(state)
+        if integrity is not None:
+            report["integrity"] = _integrity_report(integrity)
+        print_json(report)
     else:
         _write_check(state)
-    if state.anomalies:
+        if integrity is not None:
+            _write_integrity(integrity)
+    if state.anomalies or _damaged(integrity):
         raise typer.Exit(1)
 
 
-def _report_checks(states: list[SessionState], as_json: bool) -> None:
-    """Several sessions: a JSON list of reports, or a line (and the anomalies) per session."""
+def _report_checks(
+    states: list[SessionState], integrity: IntegrityReport | None, as_json: bool
+) -> None:
+    """Several sessions: a JSON list of reports (with --deep: an object of ``sessions`` and
+    ``integrity``), or a line (and the anomalies) per session."""
     if as_json:
-        print_json([_check_report(state) for state in states])
+        reports = [_check_report(state) for state in states]
+        if integrity is None:
+            print_json(reports)
+        else:
+            print_json({"sessions": reports, "integrity": _integrity_report(integrity)})
     else:
         for state in states:
             _write_check(state)
         broken = sum(1 for state in states if state.anomalies)
         sys.stdout.write(f"{len(states)} session(s) checked, {broken} with anomalies\n")
-    if any(state.anomalies for state in states):
+        if integrity is not None:
+            _write_integrity(integrity)
+    if any(state.anomalies for state in states) or _damaged(integrity):
         raise typer.Exit(1)
 
 

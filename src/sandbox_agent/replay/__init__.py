@@ -4,7 +4,8 @@ it (snapshots and time travel, diffs, transcripts, restore text, export and impo
 Imports only ``sandbox_agent.events`` and ``sandbox_agent.store``.
 """
 
-from sandbox_agent.replay.anomalies import ANOMALY_KINDS, AnomalyKind
+from sandbox_agent.replay.anomalies import ANOMALY_KINDS, STORE_ANOMALY_KINDS, AnomalyKind
+from sandbox_agent.replay.check import check_session
 from sandbox_agent.replay.diff import StateDiff, diff, format_diff
 from sandbox_agent.replay.errors import (
     InvariantViolation,
@@ -59,6 +60,7 @@ __all__ = [
     "DEFAULT_RETENTION",
     "DEFAULT_SNAPSHOT_EVERY",
     "REDUCER_VERSION",
+    "STORE_ANOMALY_KINDS",
     "Anomaly",
     "AnomalyKind",
     "EndedInfo",
@@ -85,6 +87,7 @@ __all__ = [
     "TurnState",
     "UnparsedEntry",
     "build_transcript",
+    "check_session",
     "diff",
     "export_sessions",
     "format_diff",

@@ -66,3 +66,16 @@ ANOMALY_KINDS: dict[AnomalyKind, tuple[int, str]] = {
     "prompt_queued_twice": (0, "prompt.queued for a queue id already used"),
     "dequeued_unknown_prompt": (0, "prompt.dequeued for a prompt that is not waiting"),
 }
+
+#: What ``replay --check`` adds from the store (``EventStore.verify``: the session's row against
+#: its stored events), before the reducer's anomalies: ``StoreCorrupt.kind`` -> (anomaly kind,
+#: what it means). A damaged store, not a bad stream: no writer produced these.
+STORE_ANOMALY_KINDS: dict[str, tuple[str, str]] = {
+    "gap": ("events_missing", "events missing below the last sequence the session's row records"),
+    "row_mismatch": (
+        "row_mismatch",
+        "the session's row and its stored events disagree (event count, last sequence, order)",
+    ),
+    "undecodable": ("undecodable_event", "a stored event that does not decode"),
+    "database": ("database_corrupt", "the database reports its file or pages damaged"),
+}

@@ -41,6 +41,7 @@ from sandbox_agent.store import (
     SessionExists,
     SessionNotFound,
     SessionOwned,
+    StoreCorrupt,
     StoreError,
     StoreUnavailable,
 )
@@ -181,6 +182,20 @@ def session_owned(exc: SessionOwned) -> ApiError:
     )
 
 
+def store_corrupt(exc: StoreCorrupt) -> ApiError:
+    """500: the session's stored stream is damaged (a gap, a row that does not decode). Not
+    503: it is not transient, and retrying gives the same answer until the database is repaired
+    or restored; the client can do nothing about it (not 4xx). ``sequence``: the first event
+    concerned."""
+    return ApiError(
+        "store_corrupt",
+        500,
+        str(exc),
+        sessionId=exc.session_id,
+        sequence=exc.sequence or None,
+    )
+
+
 def problem_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
         error.body(),
@@ -239,6 +254,8 @@ def as_api_error(exc: Exception) -> ApiError:
             return ApiError("agent_error", 500, f"agent error: {exc}")
         case StoreUnavailable():
             return store_unavailable(exc)
+        case StoreCorrupt():
+            return store_corrupt(exc)
         case StoreError():
             return ApiError("store_error", 503, f"store error: {exc}")
     return ApiError("internal_error", 500, "internal server error")

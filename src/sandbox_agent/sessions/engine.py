@@ -40,6 +40,7 @@ from sandbox_agent.store import (
     SessionNotFound,
     SessionOwned,
     SessionRecord,
+    StoreCorrupt,
     StoreError,
 )
 from sandbox_agent.store.errors import StoreUnavailable
@@ -73,6 +74,8 @@ class SessionEngine:
         self.leases = leases
         self._keeper: asyncio.Task[None] | None = None
         self._sessions: dict[str, LiveSession] = {}
+        #: Sessions whose stored stream is damaged: not served until the server restarts.
+        self._failed: dict[str, StoreCorrupt] = {}
         self._loading = asyncio.Lock()
         self._installing = asyncio.Lock()
 
@@ -83,6 +86,7 @@ class SessionEngine:
         live = self._sessions.get(session_id)
         if live is not None:
             return live
+        self.check_served(session_id)
         async with self._loading:
             live = self._sessions.get(session_id)
             if live is None:
@@ -125,7 +129,31 @@ class SessionEngine:
     def loaded(self, session_id: str) -> LiveSession | None:
         return self._sessions.get(session_id)
 
+    def failure(self, session_id: str) -> StoreCorrupt | None:
+        """Why the session is not served (its stored stream is damaged), or None."""
+        return self._failed.get(session_id)
+
+    def check_served(self, session_id: str) -> None:
+        """``StoreCorrupt`` for a session marked failed (``failure``); nothing otherwise."""
+        failed = self._failed.get(session_id)
+        if failed is not None:  # a new error each time: no traceback piles up on one
+            raise StoreCorrupt(
+                failed.session_id, failed.detail, sequence=failed.sequence, kind=failed.kind
+            )
+
     async def _load(self, record: SessionRecord) -> LiveSession:
+        """``LiveSession.load``; a damaged stream (``StoreCorrupt``) marks the session failed:
+        every later use answers the same error, without reading the store again."""
+        try:
+            return await self._load_live(record)
+        except StoreCorrupt as exc:
+            if exc.session_id is None:
+                exc.session_id = record.id
+            self._failed[record.id] = exc
+            logger.error("session %s: failed, not served: %s", record.id, exc)
+            raise
+
+    async def _load_live(self, record: SessionRecord) -> LiveSession:
         return await LiveSession.load(
             self.store,
             record,
@@ -210,7 +238,11 @@ class SessionEngine:
         return live
 
     async def delete(self, session_id: str) -> None:
-        """Terminate the session if live, then remove it and its events."""
+        """Terminate the session if live, then remove it and its events (a failed session's
+        too: deleting it is how its damage goes away)."""
+        if self._failed.pop(session_id, None) is not None:
+            await self.store.delete_session(session_id)
+            return
         live = await self.get(session_id)
         await live.terminate()
         await live.close()

@@ -75,7 +75,13 @@ from sandbox_agent.sessions.errors import (
 from sandbox_agent.sessions.normaliser import Normaliser
 from sandbox_agent.sessions.paths import resolve_attachments
 from sandbox_agent.sessions.store_retry import STORE_RETRY, StoreRetry
-from sandbox_agent.store import EventStore, SessionRecord, StoreError, StoreUnavailable
+from sandbox_agent.store import (
+    EventStore,
+    SessionRecord,
+    StoreCorrupt,
+    StoreError,
+    StoreUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -588,9 +594,15 @@ async def _fold(store: EventStore, session_id: str) -> tuple[Normaliser, Replaye
     normaliser = Normaliser.from_state(replayer.view)
     after = replayer.last_sequence
     while after < last:
+        # The store raises ``StoreCorrupt`` for a gap; an empty page is one too: a session
+        # folded short of its last sequence would answer every append with a conflict.
         page = await store.read(session_id, after=after, limit=PAGE)
         if not page:
-            break
+            raise StoreCorrupt(
+                session_id,
+                f"events {after + 1}..{last} missing: the stream ends at {after}",
+                sequence=after + 1,
+            )
         for event in page:
             normaliser.observe(event)
             replayer.apply(event)

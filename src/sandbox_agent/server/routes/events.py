@@ -30,6 +30,7 @@ async def list_events(
 ) -> Response:
     """Stored events after ``offset``, at most ``limit``; ``hasMore`` when more are stored."""
     store = engine.store
+    engine.check_served(session_id)  # a failed session: store_corrupt, not a shorter stream
     if limit == 0:
         has_more = await store.last_sequence(session_id) > offset
         return _events_response([], has_more)
@@ -66,6 +67,7 @@ async def stream_events(
     offset: Offset = 0,
 ) -> StreamingResponse:
     """Stored events after ``offset`` (or the ``Last-Event-ID`` header), then live ones."""
+    engine.check_served(session_id)
     await engine.store.last_sequence(session_id)  # 404 before the stream starts
     stream = event_stream(
         engine.store,

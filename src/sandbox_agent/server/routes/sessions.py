@@ -48,8 +48,11 @@ def _ms(value: datetime) -> int:
 
 def session_info(engine: SessionEngine, record: SessionRecord) -> SessionInfo:
     live = engine.loaded(record.id)
+    failure = engine.failure(record.id)
     if live is not None:
         status: str = live.state.status
+    elif failure is not None:
+        status = "failed"
     else:
         status = "ended" if record.status == "ended" else "idle"
     return SessionInfo(
@@ -70,6 +73,7 @@ def session_info(engine: SessionEngine, record: SessionRecord) -> SessionInfo:
         skills=record.init.get("skills"),
         status=status,
         last_sequence=record.last_sequence,
+        error=None if failure is None else str(failure),
     )
 
 
