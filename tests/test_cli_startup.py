@@ -50,9 +50,9 @@ def _cli_modules(modules: set[str]) -> list[str]:
 
 
 def test_sessions_list_imports_neither_the_server_nor_the_agents(tmp_path: Path) -> None:
-    code, modules, output = _loaded(
-        "sessions", "list", "--json", "--store", f"sqlite:///{tmp_path / 'x.db'}"
-    )
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    subprocess.run([sys.executable, "-m", "sandbox_agent", "db", "upgrade", url], check=True)
+    code, modules, output = _loaded("sessions", "list", "--json", "--store", url)
     assert code == 0
     assert json.loads(output) == []
     # Only the command's own module: the others load when asked for (``COMMAND_MODULES``).

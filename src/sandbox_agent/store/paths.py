@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from sandbox_agent.paths import data_dir
+from sandbox_agent.store.errors import StoreConfigError
 
-__all__ = ["data_dir", "default_store_url"]
+__all__ = ["data_dir", "database_path", "default_store_url"]
 
 
 def default_store_url() -> str:
@@ -15,3 +17,14 @@ def default_store_url() -> str:
     if configured:
         return configured
     return f"sqlite:///{data_dir() / 'sandbox-agent.db'}"
+
+
+def database_path(url: str) -> Path:
+    """The file of a ``sqlite:///relative.db`` or ``sqlite:////absolute.db`` URL."""
+    _, _, path = url.partition(":///")
+    if not path or path == ":memory:":
+        raise StoreConfigError(
+            f"invalid SQLite URL {url!r}: give a file, sqlite:///relative.db or "
+            "sqlite:////absolute/path.db (use memory:// for an in-memory store)"
+        )
+    return Path(path)

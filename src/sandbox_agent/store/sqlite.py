@@ -61,6 +61,7 @@ from sandbox_agent.store.errors import (
 )
 from sandbox_agent.store.event_store import EventStore
 from sandbox_agent.store.ownership import FileOwnership
+from sandbox_agent.store.paths import database_path
 from sandbox_agent.store.records import SessionRecord
 from sandbox_agent.store.sql import NOT_MIGRATED_HINT, WRITE, SqlDriver, unreachable
 from sandbox_agent.store.tables import decode_sqlite_time, encode_sqlite_time
@@ -119,17 +120,6 @@ _SAVE_SNAPSHOT = (
     "INSERT OR REPLACE INTO snapshots (session_id, sequence, version, state, created_at) "
     "VALUES (?, ?, ?, ?, ?)"
 )
-
-
-def database_path(url: str) -> Path:
-    """The file of a ``sqlite:///relative.db`` or ``sqlite:////absolute.db`` URL."""
-    _, _, path = url.partition(":///")
-    if not path or path == ":memory:":
-        raise StoreConfigError(
-            f"invalid SQLite URL {url!r}: give a file, sqlite:///relative.db or "
-            "sqlite:////absolute/path.db (use memory:// for an in-memory store)"
-        )
-    return Path(path)
 
 
 class SqliteDriver(SqlDriver):

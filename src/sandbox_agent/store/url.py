@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from sandbox_agent.store.errors import StoreConfigError, StoreError, StoreNotFound
+from sandbox_agent.store.paths import database_path
 
 if TYPE_CHECKING:
     from sandbox_agent.store.event_store import EventStore
@@ -46,8 +47,6 @@ async def open_store(
     scheme = urlsplit(url).scheme
     opener = opener_for(scheme, url)
     if not create and scheme.lower() in ("sqlite", "sqlite+aiosqlite"):
-        from sandbox_agent.store.sqlite import database_path
-
         path = database_path(split_url(url)[0])
         if not path.exists():
             raise StoreNotFound(f"no store at {path}: the SQLite file does not exist")
