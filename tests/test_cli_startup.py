@@ -175,6 +175,7 @@ def test_the_cli_server_defaults_are_the_server_configs() -> None:
         "DEFAULT_MAX_MESSAGE_CHARS",
         "DEFAULT_MAX_ATTACHMENTS",
         "DEFAULT_LEASE_SECONDS",
+        "DEFAULT_CANCEL_GRACE_SECONDS",
     ):
         assert getattr(cli, name) == getattr(config, name), name
 

@@ -254,6 +254,54 @@ def test_a_session_end_inside_a_turn_closes_the_turn_first(reason: str, turn_rea
     assert [d.type for d in n.normalise([session_ended()])] == ["session.ended"]
 
 
+@pytest.mark.parametrize("reason", ["cancelled", "error", "interrupted"])
+def test_items_open_at_a_turn_end_other_than_completed_are_closed_failed(reason: str) -> None:
+    # events.md invariant 10: a cancelled (timed out, failed, interrupted) turn leaves no item
+    # open, so the next turn's output cannot land in one.
+    n = Normaliser()
+    out = n.normalise(
+        [
+            session_started(),
+            turn_started("t"),
+            item_draft("item.started", native="m", text=None),
+            delta(native="m", text="Hel"),
+            delta(native="m", text="lo"),
+            item_draft("item.started", native="call", kind="tool_call", text="ls"),
+            item_draft("item.started", native="done", text=None),
+            item_draft("item.completed", native="done", text="x"),
+        ]
+    )
+    m, call = out[2].data["item"]["item_id"], out[5].data["item"]["item_id"]
+    closing = n.normalise([turn_ended_draft(reason)])
+    assert [d.type for d in closing] == ["item.completed", "item.completed", "turn.ended"]
+    assert all(d.synthetic and d.source == "daemon" for d in closing)
+    first, second = (ItemEventData.model_validate(d.data).item for d in closing[:2])
+    assert (first.item_id, first.status, first.content) == (m, "failed", [TextPart(text="Hello")])
+    assert (second.item_id, second.status) == (call, "failed")
+    assert second.content == [TextPart(text="ls")]  # what it started with
+    stored = number(out + closing, "s")
+    assert stream_violations(stored) == []
+    state = replay(stored)
+    assert state.item(m).text == "Hello"  # type: ignore[union-attr]
+    # The next turn's text starts a new item, even under the same native id.
+    after = n.normalise([turn_started("t2"), delta(native="m2", text="new")])
+    assert after[1].type == "item.started" and after[1].data["item"]["item_id"] not in (m, call)
+
+
+def test_items_open_at_a_completed_turn_end_are_left_to_the_agent() -> None:
+    n = Normaliser()
+    n.normalise([turn_started("t"), item_draft("item.started", native="m", text=None)])
+    assert [d.type for d in n.normalise([turn_ended_draft("completed")])] == ["turn.ended"]
+
+
+def test_a_session_end_closes_the_open_items_before_the_turn() -> None:
+    n = Normaliser()
+    n.normalise([turn_started("t"), item_draft("item.started", native="m", text=None)])
+    out = n.normalise([session_ended("completed")])
+    assert [d.type for d in out] == ["item.completed", "turn.ended", "session.ended"]
+    assert out[0].data["item"]["status"] == "failed"
+
+
 def test_a_normaliser_rebuilt_from_stored_events_equals_the_live_one() -> None:
     live = Normaliser()
     drafts = [
@@ -312,6 +360,7 @@ def agent_drafts(draw: st.DrawFn) -> EventDraft:
             [
                 session_started(),
                 turn_ended_draft("completed"),
+                turn_ended_draft("cancelled"),
                 session_ended("error"),
                 EventDraft(type="error", data={"message": "boom"}),
             ]

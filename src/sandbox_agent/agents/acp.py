@@ -50,7 +50,8 @@ gave up waiting) are dropped. Requests the agent sends:
 
 Non-JSON stdout lines -> ``agent.unparsed``. ``cancel`` sends the ``session/cancel``
 notification, answers pending permissions ``cancelled``, and waits (``CANCEL_TIMEOUT`` s) for
-the prompt to return, so nothing more is emitted for the turn once it returns.
+the prompt to return, so nothing more is emitted for the turn once it returns; an agent that
+does not return it in time is stopped (the next ``send`` starts a new process).
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ logger = logging.getLogger(__name__)
 PROTOCOL_VERSION = 1
 #: Seconds ``start`` waits for ``initialize`` and ``session/new`` (or ``session/load``).
 START_TIMEOUT = 90.0
-#: Seconds ``cancel`` waits for the prompt to return after ``session/cancel``.
+#: Seconds ``cancel`` waits for the prompt to return after ``session/cancel``, then stops the
+#: agent's process (the session layer gives up sooner: ``sessions.TurnLimits.cancel_grace``).
 CANCEL_TIMEOUT = 15.0
 #: Largest image sent inline with a prompt; bigger ones go as a link.
 MAX_INLINE_IMAGE = 10 * 1024 * 1024
@@ -428,9 +430,14 @@ class AcpAgent(NativeAgent):
             await asyncio.wait_for(turn.done.wait(), CANCEL_TIMEOUT)
         except TimeoutError:
             logger.warning(
-                "%s: the prompt did not return %ss after cancel", self.id, CANCEL_TIMEOUT
+                "%s: the prompt did not return %ss after cancel: stopping the agent",
+                self.id,
+                CANCEL_TIMEOUT,
             )
             turn.abandoned = True
+            # A hung agent: its process goes (the next send starts one, with a fresh mapping,
+            # so the next turn's text cannot land in this turn's open message).
+            await self._shutdown()
             turn.done.set()
 
     # -- HITL -----------------------------------------------------------------------------

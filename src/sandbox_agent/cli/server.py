@@ -25,6 +25,7 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_MESSAGE_CHARS = 1_000_000
 DEFAULT_MAX_ATTACHMENTS = 100
 DEFAULT_LEASE_SECONDS = 30.0
+DEFAULT_CANCEL_GRACE_SECONDS = 5.0
 
 #: What a backend that installed only the SDK lacks to run a server.
 SERVER_EXTRA = "pip install 'sandbox-agent[server]'"
@@ -198,6 +199,20 @@ def server_command(
             "--acp-agent 'gemini=gemini --experimental-acp'.",
         ),
     ] = None,
+    turn_idle_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--turn-idle-timeout",
+            min=0.001,
+            metavar="SECONDS",
+            help="End a turn whose agent sends nothing for this long (error, turn.ended "
+            "{error}) and stop the agent; time waiting for a permission or question answer "
+            "does not count. Default: no bound.",
+        ),
+    ] = None,
+    cancel_grace_seconds: Annotated[
+        float, typer.Option("--cancel-grace-seconds", min=0, hidden=True)
+    ] = DEFAULT_CANCEL_GRACE_SECONDS,
     no_credentials: Annotated[
         bool,
         typer.Option(
@@ -257,5 +272,7 @@ def server_command(
         auto_install=auto_install,
         acp_commands=acp_commands,
         pass_credentials=not no_credentials,
+        turn_idle_timeout=turn_idle_timeout,
+        cancel_grace_seconds=cancel_grace_seconds,
     )
     serve(config, log_level)

@@ -30,7 +30,7 @@ from sandbox_agent.server.limits import BodyLimit
 from sandbox_agent.server.responses import document_problems, problems
 from sandbox_agent.server.routes import agents, events, hitl, sessions
 from sandbox_agent.server.slashes import TrailingSlash
-from sandbox_agent.sessions import SessionEngine
+from sandbox_agent.sessions import SessionEngine, TurnLimits
 from sandbox_agent.store import StoreConfigError, StoreOwned, default_store_url, open_store
 from sandbox_agent.version import __version__
 
@@ -88,6 +88,9 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             root=config.root,
             snapshot_every=config.snapshot_every,
             leases=leases,
+            turn_limits=TurnLimits(
+                idle_timeout=config.turn_idle_timeout, cancel_grace=config.cancel_grace_seconds
+            ),
         )
         recovered = await engine.recover()
         if recovered:

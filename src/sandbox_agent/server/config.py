@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from sandbox_agent.replay import DEFAULT_SNAPSHOT_EVERY
+from sandbox_agent.sessions.config import DEFAULT_CANCEL_GRACE_SECONDS
 from sandbox_agent.store import DEFAULT_LEASE_SECONDS
 
 DEFAULT_HOST = "127.0.0.1"
@@ -50,6 +51,10 @@ class ServerConfig:
     acp_commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: Pass the credentials found (``agents.credentials``) to agent processes.
     pass_credentials: bool = True
+    #: Seconds a turn may go without a word from its agent (``--turn-idle-timeout``; None: no
+    #: bound), and that a cancel waits before it stops the agent (``sessions.TurnLimits``).
+    turn_idle_timeout: float | None = None
+    cancel_grace_seconds: float = DEFAULT_CANCEL_GRACE_SECONDS
     extra: dict[str, str] = field(default_factory=dict)
 
 

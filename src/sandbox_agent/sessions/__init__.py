@@ -6,7 +6,7 @@
 domain errors of ``errors.py``.
 """
 
-from sandbox_agent.sessions.config import SessionConfig
+from sandbox_agent.sessions.config import SessionConfig, TurnLimits
 from sandbox_agent.sessions.drafts import prompt_drafts
 from sandbox_agent.sessions.engine import SessionEngine
 from sandbox_agent.sessions.errors import (
@@ -37,5 +37,6 @@ __all__ = [
     "SessionEngine",
     "SessionError",
     "TurnInProgress",
+    "TurnLimits",
     "prompt_drafts",
 ]

@@ -29,7 +29,7 @@ from sandbox_agent.agents.catalog import models_of
 from sandbox_agent.agents.install import InstallError, check_version
 from sandbox_agent.agents.install import install as install_agent
 from sandbox_agent.events import EventDraft, SessionStartedData
-from sandbox_agent.sessions.config import SessionConfig
+from sandbox_agent.sessions.config import SessionConfig, TurnLimits
 from sandbox_agent.sessions.errors import AgentNotInstalled, InstallFailed
 from sandbox_agent.sessions.paths import session_directory
 from sandbox_agent.sessions.session import LiveSession
@@ -65,11 +65,14 @@ class SessionEngine:
         root: str | None = None,
         snapshot_every: int = 1000,
         leases: SessionLeases | None = None,
+        turn_limits: TurnLimits | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.root = root
         self.snapshot_every = snapshot_every
+        #: Every session's turn bounds: the idle timeout (off unless set), cancel's grace.
+        self.turn_limits = turn_limits or TurnLimits()
         #: The leases of a server sharing the store with others (None: it owns the store).
         self.leases = leases
         self._keeper: asyncio.Task[None] | None = None
@@ -160,6 +163,7 @@ class SessionEngine:
             settings=self.settings,
             root=self.root,
             snapshot_every=self.snapshot_every,
+            turn_limits=self.turn_limits,
         )
 
     async def create(self, session_id: str, config: SessionConfig) -> LiveSession:

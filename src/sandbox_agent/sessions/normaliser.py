@@ -20,6 +20,10 @@ adapter's drafts and its own alike. The normaliser makes the stream keep the inv
 7. A ``turn.ended`` outside a turn is dropped (an adapter's late one after a cancel); one without
    ``turn_id`` gets the open turn's. A ``session.ended`` inside a turn gets a synthetic
    ``turn.ended`` first (reason ``completed``, ``error`` or, when terminated, ``interrupted``).
+8. Items still open (started, not completed) when a turn ends other than ``completed`` (a
+   cancel, an idle timeout, an error, a restart) or when the session ends get a synthetic
+   ``item.completed`` each, status ``failed``, with the content they started with and the text
+   their deltas built, before that ``turn.ended``: the next turn's output starts new items.
 
 Dropped drafts are simply absent from the result: sequences are the store's, so nothing dropped
 ever leaves a gap. Synthetic drafts have source ``daemon``, ``synthetic=True`` and no ``raw``.
@@ -49,12 +53,41 @@ from sandbox_agent.events import (
     UniversalEvent,
     UniversalItem,
 )
+from sandbox_agent.events.payloads import normalise_data
 from sandbox_agent.replay import SessionState
 
 _OUR_ITEM_ID = re.compile(r"itm_([0-9]+)")
 
 # The turn.ended reason for a turn that a session.ended cuts short.
 _TURN_REASON_AT_SESSION_END = {"completed": "completed", "error": "error"}
+
+
+@dataclass(eq=False)
+class _Open:
+    """An item started and not completed: what its synthetic completion needs (invariant 8)."""
+
+    #: The item's fields as its start gave them (those the reducer keeps).
+    item: dict[str, Any]
+    #: Its deltas' text, in pieces (the joined text is what counts for equality).
+    text: list[str] = field(default_factory=list)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, _Open)
+            and self.item == other.item
+            and "".join(self.text) == "".join(other.text)
+        )
+
+
+#: The item fields an open item keeps, with their defaults (``UniversalItem``'s).
+_ITEM_FIELDS: dict[str, Any] = {
+    "item_id": None,
+    "native_item_id": None,
+    "parent_id": None,
+    "kind": "message",
+    "role": None,
+    "content": [],
+}
 
 
 @dataclass
@@ -67,6 +100,7 @@ class _State:
     native_to_item: dict[str, str] = field(default_factory=dict)
     started: set[str] = field(default_factory=set)
     delta_seen: set[str] = field(default_factory=set)
+    open_items: dict[str, _Open] = field(default_factory=dict)
 
 
 class Normaliser:
@@ -105,6 +139,9 @@ class Normaliser:
                 own.started.add(item.item_id)
             if item.delta_count:
                 own.delta_seen.add(item.item_id)
+            if item.started_sequence is not None and item.completed_sequence is None:
+                fields = {name: getattr(item, name) for name in _ITEM_FIELDS}
+                own.open_items[item.item_id] = _Open(fields, [item.streamed])
         return normaliser
 
     def __eq__(self, other: object) -> bool:
@@ -157,12 +194,34 @@ class Normaliser:
             if isinstance(item, dict):
                 item_id = self._note_item(item.get("item_id"), item.get("native_item_id"))
                 if item_id is not None:
+                    self._note_open(event.type, item_id, item)
                     state.started.add(item_id)
                 self._note_id(item.get("parent_id"))
         elif event.type == "item.delta":
             item_id = self._note_item(data.get("item_id"), data.get("native_item_id"))
             if item_id is not None:
                 state.delta_seen.add(item_id)
+                open_item = state.open_items.get(item_id)
+                delta = data.get("delta")
+                if open_item is not None and isinstance(delta, str):
+                    open_item.text.append(delta)
+
+    def _note_open(self, event_type: str, item_id: str, item: dict[str, Any]) -> None:
+        """Track the open items as the reducer does: a start opens an item not yet seen (or
+        describes again one still open), a completion closes it for good."""
+        state = self._state
+        if event_type == "item.completed":
+            state.open_items.pop(item_id, None)
+            return
+        fields = {name: item.get(name, default) for name, default in _ITEM_FIELDS.items()}
+        fields["item_id"] = item_id
+        known = state.open_items.get(item_id)
+        if known is not None:  # described again, ids kept unless given (as the reducer does)
+            for name in ("native_item_id", "parent_id"):
+                fields[name] = fields[name] or known.item[name]
+            known.item = fields
+        elif item_id not in state.started:
+            state.open_items[item_id] = _Open(fields)
 
     # -- one draft ------------------------------------------------------------------------
     def _normalise_one(self, draft: EventDraft) -> list[EventDraft]:
@@ -180,12 +239,18 @@ class Normaliser:
                     return []
                 if draft.data.get("turn_id") is None and state.turn_id is not None:
                     draft = _with_data(draft, {**draft.data, "turn_id": state.turn_id})
-                return [draft]
+                if draft.data.get("reason") == "completed":
+                    return [draft]
+                return [*self._close_open_items(draft), draft]
             case "session.ended" if state.turn_open:
                 ended_reason = str(draft.data.get("reason"))
                 reason = _TURN_REASON_AT_SESSION_END.get(ended_reason, "interrupted")
                 ended = TurnEndedData(turn_id=state.turn_id, reason=reason)
-                return [self._synthetic(draft, "turn.ended", ended.model_dump(mode="json")), draft]
+                closed = self._close_open_items(draft)
+                turn_ended = self._synthetic(draft, "turn.ended", ended.model_dump(mode="json"))
+                return [*closed, turn_ended, draft]
+            case "session.ended":
+                return [*self._close_open_items(draft), draft]
             case "item.started":
                 item_id = self._unchanged_item_id(draft)
                 if item_id is not None:  # the common case, without validating it again
@@ -275,6 +340,21 @@ class Normaliser:
             result.append(self._synthetic(draft, "item.delta", delta.model_dump(mode="json")))
         result.append(_with_item(draft, payload, item))
         return result
+
+    def _close_open_items(self, cause: EventDraft) -> list[EventDraft]:
+        """A synthetic ``item.completed {failed}`` for each open item (invariant 8), in the
+        order they started; its content is the start's, then the deltas' text."""
+        closed: list[EventDraft] = []
+        for open_item in self._state.open_items.values():
+            content = list(open_item.item["content"] or [])
+            text = "".join(open_item.text)
+            if text:
+                content.append({"type": "text", "text": text})
+            item = {**open_item.item, "status": "failed", "content": content}
+            data = normalise_data("item.completed", {"item": item})
+            # Through the completion's own rules: text with no delta gets its delta first.
+            closed += self._normalise_completion(self._synthetic(cause, "item.completed", data))
+        return closed
 
     # -- ids ------------------------------------------------------------------------------
     def _resolve_item(self, item: UniversalItem) -> UniversalItem:

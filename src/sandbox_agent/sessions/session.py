@@ -13,6 +13,11 @@ output only takes the append lock. A prompt that arrives while a turn runs is st
 ``prompt.queued``; the append that ends the turn starts a task (``_drain``) that starts the
 queued prompts in order, each after the turn before it. The queue is part of the reducer's
 state, so it survives a restart like everything else.
+
+Turns are bounded (``TurnLimits``): a cancel waits ``cancel_grace`` seconds for the agent, then
+stops it; with an ``idle_timeout`` a task (``_idle_watcher``) ends a turn whose agent has said
+nothing for that long. Either way the agent is stopped quietly (what it says while it stops is
+dropped) and the next prompt starts it again.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from sandbox_agent.replay import (
     write_snapshot_if_due,
 )
 from sandbox_agent.replay.snapshots import load_state
+from sandbox_agent.sessions.config import TurnLimits
 from sandbox_agent.sessions.drafts import (
     client_draft,
     closing_drafts,
@@ -113,6 +119,7 @@ class LiveSession:
         settings: AgentSettings,
         root: str | None,
         snapshot_every: int,
+        turn_limits: TurnLimits | None = None,
     ) -> None:
         self.id = record.id
         self.record = record
@@ -134,6 +141,14 @@ class LiveSession:
         self._drain_task: asyncio.Task[None] | None = None
         self._drain_wanted = False
         self._closed = False
+        self._limits = turn_limits or TurnLimits()
+        #: ``loop.time()`` of the agent's last word (or of the turn's start): the idle bound's.
+        self._agent_heard = 0.0
+        #: Ends a turn the agent went quiet in (``TurnLimits.idle_timeout``).
+        self._idle_watch: asyncio.Task[None] | None = None
+        #: The agent is being stopped in the middle of its turn, which we end: what it says
+        #: meanwhile (a failed prompt's error, say) is dropped.
+        self._muted = False
 
     @classmethod
     async def load(
@@ -144,6 +159,7 @@ class LiveSession:
         settings: AgentSettings,
         root: str | None = None,
         snapshot_every: int = 1000,
+        turn_limits: TurnLimits | None = None,
     ) -> LiveSession:
         """The session as its stored stream leaves it (newest snapshot, then the rest)."""
         normaliser, replayer = await _fold(store, record.id)
@@ -156,6 +172,7 @@ class LiveSession:
             settings=settings,
             root=root,
             snapshot_every=snapshot_every,
+            turn_limits=turn_limits,
         )
 
     # -- state ----------------------------------------------------------------------------
@@ -181,7 +198,11 @@ class LiveSession:
 
     # -- the pipeline ---------------------------------------------------------------------
     async def sink(self, drafts: Sequence[EventDraft]) -> None:
-        """The adapter's sink: normalise and append."""
+        """The adapter's sink: normalise and append (nothing while ``_stop_quietly``)."""
+        if self._muted:
+            logger.info("session %s: dropped %d event(s) of a stopping agent", self.id, len(drafts))
+            return
+        self._agent_heard = asyncio.get_running_loop().time()
         await self.append(drafts)
 
     async def append(
@@ -406,12 +427,75 @@ class LiveSession:
 
         await self.append(build)
         restore, self._restore = self._restore, None
+        self._agent_heard = asyncio.get_running_loop().time()
         try:
             await adapter.send(f"{restore}\n\n{prompt}" if restore else prompt, attachments)
         except Exception as exc:
             error = ErrorData(message=f"the agent did not take the prompt: {exc}", code="send")
             await self.append([daemon_draft("error", error), turn_ended_draft("error")])
             raise AgentProcessExited(self.record.agent) from exc
+        self._watch_idle(turn_id)
+
+    # -- the idle bound -------------------------------------------------------------------
+    def _watch_idle(self, turn_id: str) -> None:
+        """Bound the turn ``turn_id`` by ``TurnLimits.idle_timeout`` (none: nothing to do)."""
+        timeout = self._limits.idle_timeout
+        if timeout is None or self._closed:
+            return
+        if self._idle_watch is not None:
+            self._idle_watch.cancel()  # the turn it watched is over: it would return anyway
+        self._idle_watch = asyncio.get_running_loop().create_task(
+            self._idle_watcher(turn_id, timeout), name=f"session {self.id} idle bound"
+        )
+
+    def _idle_for(self, turn_id: str, timeout: float) -> float | None:
+        """Seconds left before the turn ``turn_id`` is over its idle bound (<= 0: it is), or
+        None once it ended. Waiting for a permission or question answer counts as heard."""
+        state = self.state
+        turn = state.open_turn
+        if turn is None or turn.turn_id != turn_id or state.ended is not None:
+            return None
+        loop = asyncio.get_running_loop()
+        if state.pending_permissions or state.pending_questions:
+            self._agent_heard = loop.time()
+        return self._agent_heard + timeout - loop.time()
+
+    async def _idle_watcher(self, turn_id: str, timeout: float) -> None:
+        while (left := self._idle_for(turn_id, timeout)) is not None:
+            if left > 0:
+                await asyncio.sleep(left)
+                continue
+            async with self.control:  # no cancel or message in between
+                await self._settled()
+                left = self._idle_for(turn_id, timeout)
+                if left is None or left > 0:
+                    continue
+                await self._end_idle_turn(timeout)
+            return
+
+    async def _end_idle_turn(self, timeout: float) -> None:
+        """Stop the quiet agent (the next prompt starts it again), then end its turn with an
+        error naming the bound. Holds the control lock."""
+        logger.warning(
+            "session %s: the agent sent nothing for %s s during a turn: stopping it",
+            self.id,
+            timeout,
+        )
+        await self._stop_quietly()
+        error = ErrorData(
+            message=f"the agent sent nothing for {timeout:g} s during the turn (the turn idle "
+            "timeout): the turn ended and the agent was stopped",
+            code="turn_idle_timeout",
+            details={"idleTimeoutSeconds": timeout},
+        )
+
+        def build(normaliser: Normaliser) -> list[EventDraft]:
+            # Under the append lock: nothing if the agent ended the turn in the meantime.
+            if not normaliser.turn_open:
+                return []
+            return [daemon_draft("error", error), turn_ended_draft("error")]
+
+        await self.append(build)
 
     def _after_append(self) -> None:
         """Start the next queued prompt once no turn runs (in a task: the append that ended
@@ -462,11 +546,39 @@ class LiveSession:
             state = self.state
             drafts = dequeued_drafts(state.queued, "cancelled")
             if state.open_turn is not None:
-                if self.adapter is not None:
-                    await self.adapter.cancel()
-                drafts.append(turn_ended_draft("cancelled"))
+                stopped = await self._cancel_agent()
+                metadata = {"agentStopped": True} if stopped else None
+                drafts.append(turn_ended_draft("cancelled", metadata=metadata))
             if drafts:
                 await self.append(drafts)
+
+    async def _cancel_agent(self) -> bool:
+        """Ask the agent to cancel its turn; if it has not within ``TurnLimits.cancel_grace``
+        seconds, stop its process (the next prompt starts it again). True when stopped."""
+        adapter = self.adapter
+        if adapter is None:
+            return False
+        grace = self._limits.cancel_grace
+        try:
+            await asyncio.wait_for(adapter.cancel(), grace)
+        except TimeoutError:
+            logger.warning(
+                "session %s: the agent did not cancel its turn within %s s: stopping it",
+                self.id,
+                grace,
+            )
+            await self._stop_quietly()
+            return True
+        return False
+
+    async def _stop_quietly(self) -> None:
+        """Stop the agent in the middle of a turn that the caller ends: what the agent says
+        while it stops is dropped."""
+        self._muted = True
+        try:
+            await self.stop_agent()
+        finally:
+            self._muted = False
 
     async def terminate(self) -> None:
         """Stop the agent and record ``session.ended {terminated, daemon}`` (no-op if ended),
@@ -497,11 +609,12 @@ class LiveSession:
             recovery.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await recovery
-        task, self._drain_task = self._drain_task, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._drain_task, self._idle_watch):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._drain_task = self._idle_watch = None
         await self.stop_agent()
 
     async def reply_permission(self, permission_id: str, reply: PermissionReply) -> None:
