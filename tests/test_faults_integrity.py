@@ -14,16 +14,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import sqlite3
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
 from sandbox_agent.cli import app
 from sandbox_agent.events import EventDraft
-from sandbox_agent.store import SessionRecord, StoreCorrupt, open_store
+from sandbox_agent.store import (
+    EventStore,
+    SessionRecord,
+    StorageDriver,
+    StoreCorrupt,
+    open_store,
+)
+from sandbox_agent.store.memory import MemoryDriver
 from sandbox_agent.testing.corruption import (
     copy_sqlite,
     delete_events,
@@ -31,7 +41,7 @@ from sandbox_agent.testing.corruption import (
     index_on,
     pages_of,
 )
-from sandbox_agent.testing.databases import sqlite_url
+from sandbox_agent.testing.databases import pg_base_url, require_postgres, sqlite_url
 from sandbox_agent.testing.server import OK_PROMPT, ServerProcess, events_of, problem, stream_turn
 from sandbox_agent.testing.streams import Stream
 
@@ -227,3 +237,58 @@ def test_a_server_answers_store_corrupt_and_serves_the_other_session(
     finally:
         server.stop()
     assert f"session {DAMAGED}: failed, not served" in server.log()
+
+
+# -- the integrity hook of each driver --------------------------------------------------------
+async def test_each_driver_answers_the_integrity_check(store: EventStore, driver: str) -> None:
+    report = await store.check_integrity()
+    if driver == "memory":
+        assert (report.supported, report.ok, report.method) == (
+            True,
+            True,
+            "memory: nothing to check",
+        )
+    elif driver == "sqlite":
+        assert report.ok and report.method == "SQLite PRAGMA integrity_check"
+    else:  # Postgres: amcheck when the database has it, else a clear "not supported"
+        assert report.ok or (not report.supported and "amcheck" in report.method), report
+
+
+class _NoCheck(MemoryDriver):
+    """A driver of another distribution, written before the hook (MySQL, drivers.md's)."""
+
+    check_integrity = StorageDriver.check_integrity
+
+
+async def test_a_driver_without_the_hook_answers_not_supported() -> None:
+    async with EventStore(_NoCheck()) as store:
+        report = await store.check_integrity()
+    assert not report.supported and not report.ok
+    assert report.method == "_NoCheck has no integrity check"
+
+
+@pytest.mark.postgres
+async def test_postgres_with_amcheck_checks_every_index() -> None:
+    """In a database of its own, where amcheck is installed (the store never installs it)."""
+    require_postgres()
+    base = pg_base_url()
+    name = f"t_amcheck_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(urlsplit(base)._replace(query="").geturl(), timeout=10)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = urlsplit(base)._replace(path=f"/{name}").geturl()
+        conn = await asyncpg.connect(urlsplit(url)._replace(query="").geturl(), timeout=10)
+        try:
+            await conn.execute("CREATE EXTENSION amcheck")
+        finally:
+            await conn.close()
+        async with await open_store(url) as store:
+            await store.create_session(SessionRecord(id="s", agent="mock"))
+            await store.append("s", [EventDraft(type="session.started")])
+            report = await store.check_integrity()
+        assert report.supported and report.ok, report
+        assert report.method.startswith("Postgres amcheck bt_index_check on ")
+        assert int(report.method.split(" on ")[1].split()[0]) >= 3  # the tables' indexes
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

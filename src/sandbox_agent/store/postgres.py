@@ -229,7 +229,7 @@ class PostgresDriver(SqlDriver):
             for index in indexes:
                 try:
                     await pg.execute(
-                        f'SELECT "{where}".bt_index_check($1::regclass, true)', index["oid"]
+                        f'SELECT "{where}".bt_index_check($1::oid::regclass, true)', index["oid"]
                     )
                 except asyncpg.PostgresError as exc:
                     problems.append(f"index {index['relname']}: {exc}")
