@@ -47,6 +47,7 @@ def test_a_server_command_without_fastapi_names_the_extra_to_install(
 
 
 def test_a_store_command_without_fastapi_still_works(tmp_path: Path) -> None:
+    (tmp_path / "x.db").touch()  # an empty SQLite database (sessions list creates no store)
     done = _run("sessions", "list", "--json", "--store", f"sqlite:///{tmp_path / 'x.db'}")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []

@@ -45,7 +45,9 @@ async def test_a_failed_append_writes_nothing_and_the_next_one_goes_through(
     assert [e.type for e in await faulty.read("s")] == ["session.started"]
     [stored] = await faulty.append("s", [_draft(1)])
     assert stored.sequence == 2
-    assert faulty.calls[-3:] == [
+    # A short page of a read is checked against the session's last sequence (StoreCorrupt on a
+    # gap): those lookups aside, the record is the failed insert, the read, the insert.
+    assert [c for c in faulty.calls if c.primitive != "select_last_sequence"][-3:] == [
         StoreCall("insert_events", "s", "fail"),
         StoreCall("select_events", "s", None),
         StoreCall("insert_events", "s", None),
@@ -100,9 +102,15 @@ async def test_a_delay_slows_the_chosen_calls_only(event_store: EventStore) -> N
     started = time.monotonic()
     await faulty.read("s")
     assert time.monotonic() - started >= 0.2
-    assert faulty.calls[-1] == StoreCall("select_events", "s", "delay")
+    assert _last_select(faulty) == StoreCall("select_events", "s", "delay")
     await faulty.read("s")
-    assert faulty.calls[-1] == StoreCall("select_events", "s", None)  # times=1: once only
+    assert _last_select(faulty) == StoreCall("select_events", "s", None)  # times=1: once only
+
+
+def _last_select(faulty: FaultyStore) -> StoreCall:
+    """The last ``select_events`` call (a read's short page is followed by a look at the last
+    sequence, which is not the call under test)."""
+    return [c for c in faulty.calls if c.primitive == "select_events"][-1]
 
 
 @pytest.mark.parametrize("after_commit", [False, True], ids=["before", "after-commit"])
