@@ -65,6 +65,9 @@ class AgentSpec:
     credentials: tuple[str, ...] = ()
     #: Runs inside the server: always installed, nothing to install.
     builtin: bool = False
+    #: Where it reads a project's skills besides ``.agents/skills`` (which every session gets,
+    #: and codex and amp read): directories relative to its working directory.
+    skill_dirs: tuple[str, ...] = ()
 
     def normalise_modes(
         self, agent_mode: str | None, permission_mode: str | None
@@ -102,10 +105,17 @@ ACP_CAPABILITIES = AgentCapabilities(
 
 _OPENCODE_NPM = NpmPackage("opencode-ai", "1.18.33", "opencode")
 _OPENCODE_CREDENTIALS = ("openai", "anthropic", "*")
+#: Claude Code reads a project's skills in ``.claude/skills/<name>/SKILL.md``.
+_CLAUDE_SKILLS = (".claude/skills",)
+#: OpenCode's project skill directory (upstream's choice; OpenCode reads ``.claude/skills`` too).
+_OPENCODE_SKILLS = (".opencode/skill",)
 
 
 def acp_spec(
-    agent_id: str, npm: NpmPackage | None = None, credentials: tuple[str, ...] = ()
+    agent_id: str,
+    npm: NpmPackage | None = None,
+    credentials: tuple[str, ...] = (),
+    skill_dirs: tuple[str, ...] = (),
 ) -> AgentSpec:
     """The spec of an ACP agent (``acp:<name>``): modes are the agent's own (any name)."""
     return AgentSpec(
@@ -116,6 +126,7 @@ def acp_spec(
         permission_modes=("default",),
         npm=npm,
         credentials=credentials,
+        skill_dirs=skill_dirs,
     )
 
 
@@ -144,6 +155,7 @@ _SPECS: tuple[AgentSpec, ...] = (
         ),
         npm=NpmPackage("@anthropic-ai/claude-code", "2.1.332", "claude"),
         credentials=("anthropic",),
+        skill_dirs=_CLAUDE_SKILLS,
     ),
     AgentSpec(
         id="codex",
@@ -183,6 +195,7 @@ _SPECS: tuple[AgentSpec, ...] = (
         permission_modes=("default", "bypass"),
         npm=_OPENCODE_NPM,
         credentials=_OPENCODE_CREDENTIALS,
+        skill_dirs=_OPENCODE_SKILLS,
     ),
     AgentSpec(
         id="amp",
@@ -221,6 +234,7 @@ _SPECS: tuple[AgentSpec, ...] = (
         "acp:claude",
         NpmPackage("@agentclientprotocol/claude-agent-acp", "0.49.0", "claude-agent-acp"),
         ("anthropic",),
+        _CLAUDE_SKILLS,
     ),
     acp_spec(
         "acp:codex", NpmPackage("@zed-industries/codex-acp", "0.16.0", "codex-acp"), ("openai",)
@@ -229,6 +243,7 @@ _SPECS: tuple[AgentSpec, ...] = (
         "acp:opencode",
         NpmPackage(_OPENCODE_NPM.package, _OPENCODE_NPM.version, _OPENCODE_NPM.binary, ("acp",)),
         _OPENCODE_CREDENTIALS,
+        _OPENCODE_SKILLS,
     ),
 )  # fmt: skip
 

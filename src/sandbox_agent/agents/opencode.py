@@ -31,7 +31,8 @@
   any request that still comes is answered ``once`` at once (recorded as requested + a synthetic
   resolution).
 - MCP: the session's ``mcp`` servers are added with ``POST /mcp`` to its directory's instance
-  (unless it has one of that name). Skills (``skills``) are not set up yet.
+  (unless it has one of that name). Skills: the session layer links them into the session's
+  ``.opencode/skill/<name>`` (``AgentSpec.skill_dirs``), where OpenCode finds them itself.
 - Modes: ``GET /agent`` (the primary, visible agents) plus ``custom``; fallback build, plan,
   custom. Models: ``GET /config/providers`` (``provider/model`` ids, variants); fallback empty.
   Both are asked without a directory (OpenCode's global config; the query starts the shared

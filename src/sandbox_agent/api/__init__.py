@@ -22,6 +22,7 @@ from sandbox_agent.api.sessions import (
     CreateSessionResponse,
     EventsResponse,
     HealthResponse,
+    InstalledSkill,
     MessageRequest,
     PermissionReplyRequest,
     PromptQueuedResponse,
@@ -30,6 +31,8 @@ from sandbox_agent.api.sessions import (
     QueueResponse,
     SessionInfo,
     SessionListResponse,
+    SkillsConfig,
+    SkillSource,
 )
 from sandbox_agent.events import Attachment
 
@@ -51,6 +54,7 @@ __all__ = [
     "HealthResponse",
     "Id",
     "InstallAgentRequest",
+    "InstalledSkill",
     "MessageRequest",
     "PermissionReplyRequest",
     "Problem",
@@ -61,4 +65,6 @@ __all__ = [
     "ServerStatus",
     "SessionInfo",
     "SessionListResponse",
+    "SkillSource",
+    "SkillsConfig",
 ]

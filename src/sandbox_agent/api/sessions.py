@@ -27,6 +27,40 @@ class ContinueFrom(ApiModel):
     next_item: int = Field(1, ge=1)
 
 
+class SkillSource(ApiModel):
+    """One source of a session's skills (v0.1): ``local`` (a directory on the server's machine,
+    relative to the session's directory), ``git`` (any URL or path ``git clone`` takes) or
+    ``github`` (``owner/repo``, cloned from github.com)."""
+
+    type: Literal["local", "git", "github"]
+    source: str = Field(min_length=1)
+    #: Only these skills (directory names); unset: every skill found.
+    skills: list[str] | None = None
+    #: A branch or tag (``git``, ``github``).
+    ref: str | None = None
+    #: Where in the source to look for skills.
+    subpath: str | None = None
+
+
+class SkillsConfig(ApiModel):
+    """``skills`` of ``CreateSessionRequest``."""
+
+    sources: list[SkillSource] = Field(default_factory=list)
+
+
+class InstalledSkill(ApiModel):
+    """A skill a session got (``SessionInfo.installedSkills``)."""
+
+    name: str
+    type: str
+    #: The source as the request named it.
+    source: str
+    #: The skill's real directory on the server (in the clone cache for git sources).
+    path: str
+    #: The links made to it in the session's directory (``.agents/skills/<name>``, the agent's).
+    links: list[str] = Field(default_factory=list)
+
+
 class CreateSessionRequest(ApiModel):
     """``POST /v1/sessions/{id}`` (v0.1 fields, plus ``continueFrom``)."""
 
@@ -39,7 +73,7 @@ class CreateSessionRequest(ApiModel):
     directory: str | None = None
     title: str | None = None
     mcp: dict[str, Any] | None = None
-    skills: dict[str, Any] | None = None
+    skills: SkillsConfig | None = None
     continue_from: ContinueFrom | None = None
 
 
@@ -67,6 +101,8 @@ class SessionInfo(ApiModel):
     title: str | None = None
     mcp: dict[str, Any] | None = None
     skills: dict[str, Any] | None = None
+    #: Ours: the skills its ``skills`` sources gave it, linked into its directory.
+    installed_skills: list[InstalledSkill] | None = None
     #: ``idle``, ``running``, ``awaiting_input``, ``ended``, or ``failed``: its stored stream
     #: is damaged (``error`` says how) and the server does not serve it.
     status: str

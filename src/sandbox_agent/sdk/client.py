@@ -9,7 +9,7 @@ from typing import Any, Self
 
 import httpx
 
-from sandbox_agent.api import CreateSessionRequest
+from sandbox_agent.api import CreateSessionRequest, SkillsConfig
 from sandbox_agent.replay import restore_text, state_at
 from sandbox_agent.sdk.embedded import EmbeddedServer
 from sandbox_agent.sdk.errors import SandboxAgentError
@@ -197,10 +197,12 @@ class SandboxAgent:
         directory: str | None = None,
         title: str | None = None,
         mcp: dict[str, Any] | None = None,
-        skills: dict[str, Any] | None = None,
+        skills: SkillsConfig | dict[str, Any] | None = None,
     ) -> Session:
         """Create the session on the server and in the local store (its creation parameters
-        kept in ``SessionRecord.init``, to recreate it on a new sandbox) and mirror it."""
+        kept in ``SessionRecord.init``, to recreate it on a new sandbox) and mirror it.
+        ``skills``: ``SkillsConfig(sources=[SkillSource(type="git", source=...)])`` or the
+        same as JSON (``{"sources": [...]}``)."""
         session_id = id or f"ses_{secrets.token_hex(8)}"
         if await self.store.get_session(session_id) is not None:
             raise SandboxAgentError.of(

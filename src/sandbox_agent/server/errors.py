@@ -32,6 +32,7 @@ from sandbox_agent.sessions import (
     QueueFull,
     RequestNotFound,
     SessionError,
+    SkillsError,
     TurnInProgress,
 )
 from sandbox_agent.store import (
@@ -214,6 +215,11 @@ def as_api_error(exc: Exception) -> ApiError:
             return invalid_request(exc.reason, sessionId=exc.session_id)
         case PathOutsideRoot():
             return ApiError("path_outside_root", 400, str(exc), details={exc.what: exc.path})
+        case SkillsError(kind="invalid_config"):
+            return invalid_request(exc.detail, details={"field": "skills"})
+        case SkillsError():
+            # 400 each (the request names what cannot be had), typed by what went wrong.
+            return ApiError(exc.kind, 400, exc.detail, details={"field": "skills"})
         case InvalidAgentVersion():
             return invalid_request(f"agentVersion: {exc.reason}", details={"field": "agentVersion"})
         case TurnInProgress():

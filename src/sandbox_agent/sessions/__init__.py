@@ -22,11 +22,13 @@ from sandbox_agent.sessions.errors import (
 )
 from sandbox_agent.sessions.normaliser import Normaliser
 from sandbox_agent.sessions.session import LiveSession
+from sandbox_agent.sessions.skills import InstalledSkill, SkillsError, SkillSource
 
 __all__ = [
     "AgentNotInstalled",
     "AgentProcessExited",
     "InstallFailed",
+    "InstalledSkill",
     "InvalidSessionRequest",
     "LiveSession",
     "Normaliser",
@@ -36,6 +38,8 @@ __all__ = [
     "SessionConfig",
     "SessionEngine",
     "SessionError",
+    "SkillSource",
+    "SkillsError",
     "TurnInProgress",
     "TurnLimits",
     "prompt_drafts",

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+from typing import Any
 
 from sandbox_agent.agents import (
     AgentSettings,
@@ -29,10 +31,12 @@ from sandbox_agent.agents.catalog import models_of
 from sandbox_agent.agents.install import InstallError, check_version
 from sandbox_agent.agents.install import install as install_agent
 from sandbox_agent.events import EventDraft, SessionStartedData
+from sandbox_agent.paths import data_dir
 from sandbox_agent.sessions.config import SessionConfig, TurnLimits
 from sandbox_agent.sessions.errors import AgentNotInstalled, InstallFailed
 from sandbox_agent.sessions.paths import session_directory
 from sandbox_agent.sessions.session import LiveSession
+from sandbox_agent.sessions.skills import install_skills, parse_skill_sources, remove_links
 from sandbox_agent.store import (
     EventStore,
     SessionExists,
@@ -170,11 +174,13 @@ class SessionEngine:
         """Create the session, start its agent and record ``session.started``. Raises
         ``UnsupportedAgent``, ``InvalidMcpConfig``, ``InvalidAgentVersion``, ``PathOutsideRoot``
         (a ``directory`` outside the root), ``SessionExists``, ``AgentNotInstalled``,
-        ``InstallFailed``, ``ModeNotSupported``, ``InvalidMode`` or ``InvalidSessionRequest``;
-        leaves nothing behind when it does. The session keeps its directory resolved."""
+        ``InstallFailed``, ``ModeNotSupported``, ``InvalidMode``, ``InvalidSessionRequest`` or
+        ``SkillsError``; leaves nothing behind when it does (the skill links it made
+        included). The session keeps its directory resolved."""
         spec = resolve_agent(config.agent, self.settings)
         agent = spec.id
         parse_mcp_servers(config.mcp)  # InvalidMcpConfig before anything is stored
+        parse_skill_sources(config.skills)  # SkillsError(invalid_config) likewise
         if config.agent_version is not None:
             check_version(agent, config.agent_version)  # never a package spec for npm
         directory = await asyncio.to_thread(session_directory, config.directory, self.root)
@@ -190,6 +196,35 @@ class SessionEngine:
         model = config.model
         if model is None:
             model = await self._default_model(agent)
+        skills, links = await asyncio.to_thread(
+            install_skills,
+            config.skills,
+            directory or self.root or os.getcwd(),
+            spec.skill_dirs,
+            data_dir() / "skills-cache",
+        )
+        init = config.init()
+        if skills:
+            init["installedSkills"] = [skill.as_json() for skill in skills]
+        try:
+            return await self._create(
+                session_id, config, agent, agent_mode, permission_mode, model, directory, init
+            )
+        except BaseException:
+            await asyncio.to_thread(remove_links, links)
+            raise
+
+    async def _create(
+        self,
+        session_id: str,
+        config: SessionConfig,
+        agent: str,
+        agent_mode: str,
+        permission_mode: str,
+        model: str | None,
+        directory: str | None,
+        init: dict[str, Any],
+    ) -> LiveSession:
         record = SessionRecord(
             id=session_id,
             agent=agent,
@@ -199,7 +234,7 @@ class SessionEngine:
             variant=config.variant,
             title=config.title,
             directory=directory,
-            init=config.init(),
+            init=init,
         )
         async with self._loading:
             if self.leases is not None:
@@ -215,7 +250,7 @@ class SessionEngine:
             self._sessions[session_id] = live
         try:
             adapter = await live.ensure_adapter()
-            metadata = {
+            metadata: dict[str, Any] = {
                 "agent": agent,
                 "agentMode": agent_mode,
                 "permissionMode": permission_mode,
@@ -224,6 +259,11 @@ class SessionEngine:
                 "directory": directory,
                 "title": config.title,
             }
+            if "installedSkills" in init:
+                metadata["skills"] = [
+                    {key: skill[key] for key in ("name", "source", "path")}
+                    for skill in init["installedSkills"]
+                ]
             started = EventDraft(
                 type="session.started",
                 data=SessionStartedData(metadata=metadata),

@@ -71,6 +71,7 @@ def session_info(engine: SessionEngine, record: SessionRecord) -> SessionInfo:
         title=record.title,
         mcp=record.init.get("mcp"),
         skills=record.init.get("skills"),
+        installed_skills=record.init.get("installedSkills"),
         status=status,
         last_sequence=record.last_sequence,
         error=None if failure is None else str(failure),
@@ -120,7 +121,7 @@ def session_config(body: CreateSessionRequest) -> SessionConfig:
         directory=body.directory,
         title=body.title,
         mcp=body.mcp,
-        skills=body.skills,
+        skills=body.skills.model_dump(exclude_none=True) if body.skills is not None else None,
         continue_from=continued.model_dump(by_alias=True) if continued is not None else None,
     )
 
