@@ -32,6 +32,7 @@ from sandbox_agent.testing.server import (
     running,
     wait_for,
 )
+from sandbox_agent.testing.skills import skill_text, write_skills
 
 from helpers.children import HELPERS
 from helpers.fake_acp_agent import stopped_marker
@@ -50,7 +51,9 @@ def _env(**extra: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     tmp = tmp_path_factory.mktemp("cli")
-    with running(f"sqlite:///{tmp / 's.db'}", tmp / "server.log", args=["--token", TOKEN]) as s:
+    # A root of its own: what a session writes (its skill links) stays in the test's directory.
+    args = ["--token", TOKEN, "--root", str(tmp)]
+    with running(f"sqlite:///{tmp / 's.db'}", tmp / "server.log", args=args) as s:
         yield s
 
 
@@ -117,11 +120,14 @@ def test_sessions_create_sends_every_option(
     mcp_file.write_text(json.dumps(mcp))
     skills = [tmp_path / "skills-a", tmp_path / "skills-b"]
     for folder in skills:
-        folder.mkdir()
+        write_skills(folder, {f"{folder.name}-1": skill_text(f"{folder.name}-1", "A skill")})
+    workspace = server_root(server) / "opts"
+    workspace.mkdir()
     created = ok(
         server, "sessions", "create", "opts", "-a", "mock",
         "-g", "plan", "-p", "bypass", "--title", "CLI options", "-A", "9.9.9",
         "--mcp-config", str(mcp_file), "--skill", str(skills[0]), "--skill", str(skills[1]),
+        "--directory", str(workspace),
     )  # fmt: skip
     assert created == {"healthy": True, "nativeSessionId": "mock-opts"}
     info = ok(server, "sessions", "get", "opts")
@@ -130,6 +136,10 @@ def test_sessions_create_sends_every_option(
     assert (info["agentMode"], info["permissionMode"]) == ("plan", "bypass")
     assert info["title"] == "CLI options" and info["status"] == "idle"
     assert info["mcp"] == mcp and info["skills"] == {"sources": sources}
+    assert [s["name"] for s in info["installedSkills"]] == ["skills-a-1", "skills-b-1"]
+    assert sorted(p.name for p in (workspace / ".agents" / "skills").iterdir()) == [
+        "skills-a-1", "skills-b-1",
+    ]  # fmt: skip
     listed = ok(server, "sessions", "list")["sessions"]
     assert info in listed
     # The agent version is kept with the session's init (SessionInfo does not show it).
@@ -139,6 +149,10 @@ def test_sessions_create_sends_every_option(
     assert started["type"] == "session.started"
     metadata = started["data"]["metadata"]
     assert (metadata["agentMode"], metadata["permissionMode"]) == ("plan", "bypass")
+
+
+def server_root(server: ServerProcess) -> Path:
+    return Path(server.args[server.args.index("--root") + 1])
 
 
 async def _record(url: str, session_id: str) -> Any:
