@@ -28,6 +28,7 @@ from sandbox_agent.agents import AgentError, AgentSessionConfig, AgentSettings, 
 from sandbox_agent.agents.claude import ClaudeAgent
 from sandbox_agent.testing.consistency import check_stream
 from sandbox_agent.testing.server import events_of
+from sandbox_agent.testing.skills import git_skill_repo, skill_text
 
 from agent_contract import AgentContract, SessionHarness, stream_violations
 from helpers import fake_llm
@@ -563,3 +564,28 @@ async def test_bypass_as_root_without_is_sandbox_fails_start_with_claudes_reason
         with pytest.raises(AgentError, match="cannot be used with root"):
             await harness.create(lambda sink: ClaudeAgent(sink, settings), config)
         assert harness.adapter_drafts == []
+
+
+def test_a_skill_from_a_local_git_repository_is_offered_to_the_model(
+    claude: Claude, tmp_path: Path
+) -> None:
+    # A description no prompt of claude's own holds: seen by the model only through the skill.
+    description = f"Explains the quokka protocol {uuid.uuid4().hex}"
+    url = git_skill_repo(
+        tmp_path / "team-skills.git", {"skills/quokka": skill_text("quokka", description)}
+    )
+    with claude.client() as client:
+        claude.create(client, "skill", skills={"sources": [{"type": "git", "source": url}]})
+        (skill,) = client.get("/v1/sessions/skill").json()["installedSkills"]
+        link = claude.workspace / ".claude" / "skills" / "quokka"
+        assert skill["name"] == "quokka" and str(link) in skill["links"]
+        events = turn(client, "skill", "Say hello")
+        assert turn_reasons(events) == ["completed"]
+        check(client, "skill")
+    # Claude 2.x lists the project's skills (.claude/skills) to the model in a reminder of
+    # the conversation: "The following skills are available for use with the Skill tool".
+    seen = [r for r in claude.llm.requests if description in json.dumps(r.get("body"))]
+    assert seen, "the model was never told of the skill"
+    messages = json.dumps(seen[0]["body"]["messages"])
+    assert f"- quokka: {description}" in messages
+    assert "available for use with the Skill tool" in messages
