@@ -21,6 +21,8 @@ import httpx
 import pytest
 
 from sandbox_agent.agents.catalog import SPECS
+from sandbox_agent.api import SkillsConfig, SkillSource
+from sandbox_agent.sdk import SandboxAgent, SandboxAgentError
 from sandbox_agent.sessions import SkillsError
 from sandbox_agent.sessions.skills import install_skills
 from sandbox_agent.testing.server import ServerProcess, events_of, problem, running
@@ -311,6 +313,23 @@ def test_installing_again_keeps_the_same_links(setup: Setup) -> None:
                 [str(ws / ".agents/skills/same")]
             ]
     assert _linked(ws) == {"same": str(source / "same")}
+
+
+# -- the SDK -------------------------------------------------------------------------------------
+async def test_the_sdk_creates_a_session_with_typed_skill_sources(setup: Setup) -> None:
+    source = write_skills(setup.sources / "sdk", {"typed": skill_text("typed", "T")})
+    ws = setup.workspace()
+    skills = SkillsConfig(sources=[SkillSource(type="local", source=str(source))])
+    async with await SandboxAgent.connect(setup.server.url) as sdk:
+        session = await sdk.create_session("sdk", agent="mock", directory=str(ws), skills=skills)
+        assert session.record.init["skills"] == {
+            "sources": [{"type": "local", "source": str(source)}]
+        }
+        with pytest.raises(SandboxAgentError) as caught:
+            bad = {"sources": [{"type": "local", "source": str(setup.sources / "nope")}]}
+            await sdk.create_session("sdk-bad", agent="mock", directory=str(ws), skills=bad)
+        assert (caught.value.status, caught.value.name) == (400, "source_not_found")
+    assert _linked(ws) == {"typed": str(source / "typed")}
 
 
 # -- the agents' own skill directories ------------------------------------------------------------
