@@ -362,3 +362,25 @@ def test_an_invalid_skills_config_is_refused_in_process(tmp_path: Path) -> None:
     with pytest.raises(SkillsError) as caught:
         install_skills({"sources": "x"}, str(tmp_path), (), tmp_path / "cache")
     assert caught.value.kind == "invalid_config"
+
+
+def test_a_skill_is_copied_where_no_symlink_can_be_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = write_skills(tmp_path / "src", {"copied": skill_text("copied", "C")})
+    (source / "copied" / "helper.sh").write_text("echo hi\n")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+
+    def no_symlinks(*args: Any, **kwargs: Any) -> None:
+        raise OSError(1, "Operation not permitted")  # a file system without symlinks
+
+    monkeypatch.setattr(os, "symlink", no_symlinks)
+    config = {"sources": [{"type": "local", "source": str(source)}]}
+    skills, made = install_skills(config, str(ws), (".claude/skills",), tmp_path / "cache")
+    for link in made:
+        assert not os.path.islink(link)
+        assert (Path(link) / "helper.sh").read_text() == "echo hi\n"
+    # Installing again keeps the copies (a directory holding a SKILL.md).
+    again, made_again = install_skills(config, str(ws), (".claude/skills",), tmp_path / "cache")
+    assert made_again == [] and again[0].links == skills[0].links
