@@ -8,6 +8,7 @@ import json
 import shlex
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ import pytest
 from sandbox_agent.testing.server import ServerProcess
 
 JSON = {"Content-Type": "application/json"}
+RELAY_AGENT = shlex.join(
+    [sys.executable, str(Path(__file__).parent / "helpers" / "acp_relay_agent.py")]
+)
 HANG_AGENT = f"{shlex.quote(sys.executable)} -c 'import sys\nfor _ in sys.stdin: pass'"
 
 
@@ -41,9 +45,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
             "--sse-ping-seconds",
             "0.2",
             "--acp-request-timeout-ms",
-            "300",
+            "1000",
             "--acp-agent",
             f"hang={HANG_AGENT}",
+            "--acp-agent",
+            f"relay={RELAY_AGENT}",
         ),
     )
     process.start()
@@ -244,6 +250,47 @@ def test_prompt_round_trip_and_stream(client: httpx.Client) -> None:
         "item.completed",
         "turn.ended",
     ]
+
+
+def test_relay_to_an_acp_agent_process(client: httpx.Client) -> None:
+    """An ACP agent process (``--acp-agent``, as ``acp:claude`` ...): envelopes relayed both
+    ways, its request answered by the client, its garbage and its exit as upstream's
+    ``_adapter/*`` notifications, and the turn, permission and error as universal events."""
+    r = post(client, "relay", rpc(1, "initialize", protocolVersion=1), params={"agent": "relay"})
+    assert r.json()["result"] == {"protocolVersion": 1}
+    session = post(client, "relay", rpc(2, "session/new", cwd="/", mcpServers=[])).json()
+    session_id = session["result"]["sessionId"]
+    r = post(client, "relay", rpc(3, "nope"))
+    assert r.status_code == 200 and r.json()["error"]["code"] == -32601
+    with ThreadPoolExecutor(1) as pool:
+        turn = pool.submit(post, client, "relay", prompt(4, session_id, "ls"))
+        asked = sse_frames(client, "relay", 5)
+        assert asked[-2]["data"]["method"] == "_adapter/invalid_stdout"
+        assert asked[-2]["data"]["params"]["raw"] == "this is not JSON"
+        request = asked[-1]["data"]
+        assert request["method"] == "session/request_permission"
+        selected = {"outcome": {"outcome": "selected", "optionId": "yes"}}
+        answer = {"jsonrpc": "2.0", "id": request["id"], "result": selected}
+        assert post(client, "relay", answer).status_code == 202
+        end = {"jsonrpc": "2.0", "id": 4, "result": {"stopReason": "end_turn"}}
+        assert turn.result().json() == end
+    assert post(client, "relay", {"jsonrpc": "2.0", "method": "exit"}).status_code == 202
+    frames = sse_frames(client, "relay", 8)
+    assert frames[5]["data"]["params"]["update"]["content"]["text"] == "chose yes"
+    assert frames[7]["data"] == {
+        "jsonrpc": "2.0",
+        "method": "_adapter/agent_exited",
+        "params": {"success": False, "code": 3},
+    }
+    events = client.get("/v1/sessions/acp-relay/events").json()["events"]
+    permissions = [
+        (e["type"], e["data"]["status"]) for e in events if e["type"].startswith("permission.")
+    ]
+    assert permissions == [("permission.requested", "requested"), ("permission.resolved", "accept")]
+    assert [e["data"]["reason"] for e in events if e["type"] == "turn.ended"] == ["completed"]
+    # The next POST starts the agent again.
+    r = post(client, "relay", rpc(6, "initialize", protocolVersion=1))
+    assert r.json()["result"] == {"protocolVersion": 1}
 
 
 def test_sse_heartbeat(client: httpx.Client) -> None:
