@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -342,3 +343,34 @@ def test_replay_after_sigkill_misses_nothing(tmp_path: Path) -> None:
             assert [e["type"] for e in check].count("turn.ended") == 2
     finally:
         server.stop()
+
+
+@pytest.mark.slow  # four CLI processes: about 3 s
+def test_cli_post_stream_close(server: ServerProcess) -> None:
+    def cli(*args: str) -> list[str]:
+        return [sys.executable, "-m", "sandbox_agent", "api", "acp", *args, "-e", server.url, "-n"]
+
+    init = json.dumps(rpc(1, "initialize", protocolVersion=1))
+    out = subprocess.run(
+        cli("post", "--server-id", "cli", "--agent", "mock", "--json", init),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(out)["result"]["protocolVersion"] == 1
+    note = json.dumps({"jsonrpc": "2.0", "method": "hello"})
+    done = subprocess.run(cli("post", "--server-id", "cli", "--json", note), capture_output=True)
+    assert done.returncode == 0 and done.stdout == b""
+    with subprocess.Popen(
+        cli("stream", "--server-id", "cli", "--last-event-id", "0"),
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as stream:
+        assert stream.stdout is not None
+        assert stream.stdout.readline().startswith(": connected")
+        subprocess.run(cli("close", "--server-id", "cli"), check=True)
+        text = stream.stdout.read()
+    assert stream.returncode == 0
+    assert '"protocolVersion":1' in text and "event: message" in text
+    missing = subprocess.run(cli("stream", "--server-id", "cli"), capture_output=True, text=True)
+    assert missing.returncode == 1 and "unknown ACP server: cli" in missing.stderr
