@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from sandbox_agent.testing.consistency import check_store
 from sandbox_agent.testing.server import ServerProcess
 
 JSON = {"Content-Type": "application/json"}
@@ -58,6 +59,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         yield process
     finally:
         process.stop()
+    # Every ACP stream the tests left passes the replay invariant check (replay --check).
+    check_store(process.store_url)
 
 
 @pytest.fixture
@@ -258,13 +261,13 @@ def test_relay_to_an_acp_agent_process(client: httpx.Client) -> None:
     ways, its request answered by the client, its garbage and its exit as upstream's
     ``_adapter/*`` notifications, and the turn, permission and error as universal events."""
     r = post(client, "relay", rpc(1, "initialize", protocolVersion=1), params={"agent": "relay"})
-    assert r.json()["result"] == {"protocolVersion": 1}
+    assert r.json()["result"]["protocolVersion"] == 1
     session = post(client, "relay", rpc(2, "session/new", cwd="/", mcpServers=[])).json()
     session_id = session["result"]["sessionId"]
     r = post(client, "relay", rpc(3, "nope"))
     assert r.status_code == 200 and r.json()["error"]["code"] == -32601
     with ThreadPoolExecutor(1) as pool:
-        turn = pool.submit(post, client, "relay", prompt(4, session_id, "ls"))
+        turn = pool.submit(post, client, "relay", prompt(4, session_id, "ask"))
         asked = sse_frames(client, "relay", 5)
         assert asked[-2]["data"]["method"] == "_adapter/invalid_stdout"
         assert asked[-2]["data"]["params"]["raw"] == "this is not JSON"
@@ -289,9 +292,23 @@ def test_relay_to_an_acp_agent_process(client: httpx.Client) -> None:
     ]
     assert permissions == [("permission.requested", "requested"), ("permission.resolved", "accept")]
     assert [e["data"]["reason"] for e in events if e["type"] == "turn.ended"] == ["completed"]
-    # The next POST starts the agent again.
-    r = post(client, "relay", rpc(6, "initialize", protocolVersion=1))
-    assert r.json()["result"] == {"protocolVersion": 1}
+    # The next POST starts the agent again, initialized and its session loaded as before
+    # (the agent refuses a prompt otherwise); the client sees none of that exchange.
+    r = post(client, "relay", prompt(6, session_id, "again"))
+    assert r.json() == {"jsonrpc": "2.0", "id": 6, "result": {"stopReason": "end_turn"}}
+    after = sse_frames(client, "relay", 2, **{"Last-Event-ID": frames[7]["id"]})
+    assert [f["data"].get("id") for f in after] == [None, 6]
+    assert after[0]["data"]["params"]["update"]["content"]["text"] == "relay: again"
+    events = client.get("/v1/sessions/acp-relay/events").json()["events"]
+    restored = [e["data"]["message"] for e in events if e["data"].get("restore")]
+    assert [m.get("method") for m in restored] == [
+        "initialize",
+        None,
+        "session/load",
+        "session/update",
+        None,
+    ]
+    assert restored[2]["params"]["sessionId"] == session_id
 
 
 def test_sse_heartbeat(client: httpx.Client) -> None:
@@ -323,10 +340,14 @@ def test_slow_reader_gets_every_message_in_order(client: httpx.Client) -> None:
 
 @pytest.mark.slow  # a restart: about 5 s
 def test_replay_after_sigkill_misses_nothing(tmp_path: Path) -> None:
-    server = ServerProcess(f"sqlite:///{tmp_path / 's.db'}", tmp_path / "s.log").start()
+    args = ("--no-token", "--acp-agent", f"relay={RELAY_AGENT}")
+    server = ServerProcess(f"sqlite:///{tmp_path / 's.db'}", tmp_path / "s.log", args=args).start()
     try:
         with server.client() as c:
-            session = start(c, "crash")
+            init = rpc(1, "initialize", protocolVersion=1)
+            assert post(c, "crash", init, params={"agent": "relay"}).status_code == 200
+            r = post(c, "crash", rpc(2, "session/new", cwd="/", mcpServers=[]))
+            session = r.json()["result"]["sessionId"]
             post(c, "crash", prompt(3, session, "before"))
             frames = sse_frames(c, "crash", 4)
         server.kill()
@@ -336,13 +357,16 @@ def test_replay_after_sigkill_misses_nothing(tmp_path: Path) -> None:
             # A client that had seen the first two reconnects with its Last-Event-ID.
             again = sse_frames(c, "crash", 2, **{"Last-Event-ID": frames[1]["id"]})
             assert again == frames[2:]
-            # The agent comes back at the next POST.
+            # The next POST starts a new agent process, initialized and its session loaded.
             r = post(c, "crash", prompt(4, session, "after"))
-            assert r.json()["result"] == {"stopReason": "end_turn"}
+            assert r.json() == {"jsonrpc": "2.0", "id": 4, "result": {"stopReason": "end_turn"}}
+            latest = sse_frames(c, "crash", 2, **{"Last-Event-ID": frames[3]["id"]})
+            assert latest[0]["data"]["params"]["update"]["content"]["text"] == "relay: after"
             check = c.get("/v1/sessions/acp-crash/events").json()["events"]
             assert [e["type"] for e in check].count("turn.ended") == 2
     finally:
         server.stop()
+    check_store(server.store_url)
 
 
 @pytest.mark.slow  # four CLI processes: about 3 s

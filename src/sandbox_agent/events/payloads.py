@@ -137,6 +137,9 @@ class AcpMessageData(EventData):
 
     direction: Literal["client", "agent"] | str
     message: dict[str, Any]
+    #: Said to give a new agent process the state of the one before (the client never sent
+    #: it, and is not sent its answers).
+    restore: bool = False
 
 
 class UnknownEventData(EventData):

@@ -35,6 +35,7 @@ import contextlib
 import json
 import logging
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -192,13 +193,27 @@ class AcpServer:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     starting: asyncio.Lock = field(default_factory=asyncio.Lock)
     closed: bool = False
+    #: The client's last ``initialize`` request, and the agent's sessions (``session/new``
+    #: answers: id -> the request's params): what a new agent process is given again.
+    initialize: dict[str, Any] | None = None
+    agent_sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _new_requests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: An agent process ran for this server before (in this server process or an earlier one).
+    had_agent: bool = False
+    #: While a new process is given the old state: what it says is marked ``restore``.
+    restoring: bool = False
 
     async def post(self, message: dict[str, Any]) -> dict[str, Any] | None:
         """Store the envelope, hand it to the agent; for a request, the agent's answer (stored
         before it is returned), else None."""
         if self.closed:
             raise AcpServerNotFound(self.info.server_id)
-        peer = await self._peer()
+        peer = await self._peer(message)
+        return await self._send(peer, message)
+
+    async def _send(
+        self, peer: AcpPeer, message: dict[str, Any], *, restore: bool = False
+    ) -> dict[str, Any] | None:
         future: asyncio.Future[dict[str, Any]] | None = None
         key = ""
         if kind_of(message) == "request":
@@ -206,7 +221,7 @@ class AcpServer:
             future = asyncio.get_running_loop().create_future()
             self.pending[key] = future
         try:
-            await self.record("client", message)
+            await self.record("client", message, restore=restore)
             try:
                 await peer.send(message)
             except (ConnectionError, OSError) as exc:
@@ -227,32 +242,96 @@ class AcpServer:
             if future is not None and self.pending.get(key) is future:
                 del self.pending[key]
 
-    async def _peer(self) -> AcpPeer:
+    async def _peer(self, message: dict[str, Any]) -> AcpPeer:
         async with self.starting:
             if self.peer is None or not self.peer.alive:
                 if self.peer is not None:
                     await self.peer.close()
-                self.peer = await self.endpoint.start_agent(self)
+                    self.peer = None
+                peer = await self.endpoint.start_agent(self)
+                if self.had_agent and message.get("method") != "initialize":
+                    try:
+                        await self._restore(peer)
+                    except BaseException:
+                        await peer.close()
+                        raise
+                self.peer = peer
+                self.had_agent = True
             return self.peer
+
+    async def _restore(self, peer: AcpPeer) -> None:
+        """A new agent process for a client that initialized the one before (it died, or the
+        server restarted): ``initialize`` again, then ``session/load`` of each of the agent's
+        sessions when it can load them. These exchanges are stored marked ``restore`` and not
+        streamed (the client never asked for them)."""
+        if self.initialize is None:
+            return
+        self.restoring = True
+        try:
+            init = {**self.initialize, "id": f"_restore_{uuid.uuid4().hex[:12]}"}
+            answer = await self._send(peer, init, restore=True) or {}
+            result = answer.get("result")
+            capabilities = result.get("agentCapabilities") if isinstance(result, dict) else None
+            if not (isinstance(capabilities, dict) and capabilities.get("loadSession")):
+                return
+            for session_id, params in list(self.agent_sessions.items()):
+                load = {
+                    "jsonrpc": "2.0",
+                    "id": f"_restore_{uuid.uuid4().hex[:12]}",
+                    "method": "session/load",
+                    "params": {
+                        "sessionId": session_id,
+                        "cwd": params.get("cwd") or self.endpoint.directory,
+                        "mcpServers": params.get("mcpServers") or [],
+                    },
+                }
+                await self._send(peer, load, restore=True)
+        finally:
+            self.restoring = False
+
+    def note(self, direction: Direction, message: dict[str, Any]) -> None:
+        """Keep what a later agent process is given again (``_restore``)."""
+        method = message.get("method")
+        if direction == "client" and kind_of(message) == "request":
+            if method == "initialize":
+                self.initialize = message
+            elif method == "session/new":
+                params = message.get("params")
+                self._new_requests[_key(message["id"])] = params if isinstance(params, dict) else {}
+        elif direction == "agent" and kind_of(message) == "response" and "id" in message:
+            params = self._new_requests.pop(_key(message["id"]), None)
+            result = message.get("result")
+            if params is not None and isinstance(result, dict):
+                session_id = result.get("sessionId")
+                if isinstance(session_id, str):
+                    self.agent_sessions[session_id] = params
 
     async def from_agent(self, message: dict[str, Any]) -> None:
         """An envelope of the agent: stored, then the request waiting for it (if any) gets it."""
-        await self.record("agent", message)
+        await self.record("agent", message, restore=self.restoring)
         if kind_of(message) == "response" and "id" in message:
             future = self.pending.get(_key(message["id"]))
             if future is not None and not future.done():
                 future.set_result(message)
 
-    async def record(self, direction: Direction, message: dict[str, Any]) -> None:
-        """Append the envelope and the universal events it maps to, in one batch."""
+    async def record(
+        self, direction: Direction, message: dict[str, Any], *, restore: bool = False
+    ) -> None:
+        """Append the envelope and the universal events it maps to, in one batch (a
+        ``restore`` one maps to none)."""
         async with self.lock:
+            data: dict[str, Any] = {"direction": direction, "message": message}
+            if restore:
+                data["restore"] = True
             envelope = EventDraft(
                 type=ACP_MESSAGE,
-                data={"direction": direction, "message": message},
+                data=data,
                 source="client" if direction == "client" else "agent",
             )
-            drafts = [envelope, *self._map(direction, message)]
+            drafts = [envelope] if restore else [envelope, *self._map(direction, message)]
             await self._append(drafts)
+            if not restore:
+                self.note(direction, message)
 
     async def _append(self, drafts: Sequence[EventDraft]) -> list[UniversalEvent]:
         normalised = self.normaliser.normalise(drafts)
@@ -392,6 +471,13 @@ class AcpEndpoint:
         state = replay(events)
         normaliser = Normaliser.from_events(events)
         server = AcpServer(self, self._info(record), normaliser)
+        for event in events:
+            if event.type == ACP_MESSAGE and not event.data.get("restore"):
+                message = event.data.get("message")
+                if isinstance(message, dict):
+                    client = event.data.get("direction") == "client"
+                    server.note("client" if client else "agent", message)
+                    server.had_agent = True
         closing = closing_drafts(state)
         if closing:
             await server._append(closing)

@@ -105,10 +105,11 @@ async def post_message(
 def _acp_frame(event: UniversalEvent) -> bytes | None:
     """``event: message``, ``id: <sequence>``, ``data: <envelope>`` for what the agent wrote;
     nothing for the rest of the stream."""
-    if event.type != ACP_MESSAGE or event.data.get("direction") != "agent":
+    data = event.data
+    if event.type != ACP_MESSAGE or data.get("direction") != "agent" or data.get("restore"):
         return None
-    data = json.dumps(event.data.get("message"), separators=(",", ":"), ensure_ascii=False)
-    return f"event: message\nid: {event.sequence}\ndata: {data}\n\n".encode()
+    text = json.dumps(data.get("message"), separators=(",", ":"), ensure_ascii=False)
+    return f"event: message\nid: {event.sequence}\ndata: {text}\n\n".encode()
 
 
 @router.get(
