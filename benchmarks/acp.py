@@ -13,11 +13,14 @@ The workload, on each server (a fresh one, the ``mock`` agent):
 1. ``initialize``, ``session/new``;
 2. prompt round trip: ``--prompts`` sequential ``session/prompt`` POSTs, each timed until its
    200 answer (p50, p99);
-3. fan-out: ``--subscribers`` SSE clients of the server while ``--fanout-prompts`` prompts run
-   one after the other; a delivery's latency is from the POST's start to the moment a subscriber
-   read that prompt's ``session/update`` (p50, p99);
-4. replay: one SSE client with ``Last-Event-ID: 0`` reads everything the server kept (upstream:
-   its ring of the last 1,024 messages; ours: all of it, from the store); messages/s.
+3. fan-out: ``--subscribers`` SSE clients of the server (connected, past their backlog: each
+   read a warm-up prompt's notification) while ``--fanout-prompts`` prompts run one after the
+   other; a delivery's latency is from the POST's start to the moment a subscriber read that
+   prompt's notification (p50, p99);
+4. replay: after ``--replay-prompts`` more prompts (400: about 900 messages in all, within
+   upstream's ring), one SSE client with ``Last-Event-ID: 0`` reads everything the server kept
+   (upstream: its ring of the last 1,024 messages; ours: all of it, from the store); messages/s
+   from the request to the last message read.
 
 Ours persists every envelope (SQLite, each append committed before the envelope goes on);
 upstream keeps nothing. The goals of the issue, as ratios ours/upstream in the same run: round
@@ -157,28 +160,36 @@ async def workload(url: str, agent: str, args: argparse.Namespace) -> dict[str, 
         asyncio.Queue() for _ in range(args.subscribers)
     ]
     # No Last-Event-ID: upstream replays its ring first, ours everything; both are skipped by
-    # matching each prompt's own text.
+    # matching each prompt's own text, after a warm-up prompt every subscriber has read.
     tasks = [asyncio.create_task(client.frames(None, q)) for q in queues]
-    await asyncio.sleep(0.5)  # every subscriber connected and past its backlog
-    for q in queues:
-        while not q.empty():
-            q.get_nowait()
-    latencies: list[float] = []
-    for n in range(args.fanout_prompts):
-        text = f"fan {n}"
-        start = time.perf_counter()
-        await prompt(text)
+
+    async def delivered(text: str) -> list[float]:
+        """When each subscriber read the notification of the prompt ``text``."""
+        times = []
         for q in queues:
             while True:
                 at, message = await asyncio.wait_for(q.get(), 30)
                 # The prompt's notification (not its response, also streamed).
                 if "method" in message and text in json.dumps(message):
-                    latencies.append((at - start) * 1000)
+                    times.append(at)
                     break
+        return times
+
+    # Warm-up: every subscriber connected, past its backlog and reading live.
+    await prompt("fan warm")
+    await delivered("fan warm")
+    latencies: list[float] = []
+    for n in range(args.fanout_prompts):
+        text = f"fan {n}"
+        start = time.perf_counter()
+        await prompt(text)
+        latencies += [(at - start) * 1000 for at in await delivered(text)]
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
 
+    for n in range(args.replay_prompts):  # a backlog worth reading (within upstream's ring)
+        await prompt(f"backlog {n}")
     replayed: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
     start = time.perf_counter()
     reader = asyncio.create_task(client.frames("0", replayed))
@@ -253,6 +264,7 @@ def main() -> None:
     args.subscribers = args.subscribers or (3 if args.quick else 20)
     args.warmup = 1 if args.quick else 3
     args.fanout_prompts = 3 if args.quick else 20
+    args.replay_prompts = 5 if args.quick else 400
     results = run(args)
     goals = {}
     if "upstream" in results:

@@ -70,6 +70,8 @@ SESSION_PREFIX = "acp-"
 #: Longest server id (the session id, ``acp-<serverId>-<n>``, must stay within 128 characters).
 MAX_SERVER_ID_CHARS = 100
 SERVER_ID = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_SERVER_ID_CHARS}}}")
+#: Envelopes of the agent queued for the store before its reader waits for the store.
+MAX_UNWRITTEN = 256
 #: Seconds a POSTed request waits for the agent's answer (upstream's default, 120 s).
 DEFAULT_REQUEST_TIMEOUT = 120.0
 
@@ -202,6 +204,9 @@ class AcpServer:
     had_agent: bool = False
     #: While a new process is given the old state: what it says is marked ``restore``.
     restoring: bool = False
+    #: Envelopes (with their events) waiting for the writer, each with its future.
+    _queue: list[tuple[list[EventDraft], asyncio.Future[None]]] = field(default_factory=list)
+    _writer: asyncio.Task[None] | None = None
 
     async def post(self, message: dict[str, Any]) -> dict[str, Any] | None:
         """Store the envelope, hand it to the agent; for a request, the agent's answer (stored
@@ -307,31 +312,78 @@ class AcpServer:
                     self.agent_sessions[session_id] = params
 
     async def from_agent(self, message: dict[str, Any]) -> None:
-        """An envelope of the agent: stored, then the request waiting for it (if any) gets it."""
-        await self.record("agent", message, restore=self.restoring)
+        """An envelope of the agent: queued for the store; once stored, the request waiting
+        for it (if any) gets it. Not awaited (so that what the agent says at once is stored in
+        one commit), unless ``MAX_UNWRITTEN`` envelopes already wait: then the agent's reader
+        waits too."""
+        stored = self.enqueue("agent", message, restore=self.restoring)
+        waiting = None
         if kind_of(message) == "response" and "id" in message:
-            future = self.pending.get(_key(message["id"]))
-            if future is not None and not future.done():
-                future.set_result(message)
+            waiting = self.pending.get(_key(message["id"]))
+
+        def done(future: asyncio.Future[None]) -> None:
+            error = None if future.cancelled() else future.exception()
+            if waiting is not None and not waiting.done():
+                if error is not None:
+                    waiting.set_exception(error)
+                elif future.cancelled():
+                    waiting.cancel()
+                else:
+                    waiting.set_result(message)
+
+        stored.add_done_callback(done)
+        if len(self._queue) > MAX_UNWRITTEN:
+            with contextlib.suppress(Exception):
+                await stored
 
     async def record(
         self, direction: Direction, message: dict[str, Any], *, restore: bool = False
     ) -> None:
-        """Append the envelope and the universal events it maps to, in one batch (a
-        ``restore`` one maps to none)."""
-        async with self.lock:
-            data: dict[str, Any] = {"direction": direction, "message": message}
-            if restore:
-                data["restore"] = True
-            envelope = EventDraft(
-                type=ACP_MESSAGE,
-                data=data,
-                source="client" if direction == "client" else "agent",
-            )
-            drafts = [envelope] if restore else [envelope, *self._map(direction, message)]
-            await self._append(drafts)
-            if not restore:
-                self.note(direction, message)
+        """Store the envelope and the universal events it maps to (returns once committed)."""
+        await self.enqueue(direction, message, restore=restore)
+
+    def enqueue(
+        self, direction: Direction, message: dict[str, Any], *, restore: bool = False
+    ) -> asyncio.Future[None]:
+        """Queue the envelope and the universal events it maps to (a ``restore`` one maps to
+        none) for the writer, in arrival order; the future is done once they are committed.
+        The writer appends everything queued meanwhile as one batch (group commit)."""
+        data: dict[str, Any] = {"direction": direction, "message": message}
+        if restore:
+            data["restore"] = True
+        envelope = EventDraft(
+            type=ACP_MESSAGE, data=data, source="client" if direction == "client" else "agent"
+        )
+        drafts = [envelope] if restore else [envelope, *self._map(direction, message)]
+        if not restore:
+            self.note(direction, message)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((drafts, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name=f"ACP {self.info.server_id}")
+        return future
+
+    async def _write(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            drafts = [draft for group in batch for draft in group[0]]
+            try:
+                async with self.lock:
+                    await self._append(drafts)
+            except Exception as exc:
+                logger.warning("ACP server %s: append failed: %r", self.info.server_id, exc)
+                # What was normalised is not stored: fold the stream again.
+                with contextlib.suppress(Exception):
+                    events = await self.endpoint.store.read(self.info.session_id)
+                    self.normaliser = Normaliser.from_events(events)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                        future.exception()  # retrieved: no warning for an unawaited one
+            else:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
 
     async def _append(self, drafts: Sequence[EventDraft]) -> list[UniversalEvent]:
         normalised = self.normaliser.normalise(drafts)
@@ -419,6 +471,9 @@ class AcpServer:
         if self.peer is not None:
             await self.peer.close()
             self.peer = None
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await self._writer  # what was queued is stored before the end
         if ended:
             async with self.lock:
                 state_drafts: list[EventDraft] = []
