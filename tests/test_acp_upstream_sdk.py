@@ -1,15 +1,18 @@
 """Upstream's TypeScript SDK (``sandbox-agent@0.4.2``, pinned in tests/upstream_sdk, installed
 there by ``.ci/run`` with ``npm ci``) runs its own session flow against our server
 (tests/upstream_sdk/flow.mjs): create a session with the mock agent, prompt, stream updates,
-list sessions; then our server is SIGKILLed and restarted, and a new SDK instance on the same
+answer a permission request of an ACP agent process (tests/helpers/acp_relay_agent.py), list
+sessions; then our server is SIGKILLed and restarted, and a new SDK instance on the same
 persistence driver resumes the session and prompts again. Every envelope the SDK persisted is in
 our store too. Skipped when node or the folder's node_modules is missing, a failure under CI."""
 
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,9 @@ from sandbox_agent.testing.ci import in_ci
 from sandbox_agent.testing.server import ServerProcess
 
 FOLDER = Path(__file__).parent / "upstream_sdk"
+RELAY_AGENT = shlex.join(
+    [sys.executable, str(Path(__file__).parent / "helpers" / "acp_relay_agent.py")]
+)
 #: Seconds each phase of the node script may take before the test gives up on it.
 PHASE_TIMEOUT = 60
 
@@ -66,9 +72,10 @@ def _store_messages(client: httpx.Client) -> list[dict[str, Any]]:
 
 @pytest.mark.slow  # a node process, a server restart: about 10 s
 def test_upstream_sdk_flow_survives_a_sigkill(node: str, tmp_path: Path) -> None:
-    server = ServerProcess(f"sqlite:///{tmp_path / 's.db'}", tmp_path / "s.log").start()
+    args = ("--no-token", "--acp-agent", f"relay={RELAY_AGENT}")
+    server = ServerProcess(f"sqlite:///{tmp_path / 's.db'}", tmp_path / "s.log", args=args).start()
     proc = subprocess.Popen(
-        [node, str(FOLDER / "flow.mjs"), server.url],
+        [node, str(FOLDER / "flow.mjs"), server.url, "relay"],
         cwd=FOLDER,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -78,7 +85,11 @@ def test_upstream_sdk_flow_survives_a_sigkill(node: str, tmp_path: Path) -> None
     try:
         first = _line(proc)
         assert first["stopReason"] == "end_turn"
-        assert first["listed"] == [first["sessionId"]]
+        permission = first["permission"]
+        assert permission["asked"] == [["yes", "no"]]
+        assert permission["said"] == ["chose yes"]  # the SDK's "once" is the allow_once option
+        assert permission["stopReason"] == "end_turn"
+        assert sorted(first["listed"]) == sorted([first["sessionId"], permission["sessionId"]])
         texts = [u["content"]["text"] for u in first["updates"]]
         assert texts == ["mock: hello"]
         senders = {e["sender"] for e in first["events"]}
@@ -108,8 +119,14 @@ def test_upstream_sdk_flow_survives_a_sigkill(node: str, tmp_path: Path) -> None
             ours = _store_messages(client)
         for event in second["events"]:
             assert event["payload"] in ours, event
-        # Our store kept the turns of both connections, restart or not.
-        assert sum(1 for m in ours if m.get("method") == "session/prompt") == 2
+        # Our store kept the turns of every connection, restart or not.
+        assert sum(1 for m in ours if m.get("method") == "session/prompt") == 3
+        with server.client() as client:
+            sessions = client.get("/v1/sessions").json()["sessions"]
+            relay = next(s["sessionId"] for s in sessions if "relay" in s["sessionId"])
+            events = client.get(f"/v1/sessions/{relay}/events").json()["events"]
+        resolved = [e["data"]["status"] for e in events if e["type"] == "permission.resolved"]
+        assert resolved == ["accept"]
     finally:
         if proc.poll() is None:
             proc.kill()
