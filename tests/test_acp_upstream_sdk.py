@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from sandbox_agent.testing.ci import in_ci
+from sandbox_agent.testing.consistency import check_store
 from sandbox_agent.testing.server import ServerProcess
 
 FOLDER = Path(__file__).parent / "upstream_sdk"
@@ -132,3 +133,50 @@ def test_upstream_sdk_flow_survives_a_sigkill(node: str, tmp_path: Path) -> None
             proc.kill()
             proc.wait()
         server.stop()
+    check_store(server.store_url)
+
+
+@pytest.mark.agents  # claude-agent-acp installed (CI: install-agent acp:claude), the fake LLM
+def test_upstream_sdk_prompts_claude(node: str, tmp_path: Path) -> None:
+    """The SDK's ``createSession({agent: "claude"})``: our endpoint runs ``acp:claude``
+    (claude-agent-acp) against the fake LLM, and the turn is in our store as universal events."""
+    from helpers.agent_env import offline_env, prepare_workspace, require_agent
+    from helpers.fake_llm import FakeLLM
+
+    require_agent("acp:claude")
+    with FakeLLM() as llm:
+        workspace = prepare_workspace(tmp_path / "ws", llm.url)
+        env = offline_env(llm.url, tmp_path / "home")
+        env["SANDBOX_AGENT_DATA_DIR"] = str(tmp_path / "data")
+        args = ("--no-token", "--root", str(tmp_path))
+        server = ServerProcess(
+            f"sqlite:///{tmp_path / 's.db'}", tmp_path / "s.log", env=env, args=args
+        ).start(timeout=90)
+        try:
+            done = subprocess.run(
+                [node, str(FOLDER / "prompt.mjs"), server.url, "claude", str(workspace), "hi"],
+                cwd=FOLDER,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 0, done.stderr[-3000:]
+            answer = json.loads(done.stdout.strip().splitlines()[-1])
+            assert answer["stopReason"] == "end_turn"
+            assert "Hello from fake LLM" in "".join(answer["texts"])
+            with server.client() as client:
+                sessions = client.get("/v1/sessions").json()["sessions"]
+                (acp,) = [s["sessionId"] for s in sessions if s["sessionId"].startswith("acp-")]
+                events = client.get(f"/v1/sessions/{acp}/events").json()["events"]
+            types = [e["type"] for e in events]
+            assert types.count("turn.started") == 1 and types.count("turn.ended") == 1
+            assistant = [
+                e
+                for e in events
+                if e["type"] == "item.completed" and e["data"]["item"]["role"] == "assistant"
+            ]
+            assert assistant
+        finally:
+            server.stop(timeout=30)
+            server.kill()
+    check_store(server.store_url)  # the replay invariant check passes on the ACP stream
