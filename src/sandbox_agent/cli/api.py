@@ -430,3 +430,79 @@ def terminate(session_id: str, server: Server) -> None:
 def delete(session_id: str, server: Server) -> None:
     """Terminate the session if live, then delete it with its events."""
     server.call(lambda api: api.delete_session(session_id))
+
+
+# -- upstream's ACP endpoint (/v1/acp, docs/acp.md) -------------------------------------------
+acp_app = group("The ACP endpoint (upstream's v0.2+ API): post, stream, close.")
+api_app.add_typer(acp_app, name="acp")
+
+ServerId = Annotated[str, typer.Option("--server-id", help="The ACP server id.")]
+
+
+@acp_app.command("post")
+@server_options
+def acp_post(
+    server: Server,
+    server_id: ServerId,
+    agent: Annotated[
+        str | None, typer.Option("--agent", help="The agent (first POST of a server id).")
+    ] = None,
+    json_text: Annotated[str | None, typer.Option("--json", help="The JSON-RPC envelope.")] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json-file", help="A file holding the envelope.")
+    ] = None,
+) -> None:
+    """POST one JSON-RPC envelope; print the agent's response (nothing for a notification)."""
+    if (json_text is None) == (json_file is None):
+        fail("give one of --json and --json-file")
+    text = json_text if json_text is not None else Path(str(json_file)).read_text()
+    try:
+        envelope = json.loads(text)
+    except ValueError as exc:
+        fail(f"the envelope is not JSON: {exc}")
+    params = {"agent": agent} if agent else None
+    path = f"/v1/acp/{server_id}"
+    _show(server.call(lambda api: api.request_json("POST", path, json=envelope, params=params)))
+
+
+@acp_app.command("stream")
+@server_options
+def acp_stream(
+    server: Server,
+    server_id: ServerId,
+    last_event_id: Annotated[
+        int | None,
+        typer.Option("--last-event-id", min=0, help="Replay what came after this id only."),
+    ] = None,
+) -> None:
+    """Follow what the agent writes, as SSE text, until Ctrl-C (or the server is closed)."""
+
+    async def lines(api: ApiClient) -> AsyncIterator[str]:
+        import httpx
+
+        from sandbox_agent.sdk.errors import SandboxAgentError
+
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        request = api.http.build_request(
+            "GET", f"/v1/acp/{server_id}", headers=headers, timeout=httpx.Timeout(10, read=None)
+        )
+        response = await api.http.send(request, stream=True)
+        try:
+            if response.status_code >= 400:
+                await response.aread()
+                raise SandboxAgentError.from_response(response)
+            async for line in response.aiter_lines():
+                yield line
+        finally:
+            await response.aclose()
+
+    server.stream(lines)
+
+
+@acp_app.command("close")
+@server_options
+def acp_close(server: Server, server_id: ServerId) -> None:
+    """DELETE the ACP server: its agent stops, its stream ends (kept in the store)."""
+    server.call(lambda api: api.request("DELETE", f"/v1/acp/{server_id}"))

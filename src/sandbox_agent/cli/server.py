@@ -178,6 +178,15 @@ def server_command(
     sse_ping_seconds: Annotated[
         float, typer.Option("--sse-ping-seconds", min=0.01, hidden=True)
     ] = 15.0,
+    acp_request_timeout_ms: Annotated[
+        int,
+        typer.Option(
+            "--acp-request-timeout-ms",
+            min=1,
+            envvar="SANDBOX_AGENT_ACP_REQUEST_TIMEOUT_MS",
+            help="Milliseconds a request POSTed to /v1/acp waits for the agent (then 504).",
+        ),
+    ] = 120_000,
     agents_dir: Annotated[
         Path | None,
         typer.Option(
@@ -268,6 +277,7 @@ def server_command(
         max_message_chars=max_message_chars,
         max_attachments=max_attachments,
         sse_ping_seconds=sse_ping_seconds,
+        acp_request_timeout=acp_request_timeout_ms / 1000,
         agents_dir=str(agents_dir.resolve()) if agents_dir is not None else None,
         auto_install=auto_install,
         acp_commands=acp_commands,

@@ -25,6 +25,7 @@ from sandbox_agent.events.parts import (
 from sandbox_agent.events.payloads import (
     EVENT_DATA_MODELS,
     KNOWN_EVENT_TYPES,
+    AcpMessageData,
     AgentUnparsedData,
     Attachment,
     ErrorData,
@@ -51,6 +52,7 @@ from sandbox_agent.events.schema import event_json_schemas, write_json_schemas
 __all__ = [
     "EVENT_DATA_MODELS",
     "KNOWN_EVENT_TYPES",
+    "AcpMessageData",
     "AgentUnparsedData",
     "Attachment",
     "ContentPart",

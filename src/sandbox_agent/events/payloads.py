@@ -131,6 +131,17 @@ class PromptDequeuedData(EventData):
     reason: Literal["started", "cancelled", "session_ended"] | str
 
 
+class AcpMessageData(EventData):
+    """One JSON-RPC envelope of the ACP endpoint (``docs/acp.md``), as it went: ``client``
+    (POSTed) or ``agent`` (what the agent wrote)."""
+
+    direction: Literal["client", "agent"] | str
+    message: dict[str, Any]
+    #: Said to give a new agent process the state of the one before (the client never sent
+    #: it, and is not sent its answers).
+    restore: bool = False
+
+
 class UnknownEventData(EventData):
     """The payload of an event type this version does not know; kept as it is."""
 
@@ -152,6 +163,7 @@ EVENT_DATA_MODELS: dict[str, type[EventData]] = {
     "agent.unparsed": AgentUnparsedData,
     "prompt.queued": PromptQueuedData,
     "prompt.dequeued": PromptDequeuedData,
+    "acp.message": AcpMessageData,
 }
 
 EventType = Literal[
@@ -171,6 +183,7 @@ EventType = Literal[
     "agent.unparsed",
     "prompt.queued",
     "prompt.dequeued",
+    "acp.message",
 ]
 
 KNOWN_EVENT_TYPES: frozenset[str] = frozenset(EVENT_DATA_MODELS)

@@ -28,9 +28,10 @@ from sandbox_agent.server.config import ServerConfig
 from sandbox_agent.server.errors import install_error_handlers
 from sandbox_agent.server.limits import BodyLimit
 from sandbox_agent.server.responses import document_problems, problems
-from sandbox_agent.server.routes import agents, events, hitl, sessions
+from sandbox_agent.server.routes import acp, agents, events, hitl, sessions
 from sandbox_agent.server.slashes import TrailingSlash
 from sandbox_agent.sessions import SessionEngine, TurnLimits
+from sandbox_agent.sessions.acp_endpoint import AcpEndpoint
 from sandbox_agent.store import StoreConfigError, StoreOwned, default_store_url, open_store
 from sandbox_agent.version import __version__
 
@@ -96,10 +97,18 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         if recovered:
             logger.info("resumed %d session(s) after a restart", len(recovered))
         app.state.engine = engine
+        app.state.acp = AcpEndpoint(
+            store,
+            engine.settings,
+            directory=config.root or str(Path.cwd()),
+            request_timeout=config.acp_request_timeout,
+        )
+        await app.state.acp.recover()
         try:
             yield
         finally:
             app.state.stopping.set()
+            await app.state.acp.shutdown()
             await engine.shutdown()
             await store.close()
 
@@ -137,7 +146,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         await app.state.engine.check_store()
         return HealthResponse()
 
-    for module in (agents, sessions, events, hitl):
+    for module in (agents, sessions, events, hitl, acp):
         # The routes themselves, not include_router: since FastAPI 0.137 an included router
         # rebuilds each route's handler on every request (about a quarter of a small request's
         # cost). Each route already carries its router's prefix and tags.

@@ -55,6 +55,9 @@ class ServerConfig:
     #: bound), and that a cancel waits before it stops the agent (``sessions.TurnLimits``).
     turn_idle_timeout: float | None = None
     cancel_grace_seconds: float = DEFAULT_CANCEL_GRACE_SECONDS
+    #: Seconds a request POSTed to ``/v1/acp`` waits for the agent's answer (then 504;
+    #: ``$SANDBOX_AGENT_ACP_REQUEST_TIMEOUT_MS``, upstream's variable).
+    acp_request_timeout: float = 120.0
     extra: dict[str, str] = field(default_factory=dict)
 
 

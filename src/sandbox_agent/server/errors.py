@@ -35,6 +35,14 @@ from sandbox_agent.sessions import (
     SkillsError,
     TurnInProgress,
 )
+from sandbox_agent.sessions.acp_endpoint import (
+    AcpAgentMismatch,
+    AcpAgentRequired,
+    AcpAgentUnavailable,
+    AcpInvalidServerId,
+    AcpRequestTimeout,
+    AcpServerNotFound,
+)
 from sandbox_agent.store import (
     InvalidCursor,
     InvalidText,
@@ -197,6 +205,16 @@ def store_corrupt(exc: StoreCorrupt) -> ApiError:
     )
 
 
+def not_acceptable(detail: str) -> ApiError:
+    """406: the ``Accept`` header allows nothing the route answers with."""
+    return ApiError("not_acceptable", 406, detail)
+
+
+def unsupported_media_type(detail: str) -> ApiError:
+    """415: a body of another ``Content-Type`` than the route takes."""
+    return ApiError("unsupported_media_type", 415, detail)
+
+
 def problem_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
         error.body(),
@@ -211,6 +229,16 @@ def as_api_error(exc: Exception) -> ApiError:
     match exc:
         case ApiError():
             return exc
+        case AcpAgentRequired() | AcpInvalidServerId():
+            return invalid_request(str(exc), serverId=exc.server_id)
+        case AcpAgentMismatch():
+            return ApiError("conflict", 409, str(exc), serverId=exc.server_id, agent=exc.agent)
+        case AcpServerNotFound():
+            return ApiError("acp_server_not_found", 404, str(exc), serverId=exc.server_id)
+        case AcpRequestTimeout():
+            return ApiError("timeout", 504, str(exc), serverId=exc.server_id)
+        case AcpAgentUnavailable():
+            return ApiError("agent_process_exited", 500, str(exc), serverId=exc.server_id)
         case InvalidSessionRequest():
             return invalid_request(exc.reason, sessionId=exc.session_id)
         case PathOutsideRoot():

@@ -18,12 +18,16 @@ DESCRIPTIONS = {
     400: "invalid_request (validation, a bad value, a terminated session), unsupported_agent, "
     "mode_not_supported, path_outside_root",
     401: "token_invalid: a token is required and missing or wrong",
-    404: "session_not_found, agent_not_installed, permission_not_found, question_not_found, "
-    "not_found",
-    409: "session_already_exists, turn_in_progress, queue_full, sequence_conflict, "
+    404: "session_not_found, agent_not_installed, acp_server_not_found, permission_not_found, "
+    "question_not_found, not_found",
+    409: "conflict (/v1/acp: another agent), session_already_exists, turn_in_progress, "
+    "queue_full, sequence_conflict, "
     "session_owned (--shared-store: another server holds the session's lease)",
+    406: "not_acceptable: the Accept header allows nothing the route answers with (/v1/acp)",
     413: "payload_too_large: the body is over --max-body-bytes",
+    415: "unsupported_media_type: a body that is not application/json (/v1/acp)",
     500: "agent_process_exited, agent_error, install_failed, internal_error",
+    504: "timeout: the ACP agent did not answer a request in time (/v1/acp)",
     503: "store_unavailable (with Retry-After): the store cannot be reached (its connection, "
     "the network or the disk failed); store_error: the event store failed",
 }

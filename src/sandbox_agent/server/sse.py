@@ -92,14 +92,22 @@ def frame(event: UniversalEvent, include_raw: bool) -> bytes:
     return built
 
 
-def writes(events: Sequence[UniversalEvent], include_raw: bool) -> Iterator[bytes]:
+#: Builds an event's frame, or None to leave the event out (the ACP stream's own framing).
+Framer = Callable[[UniversalEvent], bytes | None]
+
+
+def writes(
+    events: Sequence[UniversalEvent], include_raw: bool, framer: Framer | None = None
+) -> Iterator[bytes]:
     """The frames of ``events`` in writes of at most ``SSE_WRITE_BYTES``, each built when the
     one before has gone out: small frames joined, a larger frame in slices (so that the
     socket's buffer never holds a copy of a whole large event)."""
     parts: list[bytes] = []
     size = 0
     for event in events:
-        data = frame(event, include_raw)
+        data = frame(event, include_raw) if framer is None else framer(event)
+        if data is None:
+            continue
         if parts and size + len(data) > SSE_WRITE_BYTES:
             yield b"".join(parts)
             parts, size = [], 0
@@ -122,12 +130,15 @@ async def event_stream(
     ping_seconds: float,
     stop: asyncio.Event,
     until: Callable[[UniversalEvent], bool] | None = None,
+    framer: Framer | None = None,
+    ping: bytes = PING,
 ) -> AsyncIterator[bytes]:
     """SSE frames of the session's events after ``after``, then live ones; ends when ``until``
     says so (after sending that event), when the session is deleted, the store closes or the
     server stops, and with an ``error_frame`` when the store (or anything else) fails. A batch
     of the store (what one commit, or one read, gave: at most ``SSE_PAGE_BYTES``) goes out in
-    ``writes``: a few socket writes, not one per event nor one unbounded one."""
+    ``writes``: a few socket writes, not one per event nor one unbounded one. ``framer`` and
+    ``ping`` replace the frames and the keep-alive comment (the ACP stream's)."""
     batches = store.subscribe_batches(session_id, after=after, max_bytes=SSE_PAGE_BYTES)
     stopping = asyncio.ensure_future(stop.wait())
     next_batch: asyncio.Future[list[UniversalEvent]] | None = None
@@ -149,7 +160,7 @@ async def event_stream(
                 end = None
                 if until is not None:
                     end = next((n for n, event in enumerate(batch, 1) if until(event)), None)
-                for chunk in writes(batch[:end], include_raw):
+                for chunk in writes(batch[:end], include_raw, framer):
                     yield chunk
                     if stop.is_set():
                         return
@@ -158,7 +169,7 @@ async def event_stream(
             elif stopping in done:
                 return
             else:
-                yield PING
+                yield ping
     except Exception as exc:
         # The client gets the problem and a proper end of the body, not a cut chunk.
         logger.warning("SSE stream of session %s failed: %r", session_id, exc)

@@ -32,6 +32,7 @@ from sandbox_agent.agents.install import InstallError, check_version
 from sandbox_agent.agents.install import install as install_agent
 from sandbox_agent.events import EventDraft, SessionStartedData
 from sandbox_agent.paths import data_dir
+from sandbox_agent.sessions.acp_endpoint import is_acp_record
 from sandbox_agent.sessions.config import SessionConfig, TurnLimits
 from sandbox_agent.sessions.errors import AgentNotInstalled, InstallFailed
 from sandbox_agent.sessions.paths import session_directory
@@ -303,8 +304,8 @@ class SessionEngine:
             self._start_keeper()
         recovered: list[str] = []
         for record in await self.store.all_sessions("active"):
-            if record.id in self._sessions:
-                continue
+            if record.id in self._sessions or is_acp_record(record):
+                continue  # an ACP server's stream: the ACP endpoint's (acp_endpoint.py)
             if self.leases is not None:
                 try:
                     async with self._loading:
