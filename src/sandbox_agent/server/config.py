@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from sandbox_agent.replay import DEFAULT_SNAPSHOT_EVERY
 from sandbox_agent.sessions.config import DEFAULT_CANCEL_GRACE_SECONDS
+from sandbox_agent.sessions.files import FsLimits
 from sandbox_agent.store import DEFAULT_LEASE_SECONDS
 
 DEFAULT_HOST = "127.0.0.1"
@@ -55,6 +56,8 @@ class ServerConfig:
     #: bound), and that a cancel waits before it stops the agent (``sessions.TurnLimits``).
     turn_idle_timeout: float | None = None
     cancel_grace_seconds: float = DEFAULT_CANCEL_GRACE_SECONDS
+    #: The filesystem API's limits (``--fs-max-*``).
+    fs_limits: FsLimits = field(default_factory=FsLimits)
     extra: dict[str, str] = field(default_factory=dict)
 
 

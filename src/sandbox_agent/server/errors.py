@@ -26,6 +26,7 @@ from sandbox_agent.replay import SequencePastEnd
 from sandbox_agent.sessions import (
     AgentNotInstalled,
     AgentProcessExited,
+    FsError,
     InstallFailed,
     InvalidSessionRequest,
     PathOutsideRoot,
@@ -196,6 +197,23 @@ def store_corrupt(exc: StoreCorrupt) -> ApiError:
     )
 
 
+#: The status and problem name of each kind of ``FsError``.
+_FS_PROBLEMS: dict[str, tuple[int, str]] = {
+    "not_found": (404, "path_not_found"),
+    "exists": (409, "path_exists"),
+    "not_empty": (409, "directory_not_empty"),
+    "invalid": (400, "invalid_request"),
+    "too_large": (413, "payload_too_large"),
+    "io": (500, "fs_error"),
+}
+
+
+def fs_error(exc: FsError) -> ApiError:
+    status, name = _FS_PROBLEMS.get(exc.kind, (500, "fs_error"))
+    details = {"path": exc.path} if exc.path is not None else None
+    return ApiError(name, status, str(exc), limit=exc.limit, details=details)
+
+
 def problem_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
         error.body(),
@@ -214,6 +232,8 @@ def as_api_error(exc: Exception) -> ApiError:
             return invalid_request(exc.reason, sessionId=exc.session_id)
         case PathOutsideRoot():
             return ApiError("path_outside_root", 400, str(exc), details={exc.what: exc.path})
+        case FsError():
+            return fs_error(exc)
         case InvalidAgentVersion():
             return invalid_request(f"agentVersion: {exc.reason}", details={"field": "agentVersion"})
         case TurnInProgress():

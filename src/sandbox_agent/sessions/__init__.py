@@ -12,6 +12,7 @@ from sandbox_agent.sessions.engine import SessionEngine
 from sandbox_agent.sessions.errors import (
     AgentNotInstalled,
     AgentProcessExited,
+    FsError,
     InstallFailed,
     InvalidSessionRequest,
     PathOutsideRoot,
@@ -26,6 +27,7 @@ from sandbox_agent.sessions.session import LiveSession
 __all__ = [
     "AgentNotInstalled",
     "AgentProcessExited",
+    "FsError",
     "InstallFailed",
     "InvalidSessionRequest",
     "LiveSession",
