@@ -293,6 +293,8 @@ class Jail:
                 self._unpack_one(tar, member, self._place(member, directory), directory)
                 if len(paths) < MAX_LISTED_PATHS:
                     paths.append(target)
+        # One sync for the whole archive, not two fsyncs per entry (1000 small files: 5 s).
+        os.sync()
         return Unpacked(paths=paths, count=len(plan), size=size, sha256=digest)
 
     def _place(self, member: tarfile.TarInfo, directory: str) -> str:
@@ -340,7 +342,7 @@ class Jail:
                     except BaseException:
                         pending.abort()
                         raise
-                pending.commit(mode=member.mode & 0o777)
+                pending.commit(mode=member.mode & 0o777, durable=False)
                 return
             os.rename(temp, target)
         except (FsError, PathOutsideRoot):
@@ -389,16 +391,19 @@ class PendingFile:
         while view:
             view = view[self._file.write(view) or 0 :]
 
-    def commit(self, mode: int | None = None) -> Written:
+    def commit(self, mode: int | None = None, durable: bool = True) -> Written:
+        """``durable=False``: no fsync here (an upload syncs once, after its last entry)."""
         try:
             if mode is None and os.path.exists(self.target):
                 mode = stat.S_IMODE(os.stat(self.target).st_mode)
             if mode is not None:
                 os.fchmod(self._file.fileno(), mode)
-            os.fsync(self._file.fileno())
+            if durable:
+                os.fsync(self._file.fileno())
             self._file.close()
             os.rename(self._temp, self.target)
-            _fsync_directory(os.path.dirname(self.target))
+            if durable:
+                _fsync_directory(os.path.dirname(self.target))
         except OSError as exc:
             self.abort()
             raise os_error(exc, self.given) from None
