@@ -16,10 +16,8 @@ import os
 import shutil
 import tarfile
 import tempfile
-import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,48 +26,9 @@ from hypothesis import strategies as st
 from sandbox_agent.sessions.errors import FsError, InvalidSessionRequest, PathOutsideRoot
 from sandbox_agent.sessions.files import FsLimits, Jail, PendingFile
 
-SECRET = b"the secret outside the root"
+from helpers.fs_sentinel import SECRET, fill, make_sentinel, paths, snapshot
+
 ALLOWED = (PathOutsideRoot, FsError, InvalidSessionRequest)
-E_ACUTE_NFC = unicodedata.normalize("NFC", "é")
-E_ACUTE_NFD = unicodedata.normalize("NFD", "é")
-
-
-def make_sentinel(base: Path) -> Path:
-    """The sentinel tree under ``base``; the root's path."""
-    outside, root, sibling = base / "outside", base / "root", base / "root2"
-    for directory in (outside / "deep", root / "sub", sibling):
-        directory.mkdir(parents=True)
-    for secret in (outside / "secret.txt", outside / "deep" / "x", sibling / "secret.txt"):
-        secret.write_bytes(SECRET)
-    (base / "secret.txt").write_bytes(SECRET)
-    (root / "inside.txt").write_bytes(b"inside")
-    (root / "sub" / "f.txt").write_bytes(b"f")
-    (root / f"{E_ACUTE_NFC}.txt").write_bytes(b"nfc")
-    os.symlink("../outside", root / "link_out")
-    os.symlink(str(outside / "secret.txt"), root / "link_out_file")
-    os.symlink("sub", root / "link_in")
-    os.symlink("../root2", root / "link_sibling")
-    os.symlink("loop", root / "loop")
-    return root
-
-
-def snapshot(base: Path, skip: Path) -> dict[str, tuple[Any, ...]]:
-    """Every entry under ``base`` but ``skip``: kind, size, mtime and content digest."""
-    seen: dict[str, tuple[Any, ...]] = {}
-    for directory, names, files in os.walk(base):
-        if Path(directory) == skip:
-            names[:] = []
-            continue
-        names[:] = [n for n in names if Path(directory, n) != skip]
-        for name in [*names, *files]:
-            path = os.path.join(directory, name)
-            info = os.lstat(path)
-            digest = None
-            if os.path.isfile(path) and not os.path.islink(path):
-                digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-            seen[path] = (info.st_mode, info.st_size, info.st_mtime_ns, digest)
-        seen[directory] = (sorted(os.listdir(directory)), os.lstat(directory).st_mtime_ns)
-    return seen
 
 
 @pytest.fixture(scope="module")
@@ -79,42 +38,6 @@ def playground() -> Iterator[Path]:
 
 
 # -- the attack suite ------------------------------------------------------------------------
-NAMES = [
-    "..",
-    ".",
-    "",
-    "sub",
-    "inside.txt",
-    "link_out",
-    "link_out_file",
-    "link_in",
-    "link_sibling",
-    "loop",
-    "outside",
-    "secret.txt",
-    "root2",
-    "deep",
-    "new",
-    "a" * 300,
-    "a\0b",
-    f"{E_ACUTE_NFC}.txt",
-    f"{E_ACUTE_NFD}.txt",
-    "..\\..",
-    "~",
-]
-
-
-@st.composite
-def paths(draw: st.DrawFn) -> str:
-    parts = draw(st.lists(st.sampled_from(NAMES) | st.text(min_size=1, max_size=8), max_size=6))
-    prefix = draw(st.sampled_from(["", "/", "{base}/", "{root}/", "{base}/root2/", "//"]))
-    return prefix + "/".join(parts)
-
-
-def _fill(path: str, base: Path) -> str:
-    return path.replace("{base}", str(base)).replace("{root}", str(base / "root"))
-
-
 OPERATIONS = ["entries", "stat", "read", "write", "mkdir", "delete", "move", "move_into"]
 
 
@@ -152,7 +75,7 @@ def check_attack(playground: Path, operation: str, path: str, other: str) -> Non
         before = snapshot(base, root)
         jail = Jail(str(root), FsLimits(max_path_chars=1000))
         try:
-            answered = attack(jail, operation, _fill(path, base), _fill(other, base), base)
+            answered = attack(jail, operation, fill(path, base), fill(other, base), base)
         except ALLOWED:
             answered = []
         assert snapshot(base, root) == before, f"{operation} {path!r} {other!r} changed outside"
@@ -191,7 +114,7 @@ def make_tar(members: list[tuple[str, str, str]], base: Path, compress: bool) ->
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz" if compress else "w") as tar:
         for kind, name, target in members:
-            info = tarfile.TarInfo(_fill(name, base).replace("\0", "") or "x")
+            info = tarfile.TarInfo(fill(name, base).replace("\0", "") or "x")
             if kind == "file":
                 info.size = 5
                 tar.addfile(info, io.BytesIO(b"tared"))
@@ -199,7 +122,7 @@ def make_tar(members: list[tuple[str, str, str]], base: Path, compress: bool) ->
             info.type = {"dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE}.get(
                 kind, tarfile.LNKTYPE
             )
-            info.linkname = _fill(target, base).replace("\0", "")
+            info.linkname = fill(target, base).replace("\0", "")
             tar.addfile(info)
     return buffer.getvalue()
 
@@ -271,7 +194,7 @@ def sentinel(tmp_path: Path) -> tuple[Jail, Path]:
 def test_reading_outside_is_refused(sentinel: tuple[Jail, Path], path: str) -> None:
     jail, base = sentinel
     with pytest.raises(PathOutsideRoot):
-        jail.open_read(_fill(path, base))
+        jail.open_read(fill(path, base))
 
 
 @pytest.mark.parametrize("path", ["link_out/new.txt", "../new.txt", "link_out_file"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated
+from typing import IO, Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
@@ -70,17 +70,43 @@ def _entry(entry: Entry) -> FsEntry:
 
 
 async def _stream_into(request: Request, write: Callable[[bytes], None]) -> None:
-    """The request's body to ``write`` in a thread, about ``CHUNK_BYTES`` at a time."""
+    """The request's body to ``write`` in a thread, about ``CHUNK_BYTES`` at a time; the next
+    chunk is received while the last one is written (two in memory at most)."""
     buffered: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        buffered.append(chunk)
-        size += len(chunk)
-        if size >= CHUNK_BYTES:
+    writing: asyncio.Future[None] | None = None
+    try:
+        async for chunk in request.stream():
+            buffered.append(chunk)
+            size += len(chunk)
+            if size >= CHUNK_BYTES:
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(asyncio.to_thread(write, b"".join(buffered)))
+                buffered, size = [], 0
+        if writing is not None:
+            await writing
+            writing = None
+        if size:
             await asyncio.to_thread(write, b"".join(buffered))
-            buffered, size = [], 0
-    if size:
-        await asyncio.to_thread(write, b"".join(buffered))
+    finally:
+        if writing is not None and not writing.done():
+            # The client went away mid-body: the write in flight ends before the caller aborts.
+            await asyncio.wait([writing])
+
+
+async def _stream_from(file: IO[bytes]) -> AsyncIterator[bytes]:
+    """The file's bytes, ``CHUNK_BYTES`` at a time; the next chunk is read while the last one
+    is sent. Closes the file."""
+    reading = asyncio.ensure_future(asyncio.to_thread(file.read, CHUNK_BYTES))
+    try:
+        while chunk := await reading:
+            reading = asyncio.ensure_future(asyncio.to_thread(file.read, CHUNK_BYTES))
+            yield chunk
+    finally:
+        if not reading.done():  # the client went away: no close under a read in flight
+            await asyncio.wait([reading])
+        await asyncio.to_thread(file.close)
 
 
 @router.get("/entries", response_model=list[FsEntry], responses=problems(400, 404))
@@ -127,16 +153,10 @@ async def read_file(
     """The file's bytes (``application/octet-stream``), streamed from the open file."""
     _, base = await _session(request, session_id, sessionId, changing=False)
     file, size, _real = await asyncio.to_thread(jail_of(request).open_read, path, base)
-
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            while chunk := await asyncio.to_thread(file.read, CHUNK_BYTES):
-                yield chunk
-        finally:
-            file.close()
-
     return StreamingResponse(
-        body(), media_type="application/octet-stream", headers={"Content-Length": str(size)}
+        _stream_from(file),
+        media_type="application/octet-stream",
+        headers={"Content-Length": str(size)},
     )
 
 
