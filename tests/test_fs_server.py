@@ -175,6 +175,19 @@ def _cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[bytes
     return subprocess.run(command, capture_output=True, timeout=60, check=False)
 
 
+def test_the_cli_writes_and_refuses_a_path_outside(server: ServerProcess, base: Path) -> None:
+    written = _cli(server, "write", "cli1/a.txt", "--content", "from the cli")
+    assert json.loads(written.stdout) == {
+        "path": str(base / "root" / "cli1" / "a.txt"),
+        "bytesWritten": 12,
+    }
+    refused = _cli(server, "read", "link_out/secret.txt")
+    assert refused.returncode == 1
+    assert b"path_outside_root" in refused.stderr and SECRET not in refused.stdout
+    shutil.rmtree(base / "root" / "cli1")
+
+
+@pytest.mark.slow  # eight CLI processes
 def test_the_round_trip_through_the_cli(server: ServerProcess, base: Path) -> None:
     root = base / "root"
     written = _cli(server, "write", "cli/a.txt", "--content", "from the cli")
@@ -336,7 +349,7 @@ def _http_attack(http: httpx.Client, operation: str, path: str, other: str) -> h
 
 
 @settings(
-    max_examples=25,
+    max_examples=15,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
