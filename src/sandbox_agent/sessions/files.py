@@ -24,6 +24,7 @@ import stat
 import tarfile
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Literal
@@ -42,6 +43,8 @@ MAX_LISTED_PATHS = 1024
 #: Bytes read from a file or an archive at a time.
 CHUNK_BYTES = 1024 * 1024
 _TEMP_PREFIX = ".sandbox-agent-"
+#: Threads that hash what writes write (one chunk each at a time).
+_HASHER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fs-hash")
 _PROC_FD = "/proc/self/fd"
 
 EntryType = Literal["file", "directory"]
@@ -386,10 +389,15 @@ class PendingFile:
         if self.size > self.limit:
             self.abort()
             raise FsError("too_large", "file over the limit", self.given, self.limit)
-        self._hash.update(data)
-        view = memoryview(data)
-        while view:
-            view = view[self._file.write(view) or 0 :]
+        # The digest and the write overlap (both release the GIL): a write costs the longer
+        # of the two, not their sum.
+        hashed = _HASHER.submit(self._hash.update, data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[self._file.write(view) or 0 :]
+        finally:
+            hashed.result()
 
     def commit(self, mode: int | None = None, durable: bool = True) -> Written:
         """``durable=False``: no fsync here (an upload syncs once, after its last entry)."""
