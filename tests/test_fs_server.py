@@ -11,9 +11,11 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -374,3 +376,67 @@ def test_no_request_reaches_outside_the_root(
         text = json.dumps(answer.json())
         for outside in (base / "outside", base / "root2", base / "secret.txt"):
             assert f'"{outside}' not in text and f"{outside}/" not in text
+
+
+# -- a write cut short ------------------------------------------------------------------------
+def _start_put(url: str, path: str, declared: int, sent: bytes) -> socket.socket:
+    """A raw ``PUT /v1/fs/file`` that declares ``declared`` bytes and sends ``sent`` only."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)))
+    head = (
+        f"PUT /v1/fs/file?path={path} HTTP/1.1\r\nHost: {host}\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {declared}\r\n\r\n"
+    )
+    connection.sendall(head.encode() + sent)
+    return connection
+
+
+def _temporaries(directory: Path) -> list[str]:
+    return [name for name in os.listdir(directory) if name.startswith(".sandbox-agent-")]
+
+
+def _until(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def test_a_client_gone_mid_body_leaves_the_old_file_and_no_temporary(
+    server: ServerProcess, base: Path
+) -> None:
+    directory = base / "root" / "cut"
+    directory.mkdir()
+    (directory / "f.bin").write_bytes(b"old")
+    connection = _start_put(server.url, "cut/f.bin", 3 * MAX_FILE_BYTES // 4, os.urandom(2**20 * 2))
+    _until(lambda: bool(_temporaries(directory)))  # the server is writing
+    connection.close()
+    _until(lambda: not _temporaries(directory))
+    assert (directory / "f.bin").read_bytes() == b"old"
+    shutil.rmtree(directory)
+
+
+@pytest.mark.slow  # a server of its own, killed and restarted
+def test_a_server_killed_mid_write_leaves_the_old_file_whole(base: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "f.bin").write_bytes(b"old")
+    args = ["--no-token", "--root", str(root)]
+    process = ServerProcess(f"sqlite:///{tmp_path}/store.db", tmp_path / "log", args=args)
+    process.start()
+    try:
+        connection = _start_put(process.url, "f.bin", 8 * 2**20, os.urandom(2**20 * 4))
+        _until(lambda: bool(_temporaries(root)))
+        process.kill()
+        connection.close()
+        assert (root / "f.bin").read_bytes() == b"old"
+        process.restart()
+        with httpx.Client(base_url=process.url) as http:
+            assert http.get("/v1/fs/file", params={"path": "f.bin"}).content == b"old"
+            # What the crash left: the partial temporary beside it, never the file itself.
+            assert [e["name"] for e in http.get("/v1/fs/entries").json()] == [
+                *sorted(_temporaries(root)),
+                "f.bin",
+            ]
+    finally:
+        process.stop()
