@@ -316,3 +316,18 @@ def test_the_archive_limits(tmp_path: Path) -> None:
 def test_more_than_1024_paths_are_truncated(tmp_path: Path) -> None:
     unpacked = Jail(str(tmp_path)).unpack(_tar([(f"f{i}", b"") for i in range(1030)]), ".")
     assert (len(unpacked.paths), unpacked.count, unpacked.truncated) == (1024, 1030, True)
+
+
+def test_a_hard_link_to_a_directory_is_denied(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        directory = tarfile.TarInfo("d")
+        directory.type = tarfile.DIRTYPE
+        tar.addfile(directory)
+        link = tarfile.TarInfo("h")
+        link.type, link.linkname = tarfile.LNKTYPE, "d"
+        tar.addfile(link)
+    buffer.seek(0)
+    with pytest.raises(FsError) as denied:
+        Jail(str(tmp_path)).unpack(buffer, ".")
+    assert denied.value.kind == "denied"

@@ -203,6 +203,7 @@ _FS_PROBLEMS: dict[str, tuple[int, str]] = {
     "exists": (409, "path_exists"),
     "not_empty": (409, "directory_not_empty"),
     "invalid": (400, "invalid_request"),
+    "denied": (403, "permission_denied"),
     "too_large": (413, "payload_too_large"),
     "io": (500, "fs_error"),
 }

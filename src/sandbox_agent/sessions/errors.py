@@ -99,12 +99,13 @@ class AgentProcessExited(SessionError):
 class FsError(SessionError):
     """A filesystem API call that cannot be done (``files.py``). ``kind``: ``not_found``,
     ``exists`` (a move's destination), ``not_empty`` (a delete without ``recursive``),
-    ``invalid`` (the wrong kind of entry, a name too long, a bad archive), ``too_large`` (over
-    ``limit``), ``io`` (any other error of the operating system). ``path`` as given."""
+    ``invalid`` (the wrong kind of entry, a name too long, a bad archive), ``denied`` (the
+    operating system's permissions), ``too_large`` (over ``limit``), ``io`` (any other error of
+    the operating system). ``path`` as given."""
 
     def __init__(
         self,
-        kind: Literal["not_found", "exists", "not_empty", "invalid", "too_large", "io"],
+        kind: Literal["not_found", "exists", "not_empty", "invalid", "denied", "too_large", "io"],
         message: str,
         path: str | None = None,
         limit: int | None = None,

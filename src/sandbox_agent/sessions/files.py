@@ -111,6 +111,8 @@ def os_error(exc: OSError, path: str) -> FsError:
         return FsError("invalid", f"is a directory: {path}", path)
     if code == errno.ENAMETOOLONG:
         return FsError("invalid", f"name too long: {path[:200]}", path)
+    if code in (errno.EPERM, errno.EACCES):
+        return FsError("denied", f"{exc.strerror}: {path}", path)
     if code in (errno.ELOOP, errno.EINVAL, errno.EXDEV):
         return FsError("invalid", f"{exc.strerror}: {path}", path)
     return FsError("io", f"{exc.strerror or exc}: {path}", path)
