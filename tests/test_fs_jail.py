@@ -86,7 +86,7 @@ def check_attack(playground: Path, operation: str, path: str, other: str) -> Non
         shutil.rmtree(base)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(operation=st.sampled_from(OPERATIONS), path=paths(), other=paths())
 def test_no_operation_reaches_outside_the_root(
     playground: Path, operation: str, path: str, other: str
@@ -156,7 +156,7 @@ def check_tar(playground: Path, members: list[tuple[str, str, str]], compress: b
         shutil.rmtree(base)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(members=tar_members(), compress=st.booleans())
 def test_no_tar_entry_reaches_outside_the_root(
     playground: Path, members: list[tuple[str, str, str]], compress: bool

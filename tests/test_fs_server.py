@@ -350,21 +350,7 @@ def _http_attack(http: httpx.Client, operation: str, path: str, other: str) -> h
     raise AssertionError(operation)
 
 
-@settings(
-    max_examples=15,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-@given(
-    operation=st.sampled_from(
-        ["read", "entries", "stat", "write", "mkdir", "delete", "move", "upload"]
-    ),
-    path=paths(),
-    other=paths(),
-)
-def test_no_request_reaches_outside_the_root(
-    http: httpx.Client, base: Path, operation: str, path: str, other: str
-) -> None:
+def check_request(http: httpx.Client, base: Path, operation: str, path: str, other: str) -> None:
     root = base / "root"
     _reset(root)
     before = snapshot(base, root)
@@ -376,6 +362,27 @@ def test_no_request_reaches_outside_the_root(
         text = json.dumps(answer.json())
         for outside in (base / "outside", base / "root2", base / "secret.txt"):
             assert f'"{outside}' not in text and f"{outside}/" not in text
+
+
+OPERATIONS = ["read", "entries", "stat", "write", "mkdir", "delete", "move", "upload"]
+FIXTURES_OK = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=FIXTURES_OK)
+@given(operation=st.sampled_from(OPERATIONS), path=paths(), other=paths())
+def test_no_request_reaches_outside_the_root(
+    http: httpx.Client, base: Path, operation: str, path: str, other: str
+) -> None:
+    check_request(http, base, operation, path, other)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None, suppress_health_check=FIXTURES_OK)
+@given(operation=st.sampled_from(OPERATIONS), path=paths(), other=paths())
+def test_no_request_reaches_outside_the_root_long(
+    http: httpx.Client, base: Path, operation: str, path: str, other: str
+) -> None:
+    check_request(http, base, operation, path, other)
 
 
 # -- a write cut short ------------------------------------------------------------------------
