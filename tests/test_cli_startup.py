@@ -178,6 +178,15 @@ def test_the_cli_server_defaults_are_the_server_configs() -> None:
         "DEFAULT_CANCEL_GRACE_SECONDS",
     ):
         assert getattr(cli, name) == getattr(config, name), name
+    from sandbox_agent.sessions import files
+
+    for name in (
+        "DEFAULT_MAX_FILE_BYTES",
+        "DEFAULT_MAX_TAR_ENTRIES",
+        "DEFAULT_MAX_TAR_BYTES",
+        "DEFAULT_MAX_PATH_CHARS",
+    ):
+        assert getattr(cli, name) == getattr(files, name), name
 
 
 def test_the_server_package_still_exports_create_app_and_server_config() -> None:

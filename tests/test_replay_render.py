@@ -121,3 +121,20 @@ def test_restore_text_cuts_the_start_of_a_newest_entry_too_long_to_fit() -> None
 
 def test_restore_text_of_a_session_without_history_is_empty() -> None:
     assert restore_text(replay(Stream().started().events)) == ""
+
+
+def test_an_fs_change_is_one_line_with_its_path_size_and_digest() -> None:
+    from datetime import UTC, datetime
+
+    from sandbox_agent.events import EventDraft
+    from sandbox_agent.replay.render import event_line
+
+    draft = EventDraft(
+        type="fs.changed",
+        source="client",
+        data={"operation": "write", "path": "/r/a.txt", "size": 4, "sha256": "ab" * 32},
+    )
+    time = datetime(2026, 12, 7, tzinfo=UTC)
+    event = draft.to_event(session_id="s", sequence=3, event_id="evt_3", time=time)
+    line = event_line(event)
+    assert line.endswith("fs.changed [client] write /r/a.txt (4 bytes, sha256 abababababab)")

@@ -15,6 +15,15 @@ from sandbox_agent.api.agents import (
     ServerStatus,
 )
 from sandbox_agent.api.base import ID_PATTERN, ID_RE, ApiModel, Id
+from sandbox_agent.api.fs import (
+    FsEntry,
+    FsMoveRequest,
+    FsMoveResponse,
+    FsPathResponse,
+    FsStat,
+    FsUploadResponse,
+    FsWriteResponse,
+)
 from sandbox_agent.api.problems import PROBLEM_JSON, TYPE_PREFIX, Problem
 from sandbox_agent.api.sessions import (
     ContinueFrom,
@@ -51,6 +60,13 @@ __all__ = [
     "CreateSessionRequest",
     "CreateSessionResponse",
     "EventsResponse",
+    "FsEntry",
+    "FsMoveRequest",
+    "FsMoveResponse",
+    "FsPathResponse",
+    "FsStat",
+    "FsUploadResponse",
+    "FsWriteResponse",
     "HealthResponse",
     "Id",
     "InstallAgentRequest",

@@ -36,8 +36,10 @@ DEFAULT_ENDPOINT = "http://127.0.0.1:2468"
 api_app = group("Talk to a running server (v0.1 API).")
 agents_app = group("Agents of the server.")
 sessions_app = group("Sessions of the server.")
+fs_app = group("Files inside the server's root (paths outside it are refused).")
 api_app.add_typer(agents_app, name="agents")
 api_app.add_typer(sessions_app, name="sessions")
+api_app.add_typer(fs_app, name="fs")
 app.add_typer(api_app, name="api")
 
 IncludeRaw = Annotated[
@@ -506,3 +508,142 @@ def acp_stream(
 def acp_close(server: Server, server_id: ServerId) -> None:
     """DELETE the ACP server: its agent stops, its stream ends (kept in the store)."""
     server.call(lambda api: api.request("DELETE", f"/v1/acp/{server_id}"))
+
+
+# -- fs -------------------------------------------------------------------------------------
+SessionIdOption = Annotated[
+    str | None,
+    typer.Option("--session-id", help="Resolve relative paths in this session's directory."),
+]
+
+
+def _fs(api: ApiClient) -> Any:
+    from sandbox_agent.sdk.fs import FsApi
+
+    return FsApi(api)
+
+
+def _wire(value: Any) -> Any:
+    if isinstance(value, list):
+        return [item.wire() for item in value]
+    return value.wire()
+
+
+@fs_app.command("entries")
+@server_options
+def fs_entries(
+    server: Server,
+    path: Annotated[str, typer.Option("--path", help="A directory.")] = ".",
+    session_id: SessionIdOption = None,
+) -> None:
+    """A directory's entries, sorted by name."""
+    _show(_wire(server.call(lambda api: _fs(api).entries(path, session_id))))
+
+
+@fs_app.command("stat")
+@server_options
+def fs_stat(path: str, server: Server, session_id: SessionIdOption = None) -> None:
+    """PATH's type, size and modification time (symlinks followed)."""
+    _show(_wire(server.call(lambda api: _fs(api).stat(path, session_id))))
+
+
+@fs_app.command("read")
+@server_options
+def fs_read(
+    path: str,
+    server: Server,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write to this file, not stdout.")
+    ] = None,
+    session_id: SessionIdOption = None,
+) -> None:
+    """PATH's raw bytes, streamed to stdout (or --output)."""
+
+    async def read(api: ApiClient) -> None:
+        if output is not None:
+            await _fs(api).read_to(path, output, session_id)
+            return
+        async for chunk in _fs(api).iter_read(path, session_id):
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+
+    server.call(read)
+
+
+@fs_app.command("write")
+@server_options
+def fs_write(
+    path: str,
+    server: Server,
+    content: Annotated[str | None, typer.Option("--content", help="The text to write.")] = None,
+    from_file: Annotated[
+        Path | None, typer.Option("--from-file", help="A local file to send (streamed).")
+    ] = None,
+    session_id: SessionIdOption = None,
+) -> None:
+    """Write --content or --from-file to PATH (parents created, replaced whole)."""
+    if (content is None) == (from_file is None):
+        fail("give one of --content and --from-file")
+    body: Any = from_file if from_file is not None else (content or "").encode()
+    _show(_wire(server.call(lambda api: _fs(api).write(path, body, session_id))))
+
+
+@fs_app.command("mkdir")
+@server_options
+def fs_mkdir(path: str, server: Server, session_id: SessionIdOption = None) -> None:
+    """mkdir -p PATH."""
+    _show(_wire(server.call(lambda api: _fs(api).mkdir(path, session_id))))
+
+
+@fs_app.command("move")
+@server_options
+def fs_move(
+    source: str,
+    destination: str,
+    server: Server,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace DESTINATION.")] = False,
+    session_id: SessionIdOption = None,
+) -> None:
+    """Rename SOURCE to DESTINATION."""
+    _show(_wire(server.call(lambda api: _fs(api).move(source, destination, overwrite, session_id))))
+
+
+@fs_app.command("delete")
+@server_options
+def fs_delete(
+    path: str,
+    server: Server,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", help="A directory and all in it.")
+    ] = False,
+    session_id: SessionIdOption = None,
+) -> None:
+    """Remove a file, a symlink or a directory (empty unless --recursive)."""
+    _show(_wire(server.call(lambda api: _fs(api).delete(path, recursive, session_id))))
+
+
+def _upload(server: Server, tar: Path, path: str, session_id: str | None) -> None:
+    _show(_wire(server.call(lambda api: _fs(api).upload(tar, path, session_id))))
+
+
+TarOption = Annotated[Path, typer.Option("--tar", help="A tar archive, plain or gzip.")]
+UploadPath = Annotated[str, typer.Option("--path", help="The directory to unpack into.")]
+
+
+@fs_app.command("upload")
+@server_options
+def fs_upload(
+    server: Server, tar: TarOption, path: UploadPath = ".", session_id: SessionIdOption = None
+) -> None:
+    """Unpack a tar archive (plain or gzip) into --path; an entry outside the root refuses it
+    all."""
+    _upload(server, tar, path, session_id)
+
+
+@fs_app.command("upload-batch", hidden=True)
+@server_options
+def fs_upload_batch(
+    server: Server, tar: TarOption, path: UploadPath = ".", session_id: SessionIdOption = None
+) -> None:
+    """v0.1's name of ``upload``."""
+    _upload(server, tar, path, session_id)

@@ -26,6 +26,10 @@ DEFAULT_MAX_MESSAGE_CHARS = 1_000_000
 DEFAULT_MAX_ATTACHMENTS = 100
 DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_CANCEL_GRACE_SECONDS = 5.0
+DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
+DEFAULT_MAX_TAR_ENTRIES = 100_000
+DEFAULT_MAX_TAR_BYTES = 4 * 1024**3
+DEFAULT_MAX_PATH_CHARS = 4096
 
 #: What a backend that installed only the SDK lacks to run a server.
 SERVER_EXTRA = "pip install 'sandbox-agent[server]'"
@@ -149,8 +153,28 @@ def server_command(
         ),
     ] = DEFAULT_LEASE_SECONDS,
     root: Annotated[
-        Path | None, typer.Option("--root", help="Agents' default working directory.")
+        Path | None,
+        typer.Option(
+            "--root",
+            help="Agents' default working directory, the bound of every session's directory "
+            "and the filesystem API's jail (default: the current directory).",
+        ),
     ] = None,
+    fs_max_file_bytes: Annotated[
+        int, typer.Option("--fs-max-file-bytes", min=0, help="Largest file the fs API writes.")
+    ] = DEFAULT_MAX_FILE_BYTES,
+    fs_max_tar_entries: Annotated[
+        int, typer.Option("--fs-max-tar-entries", min=0, help="Most entries of an fs upload.")
+    ] = DEFAULT_MAX_TAR_ENTRIES,
+    fs_max_tar_bytes: Annotated[
+        int,
+        typer.Option(
+            "--fs-max-tar-bytes", min=0, help="Largest fs upload, as sent and as unpacked."
+        ),
+    ] = DEFAULT_MAX_TAR_BYTES,
+    fs_max_path_chars: Annotated[
+        int, typer.Option("--fs-max-path-chars", min=1, help="Longest path the fs API takes.")
+    ] = DEFAULT_MAX_PATH_CHARS,
     cors_allow_origin: Annotated[
         list[str] | None, typer.Option("-O", "--cors-allow-origin", help="CORS origin (repeat).")
     ] = None,
@@ -236,6 +260,7 @@ def server_command(
     """Run the HTTP server (default 127.0.0.1:2468, SQLite store in the data dir)."""
     require_server_extra("sandbox-agent server")
     from sandbox_agent.server.config import ServerConfig, check_bind
+    from sandbox_agent.sessions.files import FsLimits
 
     if token == "":
         token = None
@@ -284,5 +309,11 @@ def server_command(
         pass_credentials=not no_credentials,
         turn_idle_timeout=turn_idle_timeout,
         cancel_grace_seconds=cancel_grace_seconds,
+        fs_limits=FsLimits(
+            max_file_bytes=fs_max_file_bytes,
+            max_tar_entries=fs_max_tar_entries,
+            max_tar_bytes=fs_max_tar_bytes,
+            max_path_chars=fs_max_path_chars,
+        ),
     )
     serve(config, log_level)

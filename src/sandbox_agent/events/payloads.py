@@ -142,6 +142,23 @@ class AcpMessageData(EventData):
     restore: bool = False
 
 
+FsOperation = Literal["write", "mkdir", "move", "delete", "upload"]
+
+
+class FsChangedData(EventData):
+    """A change a client made through the filesystem API with the session's id: what and
+    where, never the content. ``path`` is absolute (the destination of a move, the directory
+    of an upload); ``size`` and ``sha256`` (hex) are those of the bytes written (the archive
+    for an upload); ``from_path`` is a move's source; ``entries`` counts an upload's entries."""
+
+    operation: FsOperation | str
+    path: str
+    size: int | None = None
+    sha256: str | None = None
+    from_path: str | None = None
+    entries: int | None = None
+
+
 class UnknownEventData(EventData):
     """The payload of an event type this version does not know; kept as it is."""
 
@@ -164,6 +181,7 @@ EVENT_DATA_MODELS: dict[str, type[EventData]] = {
     "prompt.queued": PromptQueuedData,
     "prompt.dequeued": PromptDequeuedData,
     "acp.message": AcpMessageData,
+    "fs.changed": FsChangedData,
 }
 
 EventType = Literal[
@@ -184,6 +202,7 @@ EventType = Literal[
     "prompt.queued",
     "prompt.dequeued",
     "acp.message",
+    "fs.changed",
 ]
 
 KNOWN_EVENT_TYPES: frozenset[str] = frozenset(EVENT_DATA_MODELS)

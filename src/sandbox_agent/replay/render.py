@@ -291,6 +291,11 @@ def event_line(event: UniversalEvent) -> str:
         gist = f"{d.get('code') or ''} {d.get('message')}".strip()
     elif kind == "session.ended":
         gist = f"{d.get('reason')} by {d.get('terminated_by')}"
+    elif kind == "fs.changed":
+        gist = f"{d.get('operation')} {d.get('path')}"
+        gist += f" from {d['from_path']}" if d.get("from_path") else ""
+        if d.get("size") is not None:
+            gist += f" ({d['size']} bytes, sha256 {str(d.get('sha256'))[:12]})"
     else:
         gist = _clip(json.dumps(d, ensure_ascii=False, separators=(",", ":")))
     source = event.source + (", synthetic" if event.synthetic else "")

@@ -13,6 +13,7 @@ from sandbox_agent.api import CreateSessionRequest, SkillsConfig
 from sandbox_agent.replay import restore_text, state_at
 from sandbox_agent.sdk.embedded import EmbeddedServer
 from sandbox_agent.sdk.errors import SandboxAgentError
+from sandbox_agent.sdk.fs import FsApi
 from sandbox_agent.sdk.http import DEFAULT_TIMEOUT, ApiClient, request_body
 from sandbox_agent.sdk.mirror import remote_offset
 from sandbox_agent.sdk.session import Session
@@ -49,6 +50,8 @@ class SandboxAgent:
         self.api = api
         #: The HTTP client (the mirror streams its SSE through it).
         self.http = api.http
+        #: The server's filesystem API (``sdk.fs.read(path)`` ...), inside its root.
+        self.fs = FsApi(api)
         self.store = store
         self.replay_max_events = replay_max_events
         self.replay_max_chars = replay_max_chars

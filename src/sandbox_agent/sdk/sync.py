@@ -10,12 +10,22 @@ import asyncio
 import threading
 from collections.abc import Coroutine, Iterator, Sequence
 from concurrent.futures import Future
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from sandbox_agent.api import (
+    FsEntry,
+    FsMoveResponse,
+    FsPathResponse,
+    FsStat,
+    FsUploadResponse,
+    FsWriteResponse,
+)
 from sandbox_agent.events import UniversalEvent
 from sandbox_agent.replay import SessionState
 from sandbox_agent.sdk.client import SandboxAgent
+from sandbox_agent.sdk.fs import Content, FsApi
 from sandbox_agent.sdk.session import PermissionReply, Session, TurnResult
 from sandbox_agent.store import Page, SessionRecord
 
@@ -122,6 +132,47 @@ class SessionSync:
             self._loop.run(stream.aclose())  # type: ignore[attr-defined]
 
 
+class FsSync:
+    """The blocking twin of ``FsApi`` (``sdk.fs``): the same methods and arguments."""
+
+    def __init__(self, fs: FsApi, loop: _LoopThread) -> None:
+        self._fs = fs
+        self._loop = loop
+
+    def entries(self, path: str = ".", session_id: str | None = None) -> list[FsEntry]:
+        return self._loop.run(self._fs.entries(path, session_id))
+
+    def stat(self, path: str, session_id: str | None = None) -> FsStat:
+        return self._loop.run(self._fs.stat(path, session_id))
+
+    def read(self, path: str, session_id: str | None = None) -> bytes:
+        return self._loop.run(self._fs.read(path, session_id))
+
+    def read_to(self, path: str, destination: Path, session_id: str | None = None) -> int:
+        return self._loop.run(self._fs.read_to(path, destination, session_id))
+
+    def write(self, path: str, content: Content, session_id: str | None = None) -> FsWriteResponse:
+        return self._loop.run(self._fs.write(path, content, session_id))
+
+    def mkdir(self, path: str, session_id: str | None = None) -> FsPathResponse:
+        return self._loop.run(self._fs.mkdir(path, session_id))
+
+    def move(
+        self, source: str, destination: str, overwrite: bool = False, session_id: str | None = None
+    ) -> FsMoveResponse:
+        return self._loop.run(self._fs.move(source, destination, overwrite, session_id))
+
+    def delete(
+        self, path: str, recursive: bool = False, session_id: str | None = None
+    ) -> FsPathResponse:
+        return self._loop.run(self._fs.delete(path, recursive, session_id))
+
+    def upload(
+        self, archive: Content, path: str = ".", session_id: str | None = None
+    ) -> FsUploadResponse:
+        return self._loop.run(self._fs.upload(archive, path, session_id))
+
+
 async def _next(stream: Any) -> UniversalEvent:
     event: UniversalEvent = await anext(stream)
     return event
@@ -134,6 +185,8 @@ class SandboxAgentSync:
     def __init__(self, sdk: SandboxAgent, loop: _LoopThread) -> None:
         self.sdk = sdk
         self._loop = loop
+        #: The server's filesystem API, blocking.
+        self.fs = FsSync(sdk.fs, loop)
 
     @classmethod
     def connect(cls, base_url: str, *args: Any, **kwargs: Any) -> SandboxAgentSync:

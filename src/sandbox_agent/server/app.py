@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,10 +29,11 @@ from sandbox_agent.server.config import ServerConfig
 from sandbox_agent.server.errors import install_error_handlers
 from sandbox_agent.server.limits import BodyLimit
 from sandbox_agent.server.responses import document_problems, problems
-from sandbox_agent.server.routes import acp, agents, events, hitl, sessions
+from sandbox_agent.server.routes import acp, agents, events, fs, hitl, sessions
 from sandbox_agent.server.slashes import TrailingSlash
 from sandbox_agent.sessions import SessionEngine, TurnLimits
 from sandbox_agent.sessions.acp_endpoint import AcpEndpoint
+from sandbox_agent.sessions.files import Jail
 from sandbox_agent.store import StoreConfigError, StoreOwned, default_store_url, open_store
 from sandbox_agent.version import __version__
 
@@ -123,6 +125,8 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         redirect_slashes=False,  # TrailingSlash serves them: no redirect built from Host
     )
     app.state.config = config
+    # The filesystem API's jail: the root, else the directory the server started in.
+    app.state.fs = Jail(config.root or os.getcwd(), config.fs_limits)
     app.state.stopping = asyncio.Event()
     install_error_handlers(app)
     fastapi_openapi = app.openapi
@@ -146,7 +150,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         await app.state.engine.check_store()
         return HealthResponse()
 
-    for module in (agents, sessions, events, hitl, acp):
+    for module in (agents, sessions, events, hitl, acp, fs):
         # The routes themselves, not include_router: since FastAPI 0.137 an included router
         # rebuilds each route's handler on every request (about a quarter of a small request's
         # cost). Each route already carries its router's prefix and tags.

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from sandbox_agent.replay import DEFAULT_SNAPSHOT_EVERY
 from sandbox_agent.sessions.config import DEFAULT_CANCEL_GRACE_SECONDS
+from sandbox_agent.sessions.files import FsLimits
 from sandbox_agent.store import DEFAULT_LEASE_SECONDS
 
 DEFAULT_HOST = "127.0.0.1"
@@ -58,6 +59,8 @@ class ServerConfig:
     #: Seconds a request POSTed to ``/v1/acp`` waits for the agent's answer (then 504;
     #: ``$SANDBOX_AGENT_ACP_REQUEST_TIMEOUT_MS``, upstream's variable).
     acp_request_timeout: float = 120.0
+    #: The filesystem API's limits (``--fs-max-*``).
+    fs_limits: FsLimits = field(default_factory=FsLimits)
     extra: dict[str, str] = field(default_factory=dict)
 
 

@@ -26,6 +26,7 @@ from sandbox_agent.replay import SequencePastEnd
 from sandbox_agent.sessions import (
     AgentNotInstalled,
     AgentProcessExited,
+    FsError,
     InstallFailed,
     InvalidSessionRequest,
     PathOutsideRoot,
@@ -215,6 +216,24 @@ def unsupported_media_type(detail: str) -> ApiError:
     return ApiError("unsupported_media_type", 415, detail)
 
 
+#: The status and problem name of each kind of ``FsError``.
+_FS_PROBLEMS: dict[str, tuple[int, str]] = {
+    "not_found": (404, "path_not_found"),
+    "exists": (409, "path_exists"),
+    "not_empty": (409, "directory_not_empty"),
+    "invalid": (400, "invalid_request"),
+    "denied": (403, "permission_denied"),
+    "too_large": (413, "payload_too_large"),
+    "io": (500, "fs_error"),
+}
+
+
+def fs_error(exc: FsError) -> ApiError:
+    status, name = _FS_PROBLEMS.get(exc.kind, (500, "fs_error"))
+    details = {"path": exc.path} if exc.path is not None else None
+    return ApiError(name, status, str(exc), limit=exc.limit, details=details)
+
+
 def problem_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
         error.body(),
@@ -248,6 +267,8 @@ def as_api_error(exc: Exception) -> ApiError:
         case SkillsError():
             # 400 each (the request names what cannot be had), typed by what went wrong.
             return ApiError(exc.kind, 400, exc.detail, details={"field": "skills"})
+        case FsError():
+            return fs_error(exc)
         case InvalidAgentVersion():
             return invalid_request(f"agentVersion: {exc.reason}", details={"field": "agentVersion"})
         case TurnInProgress():

@@ -10,15 +10,24 @@ from sandbox_agent.server.errors import invalid_request, payload_too_large, prob
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
+#: Routes that stream their bodies to disk under limits of their own (the fs API's).
+STREAMED_PATHS = frozenset({"/v1/fs/file", "/v1/fs/upload-batch"})
+
+
 class BodyLimit:
-    """Reads the whole body (at most ``max_bytes``) before calling the app."""
+    """Reads the whole body (at most ``max_bytes``) before calling the app; the bodies of
+    ``STREAMED_PATHS`` go through as they come."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in _BODY_METHODS
+            or scope["path"] in STREAMED_PATHS
+        ):
             await self.app(scope, receive, send)
             return
         for name, value in scope["headers"]:

@@ -12,6 +12,7 @@ from sandbox_agent.sessions.engine import SessionEngine
 from sandbox_agent.sessions.errors import (
     AgentNotInstalled,
     AgentProcessExited,
+    FsError,
     InstallFailed,
     InvalidSessionRequest,
     PathOutsideRoot,
@@ -27,6 +28,7 @@ from sandbox_agent.sessions.skills import InstalledSkill, SkillsError, SkillSour
 __all__ = [
     "AgentNotInstalled",
     "AgentProcessExited",
+    "FsError",
     "InstallFailed",
     "InstalledSkill",
     "InvalidSessionRequest",

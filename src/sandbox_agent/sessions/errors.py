@@ -25,12 +25,15 @@ class InvalidSessionRequest(SessionError):
 
 
 class PathOutsideRoot(SessionError):
-    """A session's ``directory`` outside the server's root, or an attachment outside the
-    session's directory, once resolved with its symlinks (``paths.py``). ``what`` says which;
+    """A session's ``directory`` outside the server's root, an attachment outside the
+    session's directory, or a filesystem API path (``path``) or tar entry (``entry``) outside
+    the root, once resolved with its symlinks (``paths.py``, ``files.py``). ``what`` says which;
     ``path`` is the path as given."""
 
-    def __init__(self, what: Literal["directory", "attachment"], path: str) -> None:
-        where = "the server's root" if what == "directory" else "the session's directory"
+    def __init__(
+        self, what: Literal["directory", "attachment", "path", "entry"], path: str
+    ) -> None:
+        where = "the session's directory" if what == "attachment" else "the server's root"
         super().__init__(f"{what} outside {where}: {path}")
         self.what = what
         self.path = path
@@ -91,3 +94,23 @@ class AgentProcessExited(SessionError):
     def __init__(self, agent: str) -> None:
         super().__init__(f"agent process exited: {agent}")
         self.agent = agent
+
+
+class FsError(SessionError):
+    """A filesystem API call that cannot be done (``files.py``). ``kind``: ``not_found``,
+    ``exists`` (a move's destination), ``not_empty`` (a delete without ``recursive``),
+    ``invalid`` (the wrong kind of entry, a name too long, a bad archive), ``denied`` (the
+    operating system's permissions), ``too_large`` (over ``limit``), ``io`` (any other error of
+    the operating system). ``path`` as given."""
+
+    def __init__(
+        self,
+        kind: Literal["not_found", "exists", "not_empty", "invalid", "denied", "too_large", "io"],
+        message: str,
+        path: str | None = None,
+        limit: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.path = path
+        self.limit = limit
