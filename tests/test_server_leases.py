@@ -274,6 +274,18 @@ def _run_turn(client: httpx.Client, session_id: str) -> None:
     wait_for(client, session_id, "turn.ended", after=last, timeout=30)
 
 
+def _both_permissions_asked(client: httpx.Client, session_id: str) -> list[dict[str, Any]]:
+    """The stream once the mock's ``permission`` turn asked both its requests (it asks them one
+    after the other: after the first only, the second may still come)."""
+    deadline = time.monotonic() + 30
+    while True:
+        events = events_of(client, session_id)
+        if sum(e["type"] == "permission.requested" for e in events) >= 2:
+            return events
+        assert time.monotonic() < deadline, [e["type"] for e in events]
+        time.sleep(0.02)
+
+
 def _wait_served(client: httpx.Client, session_id: str, timeout: float) -> float:
     """Poll until the server answers for the session (no longer 409); seconds it took."""
     started = time.monotonic()
@@ -354,7 +366,7 @@ def test_a_server_started_beside_a_live_one_leaves_its_sessions_alone(tmp_path: 
             with a.client() as ca:
                 create(ca, "live")
                 ca.post("/v1/sessions/live/messages", json={"message": "permission"})
-                before = wait_for(ca, "live", "permission.requested")
+                before = _both_permissions_asked(ca, "live")
                 b = _shared(url, tmp_path / "b.log").start()
                 try:
                     with b.client() as cb:
