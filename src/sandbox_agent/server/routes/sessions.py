@@ -302,10 +302,9 @@ async def session_transcript(
 
 
 async def _state_at(engine: SessionEngine, session_id: str, at: int | None) -> SessionState:
-    """The state after ``at``: the live session's own (the reducer fed with every append, so
-    equal to a replay) when ``at`` is its latest, else replayed from the store."""
+    """The whole state after ``at`` (default: every event committed so far), folded from the
+    store: the live session keeps only its working state."""
     live = await engine.get(session_id)
-    state = await live.settled_state()
-    if at is None or at == state.last_sequence:
-        return state
+    if at is None:
+        return await live.full_state()
     return await state_at(engine.store, session_id, at)
