@@ -19,6 +19,7 @@ from sandbox_agent.events import (
     SessionEndedData,
     TextPart,
     TurnStartedData,
+    UniversalEvent,
     UniversalItem,
 )
 from sandbox_agent.replay import SessionState, replay

@@ -186,6 +186,23 @@ class Normaliser:
         return self._state.native_session_id
 
     @property
+    def remembered(self) -> int:
+        """How many entries its memory of items holds (ids, native ids, open items): bounded
+        by the open items plus ``recent_items``, whatever the session's length."""
+        state = self._state
+        return sum(
+            len(part)
+            for part in (
+                state.native_to_item,
+                state.started,
+                state.delta_seen,
+                state.open_items,
+                state.completed,
+                state.natives_of,
+            )
+        )
+
+    @property
     def turn_open(self) -> bool:
         """Whether the stream has a ``turn.started`` not yet ended."""
         return self._state.turn_open

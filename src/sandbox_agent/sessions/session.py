@@ -193,6 +193,11 @@ class LiveSession:
         return self._replayer.last_sequence
 
     @property
+    def normaliser(self) -> Normaliser:
+        """The session's normaliser (read it, do not change it)."""
+        return self._normaliser
+
+    @property
     def turn_count(self) -> int:
         """How many turns the stream has (the working state holds only the newest)."""
         return self._replayer.turn_count
