@@ -22,7 +22,7 @@ from sandbox_agent.api import (
     SessionListResponse,
 )
 from sandbox_agent.events import UniversalEvent
-from sandbox_agent.replay import SessionState, render_transcript, state_at
+from sandbox_agent.replay import SessionState, render_transcript
 from sandbox_agent.server.errors import invalid_request, session_not_found
 from sandbox_agent.server.responses import problems
 from sandbox_agent.server.routes.deps import (
@@ -275,10 +275,11 @@ async def session_state(
     session_id: SessionId,
     engine: Engine,
     at: Annotated[int | None, Query(ge=0, description="Sequence (default: latest).")] = None,
-) -> dict[str, object]:
+) -> Response:
     """The replayed ``SessionState`` after sequence ``at``."""
     state = await _state_at(engine, session_id, at)
-    return state.model_dump(mode="json")
+    # Encoded in one pass: a dict for FastAPI's encoder would hold the state twice more.
+    return Response(state.model_dump_json(), media_type="application/json")
 
 
 @router.get(
@@ -304,7 +305,4 @@ async def session_transcript(
 async def _state_at(engine: SessionEngine, session_id: str, at: int | None) -> SessionState:
     """The whole state after ``at`` (default: every event committed so far), folded from the
     store: the live session keeps only its working state."""
-    live = await engine.get(session_id)
-    if at is None:
-        return await live.full_state()
-    return await state_at(engine.store, session_id, at)
+    return await engine.state_at(session_id, at)
