@@ -27,9 +27,11 @@ import pytest
 from sandbox_agent.testing.consistency import check_store
 from sandbox_agent.testing.server import ServerProcess
 
-pytestmark = pytest.mark.slow
-
 SOAK_SECONDS = float(os.environ.get("SANDBOX_AGENT_SOAK_SECONDS", "600"))
+
+# The run's own length plus its set-up, restarts and final check: the suite's 300 s default
+# would cut the default 600 s run in the middle.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(SOAK_SECONDS + 300)]
 SESSIONS = 200
 WORKERS = 8
 #: The mock's commands (the first word of a prompt) and how often each is sent.
