@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from sandbox_agent.agents import turn_ended_draft
@@ -19,10 +19,11 @@ from sandbox_agent.events import (
     SessionEndedData,
     TextPart,
     TurnStartedData,
+    UniversalEvent,
     UniversalItem,
 )
 from sandbox_agent.replay import SessionState, replay
-from sandbox_agent.sessions.normaliser import Normaliser
+from sandbox_agent.sessions.normaliser import RECENT_ITEMS, Normaliser
 
 from agent_contract import number, stream_violations, summary
 
@@ -435,18 +436,44 @@ def test_normalising_a_normalised_stream_changes_nothing(
     assert Normaliser().normalise(out) == out
 
 
+def refers_to_forgotten_items(stream: Sequence[UniversalEvent], recent_items: int) -> bool:
+    """Whether an event of ``stream`` refers to an item completed more than ``recent_items``
+    completions before it."""
+    completed: dict[str, None] = {}
+    forgotten: set[str] = set()
+    for event in stream:
+        item = event.data.get("item")
+        item_id = item.get("item_id") if isinstance(item, dict) else event.data.get("item_id")
+        if event.type not in ("item.started", "item.delta", "item.completed"):
+            continue
+        if item_id in forgotten:
+            return True
+        if event.type == "item.completed":
+            completed.pop(item_id, None)
+            completed[item_id] = None
+            while len(completed) > recent_items:
+                oldest = next(iter(completed))
+                del completed[oldest]
+                forgotten.add(oldest)
+    return False
+
+
+@pytest.mark.parametrize("recent_items", [RECENT_ITEMS, 2])
 @settings(max_examples=300, deadline=None)
 @given(batches(), st.data())
 def test_a_normaliser_built_from_a_snapshot_state_equals_the_one_folded_from_every_event(
-    all_batches: list[list[EventDraft]], data: st.DataObject
+    recent_items: int, all_batches: list[list[EventDraft]], data: st.DataObject
 ) -> None:
     # The session layer folds a stream once: reducer state from its newest snapshot, then the
-    # normaliser from that state plus the events after it.
-    live = Normaliser()
+    # normaliser from that state plus the events after it. With a small window, completed items
+    # are forgotten alike either way.
+    live = Normaliser(recent_items=recent_items)
     stored = number(run_all(live, all_batches), "s")
+    # What the window assumes of agents: no word about an item it has forgotten.
+    assume(not refers_to_forgotten_items(stored, recent_items))
     at = data.draw(st.integers(0, len(stored)))
     snapshot = SessionState.model_validate(replay(stored[:at]).to_json())
-    rebuilt = Normaliser.from_state(snapshot)
+    rebuilt = Normaliser.from_state(snapshot, recent_items=recent_items)
     for event in stored[at:]:
         rebuilt.observe(event)
-    assert rebuilt == live == Normaliser.from_events(stored)
+    assert rebuilt == live == Normaliser.from_events(stored, recent_items=recent_items)

@@ -13,7 +13,7 @@ from sandbox_agent.replay.errors import (
     SequencePastEnd,
     TransferError,
 )
-from sandbox_agent.replay.reducer import Replayer, replay
+from sandbox_agent.replay.reducer import Replayer, replay, working_state
 from sandbox_agent.replay.render import TranscriptFormat, render_transcript
 from sandbox_agent.replay.restore import (
     DEFAULT_MAX_CHARS,
@@ -98,5 +98,6 @@ __all__ = [
     "restore_entries",
     "restore_text",
     "state_at",
+    "working_state",
     "write_snapshot_if_due",
 ]

@@ -8,6 +8,12 @@ a stream in one go, event by event, or from a snapshot onwards gives equal state
 Speed: a ``Replayer`` mutates one working state in place (pydantic models without assignment
 validation) and buffers each item's deltas until the state is read, so an ``item.delta`` costs a
 dict lookup and a list append.
+
+A *working* replayer (``Replayer(state, working=True)``) keeps only what a writer needs to act,
+so that its memory does not grow with the session's history (``working_state``): no items, the
+newest turn only (``turn_count`` counts them all), no errors, resumes, anomalies or resolved
+questions, and of the resolved permissions only the ``accept_for_session`` ones. Every field it
+keeps equals the full fold's.
 """
 
 from __future__ import annotations
@@ -88,6 +94,31 @@ def status_of(state: SessionState) -> SessionStatus:
     return "idle"
 
 
+def working_state(state: SessionState) -> SessionState:
+    """What a working replayer keeps of ``state`` (a full fold): a new state sharing the parts
+    it keeps with ``state``."""
+    return state.model_copy(
+        update={
+            "items": [],
+            "turns": state.turns[-1:],
+            "resumes": [],
+            "errors": [],
+            "anomalies": [],
+            "resolved_questions": {},
+            "resolved_permissions": _always(state.resolved_permissions),
+        }
+    )
+
+
+def _always(permissions: dict[str, PermissionState]) -> dict[str, PermissionState]:
+    # What later "always" answers need (``AgentSessionConfig.always``).
+    return {pid: p for pid, p in permissions.items() if p.status == "accept_for_session"}
+
+
+#: The handlers a working replayer skips: they only build what it does not keep.
+_NOT_WORKING = ("item.delta", "item.started", "item.completed", "error")
+
+
 class Replayer:
     """Folds events into a working state, one ``apply`` at a time.
 
@@ -95,6 +126,9 @@ class Replayer:
     case the replayer takes it over). Read the result with ``state`` (a copy; the replayer goes
     on) or ``finish()`` (no copy; the replayer is done). After an ``InvariantViolation`` in
     strict mode the replayer must not be used again.
+
+    With ``working=True`` (from a full state, or none) the replayer keeps only the working state
+    (``working_state``; the module's docstring), whatever the length of the stream.
     """
 
     __slots__ = (
@@ -107,15 +141,28 @@ class Replayer:
         "_pending",
         "_state",
         "_strict",
+        "_turns_dropped",
+        "_working",
     )
 
     def __init__(
-        self, state: SessionState | None = None, *, strict: bool = False, copy: bool = True
+        self,
+        state: SessionState | None = None,
+        *,
+        strict: bool = False,
+        copy: bool = True,
+        working: bool = False,
     ) -> None:
         if state is None:
             state = SessionState()
         elif copy:
             state = state.model_copy(deep=True)
+        self._working = working
+        #: Turns a working replayer no longer holds (``turn_count``).
+        self._turns_dropped = 0
+        if working:
+            self._turns_dropped = max(len(state.turns) - 1, 0)
+            state = working_state(state)
         self._state = state
         self._strict = strict
         self._finished = False
@@ -143,6 +190,9 @@ class Replayer:
             "prompt.queued": self._prompt_queued,
             "prompt.dequeued": self._prompt_dequeued,
         }
+        if working:
+            for kind in _NOT_WORKING:
+                del self._handlers[kind]
 
     # -- reading the result -----------------------------------------------------------------
     @property
@@ -152,6 +202,16 @@ class Replayer:
     @property
     def last_sequence(self) -> int:
         return self._last
+
+    @property
+    def working(self) -> bool:
+        """Whether this replayer keeps only the working state."""
+        return self._working
+
+    @property
+    def turn_count(self) -> int:
+        """How many turns the stream has (``len(state.turns)`` of the full fold)."""
+        return self._turns_dropped + len(self._state.turns)
 
     @property
     def anomalies(self) -> list[Anomaly]:
@@ -267,7 +327,8 @@ class Replayer:
         anomaly = Anomaly(sequence=sequence, kind=kind, message=message)
         if self._strict:
             raise InvariantViolation(anomaly)
-        self._state.anomalies.append(anomaly)
+        if not self._working:
+            self._state.anomalies.append(anomaly)
 
     def _parse(self, model: type[M], event: UniversalEvent) -> M | None:
         try:
@@ -504,6 +565,8 @@ class Replayer:
         data = self._parse(SessionResumedData, event)
         s = self._state
         s.ended = None
+        if self._working:
+            return
         s.resumes.append(
             ResumeInfo(
                 sequence=seq,
@@ -533,6 +596,7 @@ class Replayer:
                 started_time=event.time,
             )
         )
+        self._trim_turns()
 
     def _turn_ended(self, event: UniversalEvent, seq: int) -> None:
         data = self._parse(TurnEndedData, event)
@@ -543,6 +607,7 @@ class Replayer:
             self._anomaly(seq, "turn_ended_without_start", "turn.ended with no turn running")
             turn = TurnState(turn_id=turn_id)
             s.turns.append(turn)
+            self._trim_turns()
         elif turn_id is not None and turn.turn_id is not None and turn_id != turn.turn_id:
             self._anomaly(
                 seq, "turn_id_mismatch", f"turn.ended for {turn_id!r} while {turn.turn_id!r} runs"
@@ -550,6 +615,13 @@ class Replayer:
         turn.ended_sequence = seq
         turn.ended_time = event.time
         turn.reason = data.reason if data is not None else None
+
+    def _trim_turns(self) -> None:
+        # Only the newest turn can be open, so a working replayer keeps that one.
+        turns = self._state.turns
+        if self._working and len(turns) > 1:
+            self._turns_dropped += len(turns) - 1
+            del turns[:-1]
 
     # -- human in the loop ----------------------------------------------------------------
     def _permission_requested(self, event: UniversalEvent, seq: int) -> None:
@@ -588,7 +660,8 @@ class Replayer:
         permission.status = data.status
         permission.resolved_sequence = seq
         permission.resolved_metadata = data.metadata
-        s.resolved_permissions[pid] = permission
+        if not self._working or permission.status == "accept_for_session":
+            s.resolved_permissions[pid] = permission
 
     def _question_requested(self, event: UniversalEvent, seq: int) -> None:
         data = self._parse(QuestionData, event)
@@ -622,7 +695,8 @@ class Replayer:
         question.status = data.status
         question.response = data.response
         question.resolved_sequence = seq
-        s.resolved_questions[qid] = question
+        if not self._working:
+            s.resolved_questions[qid] = question
 
     # -- the prompt queue -----------------------------------------------------------------
     def _prompt_queued(self, event: UniversalEvent, seq: int) -> None:

@@ -131,6 +131,8 @@ async def save_state(
     session_id = state.session_id
     if session_id is None:
         raise ValueError("cannot snapshot the state of an empty stream")
+    if isinstance(state, Replayer) and state.working:
+        raise ValueError("a working replayer's state is not a snapshot (write_snapshot_if_due)")
     sequence = state.last_sequence
     await store.save_snapshot_json(session_id, sequence, state.to_json_text(), REDUCER_VERSION)
     if retention is not None:
@@ -157,11 +159,20 @@ async def write_snapshot_if_due(
     sequence before the append (default: one event appended). A batch that jumps over a
     multiple (995 -> 1005) saves at its end (1005). Returns the sequence of the snapshot saved,
     if any.
+
+    A working replayer (``Replayer(working=True)``) holds no full state: the snapshot is then
+    folded from the store (the newest snapshot before it plus the events since, ``state_at``),
+    which gives the same state as a full fold of the whole stream.
     """
     last = state.last_sequence
     before = last - 1 if previous_sequence is None else previous_sequence
     if snapshot_every <= 0 or last <= 0 or last // snapshot_every <= before // snapshot_every:
         return None
+    if isinstance(state, Replayer) and state.working:
+        session_id = state.session_id
+        if session_id is None:
+            raise ValueError("cannot snapshot the state of an empty stream")
+        state = await state_at(store, session_id, last)
     return await save_state(store, state, retention=retention)
 
 

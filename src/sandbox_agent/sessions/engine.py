@@ -1,8 +1,9 @@
 """The session engine: finds, creates, recovers and removes ``LiveSession``s over one store.
 
 Every session of the store can be served: active ones are loaded at start-up (``recover``),
-others (ended ones) on first use. Sessions stay in memory once loaded; their state is the
-reducer's, so holding them costs what their state costs.
+others (ended ones) on first use. Sessions stay in memory once loaded; each holds a working
+state and a bounded memory of items (``LiveSession``), so holding one costs the same whatever
+the length of its history.
 
 With ``leases`` (several servers sharing one store, ``store/leases.py``) the engine serves only
 the sessions whose lease it holds: it takes a session's lease before it loads, creates or
@@ -32,6 +33,7 @@ from sandbox_agent.agents.install import InstallError, check_version
 from sandbox_agent.agents.install import install as install_agent
 from sandbox_agent.events import EventDraft, SessionStartedData
 from sandbox_agent.paths import data_dir
+from sandbox_agent.replay import SessionState
 from sandbox_agent.sessions.acp_endpoint import is_acp_record
 from sandbox_agent.sessions.config import SessionConfig, TurnLimits
 from sandbox_agent.sessions.errors import AgentNotInstalled, InstallFailed
@@ -57,6 +59,10 @@ MODEL_LOOKUP_SECONDS = 10.0
 #: Seconds ``check_store`` waits for the store to answer a read.
 STORE_PROBE_SECONDS = 2.0
 _PROBE_ID = "health-probe"
+#: Whole states folded from the store at once (``state_at``): each holds a session's whole
+#: history in memory while it runs, so more at once would raise the server's peak (and, the
+#: allocator keeping what it once took, its resident set) with the sessions' length.
+STATE_FOLDS = 2
 
 
 class SessionEngine:
@@ -86,6 +92,7 @@ class SessionEngine:
         self._failed: dict[str, StoreCorrupt] = {}
         self._loading = asyncio.Lock()
         self._installing = asyncio.Lock()
+        self._folds = asyncio.Semaphore(STATE_FOLDS)
 
     async def get(self, session_id: str) -> LiveSession:
         """The session, loaded from the store if needed; ``SessionNotFound`` if none. With
@@ -109,6 +116,14 @@ class SessionEngine:
                         raise SessionNotFound(session_id)
                 self._sessions[session_id] = live
             return live
+
+    async def state_at(self, session_id: str, sequence: int | None = None) -> SessionState:
+        """The whole state of a session after ``sequence`` (default: every event committed so
+        far), folded from the store, ``STATE_FOLDS`` at a time (the live session keeps only its
+        working state)."""
+        live = await self.get(session_id)
+        async with self._folds:
+            return await live.full_state(sequence)
 
     async def _adopt(self, record: SessionRecord) -> LiveSession | None:
         """Lease, load and (when active) recover a session: what a server sharing the store

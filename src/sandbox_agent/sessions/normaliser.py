@@ -35,6 +35,15 @@ would have. Its state is also a function of the reducer's ``SessionState``, so
 normaliser again: the session layer folds a stream once, from its newest snapshot.
 ``normalise`` assumes its result gets appended; if the append fails, rebuild from the store
 (or ``observe`` what did get stored into a normaliser built before).
+
+Memory: the normaliser remembers every item not yet completed and the ``RECENT_ITEMS`` items
+completed last (by their latest completion); an older item is forgotten (its id, whether it had a
+delta, the native ids it introduced), so a loaded session's memory does not grow with its
+history. The rules above hold for every item it remembers; an agent that refers to an item
+completed more than ``RECENT_ITEMS`` completions ago gets the treatment of a new item (a start
+is kept rather than dropped, a bare delta gets a synthetic start; a native parent id is no
+longer translated). Agents refer to an item while it runs or just after, so a window of 64
+covers them; it costs about 20 KB per loaded session once full (200 sessions: about 4 MB).
 """
 
 from __future__ import annotations
@@ -57,6 +66,9 @@ from sandbox_agent.events.payloads import normalise_data
 from sandbox_agent.replay import SessionState
 
 _OUR_ITEM_ID = re.compile(r"itm_([0-9]+)")
+
+#: How many completed items the normaliser remembers (the module's docstring, "Memory").
+RECENT_ITEMS = 64
 
 # The turn.ended reason for a turn that a session.ended cuts short.
 _TURN_REASON_AT_SESSION_END = {"completed": "completed", "error": "error"}
@@ -101,6 +113,10 @@ class _State:
     started: set[str] = field(default_factory=set)
     delta_seen: set[str] = field(default_factory=set)
     open_items: dict[str, _Open] = field(default_factory=dict)
+    #: The remembered completed items, oldest completion first (at most ``RECENT_ITEMS``).
+    completed: dict[str, None] = field(default_factory=dict)
+    #: The native ids each remembered item introduced into ``native_to_item`` (forgotten with it).
+    natives_of: dict[str, list[str]] = field(default_factory=dict)
 
 
 class Normaliser:
@@ -108,22 +124,28 @@ class Normaliser:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def __init__(self, native_session_id: str | None = None) -> None:
+    def __init__(
+        self, native_session_id: str | None = None, *, recent_items: int = RECENT_ITEMS
+    ) -> None:
         self._state = _State(native_session_id=native_session_id)
+        #: How many completed items it remembers (``RECENT_ITEMS``).
+        self.recent_items = recent_items
 
     @classmethod
-    def from_events(cls, events: Iterable[UniversalEvent | EventDraft]) -> Normaliser:
+    def from_events(
+        cls, events: Iterable[UniversalEvent | EventDraft], *, recent_items: int = RECENT_ITEMS
+    ) -> Normaliser:
         """The normaliser of a session whose stored stream is ``events`` (in order)."""
-        normaliser = cls()
+        normaliser = cls(recent_items=recent_items)
         for event in events:
             normaliser.observe(event)
         return normaliser
 
     @classmethod
-    def from_state(cls, state: SessionState) -> Normaliser:
+    def from_state(cls, state: SessionState, *, recent_items: int = RECENT_ITEMS) -> Normaliser:
         """The normaliser of a session whose stored stream folds to ``state`` (the reducer's
         state, e.g. a snapshot): equal to ``from_events`` of that stream."""
-        normaliser = cls(native_session_id=state.native_session_id or None)
+        normaliser = cls(state.native_session_id or None, recent_items=recent_items)
         own = normaliser._state
         own.session_started = state.started_sequence is not None
         turn = state.open_turn
@@ -132,9 +154,17 @@ class Normaliser:
         if turn is not None and (ended is None or (turn.started_sequence or 0) > ended.sequence):
             own.turn_open = True
             own.turn_id = turn.turn_id
+        completed = sorted(
+            (item for item in state.items if item.completed_sequence is not None),
+            key=lambda item: item.completed_sequence or 0,
+        )
+        forgotten = {item.item_id for item in completed[: max(len(completed) - recent_items, 0)]}
         for item in state.items:
-            normaliser._note_item(item.item_id, item.native_item_id)
+            normaliser._note_id(item.item_id)
             normaliser._note_id(item.parent_id)
+            if item.item_id in forgotten:
+                continue
+            normaliser._note_item(item.item_id, item.native_item_id)
             if item.started_sequence is not None or item.completed_sequence is not None:
                 own.started.add(item.item_id)
             if item.delta_count:
@@ -142,14 +172,36 @@ class Normaliser:
             if item.started_sequence is not None and item.completed_sequence is None:
                 fields = {name: getattr(item, name) for name in _ITEM_FIELDS}
                 own.open_items[item.item_id] = _Open(fields, [item.streamed])
+        own.completed = {item.item_id: None for item in completed if item.item_id not in forgotten}
         return normaliser
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Normaliser) and self._state == other._state
+        return (
+            isinstance(other, Normaliser)
+            and self._state == other._state
+            and self.recent_items == other.recent_items
+        )
 
     @property
     def native_session_id(self) -> str | None:
         return self._state.native_session_id
+
+    @property
+    def remembered(self) -> int:
+        """How many entries its memory of items holds (ids, native ids, open items): bounded
+        by the open items plus ``recent_items``, whatever the session's length."""
+        state = self._state
+        return sum(
+            len(part)
+            for part in (
+                state.native_to_item,
+                state.started,
+                state.delta_seen,
+                state.open_items,
+                state.completed,
+                state.natives_of,
+            )
+        )
 
     @property
     def turn_open(self) -> bool:
@@ -212,6 +264,10 @@ class Normaliser:
         state = self._state
         if event_type == "item.completed":
             state.open_items.pop(item_id, None)
+            state.completed.pop(item_id, None)  # moved to the newest end
+            state.completed[item_id] = None
+            if len(state.completed) > self.recent_items:
+                self._forget(next(iter(state.completed)))
             return
         fields = {name: item.get(name, default) for name, default in _ITEM_FIELDS.items()}
         fields["item_id"] = item_id
@@ -372,7 +428,8 @@ class Normaliser:
             return self.new_item_id()
         known = self._state.native_to_item.get(native_item_id)
         if known is None:
-            known = self._state.native_to_item[native_item_id] = self.new_item_id()
+            known = self.new_item_id()
+            self._map_native(native_item_id, known)
         return known
 
     def _note_item(self, item_id: Any, native_item_id: Any) -> str | None:
@@ -380,8 +437,24 @@ class Normaliser:
             return None
         self._note_id(item_id)
         if isinstance(native_item_id, str) and native_item_id:
-            self._state.native_to_item.setdefault(native_item_id, item_id)
+            self._map_native(native_item_id, item_id)
         return item_id
+
+    def _map_native(self, native_item_id: str, item_id: str) -> None:
+        # The first item of a native id keeps it (until that item is forgotten).
+        state = self._state
+        if native_item_id not in state.native_to_item:
+            state.native_to_item[native_item_id] = item_id
+            state.natives_of.setdefault(item_id, []).append(native_item_id)
+
+    def _forget(self, item_id: str) -> None:
+        """Forget a completed item (the module's docstring, "Memory")."""
+        state = self._state
+        del state.completed[item_id]
+        state.started.discard(item_id)
+        state.delta_seen.discard(item_id)
+        for native in state.natives_of.pop(item_id, ()):
+            del state.native_to_item[native]
 
     def _note_id(self, value: Any) -> None:
         # Keeps new_item_id() clear of every itm_<n> already in the stream.

@@ -4,8 +4,11 @@ prompts queued behind its running turn.
 The pipeline is the only way into the store: ``drafts -> Normaliser.normalise ->
 store.append(expected_sequence=<last seen>)``, for the adapter's drafts (the adapter's sink) and
 the session layer's own alike, serialised by one lock. The live state is the replay reducer
-(``Replayer``) fed with exactly what each append stored; nothing else keeps a copy. A snapshot is
-written every ``snapshot_every`` events.
+(``Replayer``) fed with exactly what each append stored; nothing else keeps a copy. It is a
+*working* replayer: it keeps what the session needs to act (status, the open turn, pending
+requests, the queue, counters), not the history, so a loaded session's memory does not grow with
+its stream; whatever needs the whole state (``full_state``, restore text, snapshots) folds it
+from the store. A snapshot is written every ``snapshot_every`` events.
 
 Control operations (a message, cancel, terminate, a HITL reply) take the session's control lock,
 so one turn is admitted at a time and a cancel never races a message. The adapter's background
@@ -59,6 +62,7 @@ from sandbox_agent.replay import (
     SessionState,
     replayed_entries,
     restore_text,
+    state_at,
     write_snapshot_if_due,
 )
 from sandbox_agent.replay.snapshots import load_state
@@ -137,6 +141,8 @@ class LiveSession:
         self.adapter: AgentAdapter | None = None
         #: The replay text owed to the next prompt: the agent could not resume natively.
         self._restore: str | None = None
+        #: How many entries of the session that text holds (``session.resumed``).
+        self._restore_entries = 0
         #: Starts queued prompts (``_after_append``); ``close`` stops it for good.
         self._drain_task: asyncio.Task[None] | None = None
         self._drain_wanted = False
@@ -178,12 +184,23 @@ class LiveSession:
     # -- state ----------------------------------------------------------------------------
     @property
     def state(self) -> SessionState:
-        """The live state (the reducer's, not a copy: do not change it)."""
+        """The live working state (``replay.working_state``: no items, the newest turn only,
+        ...; the reducer's, not a copy: do not change it)."""
         return self._replayer.view
 
     @property
     def last_sequence(self) -> int:
         return self._replayer.last_sequence
+
+    @property
+    def normaliser(self) -> Normaliser:
+        """The session's normaliser (read it, do not change it)."""
+        return self._normaliser
+
+    @property
+    def turn_count(self) -> int:
+        """How many turns the stream has (the working state holds only the newest)."""
+        return self._replayer.turn_count
 
     @property
     def directory(self) -> str:
@@ -195,6 +212,14 @@ class LiveSession:
         every event committed so far (read it, do not change it)."""
         await self._settled()
         return self.state
+
+    async def full_state(self, sequence: int | None = None) -> SessionState:
+        """The whole state after ``sequence`` (default: every event committed so far), folded
+        from the store (newest snapshot, then the events after it)."""
+        await self._settled()
+        return await state_at(
+            self._store, self.id, self.last_sequence if sequence is None else sequence
+        )
 
     # -- the pipeline ---------------------------------------------------------------------
     async def sink(self, drafts: Sequence[EventDraft]) -> None:
@@ -340,7 +365,7 @@ class LiveSession:
                 title=self.record.title,
                 mcp=self.record.init.get("mcp"),
                 skills=self.record.init.get("skills"),
-                prior_turns=len(state.turns) + _continued(self.record).get("turns", 0),
+                prior_turns=self.turn_count + _continued(self.record).get("turns", 0),
                 always=[
                     PermissionData(
                         permission_id=p.permission_id,
@@ -368,8 +393,10 @@ class LiveSession:
                 await adapter.start(config, resume=None)
             if native is not None and adapter.native_session_id != native:
                 # No native resume: the next prompt carries the conversation so far.
-                text = restore_text(state, self._replay_max_events, self._replay_max_chars)
+                full = await state_at(self._store, self.id, self.last_sequence)
+                text = restore_text(full, self._replay_max_events, self._replay_max_chars)
                 self._restore = text or None
+                self._restore_entries = replayed_entries(full, text) if text else 0
             self.adapter = adapter
         return self.adapter
 
@@ -415,7 +442,7 @@ class LiveSession:
         if reopen:
             resumed = SessionResumedData(reason="reopened", native_resume=True)
             await self.append([daemon_draft("session.resumed", resumed)])
-        turn_id = f"turn_{len(self.state.turns) + _continued(self.record).get('turns', 0) + 1}"
+        turn_id = f"turn_{self.turn_count + _continued(self.record).get('turns', 0) + 1}"
 
         def build(normaliser: Normaliser) -> list[EventDraft]:
             item_id = normaliser.new_item_id()
@@ -658,7 +685,7 @@ class LiveSession:
             native = state.native_session_id
             adapter = await self.ensure_adapter(resume=True)
             native_resume = native is not None and adapter.native_session_id == native
-            replayed = replayed_entries(state, self._restore) if self._restore else 0
+            replayed = self._restore_entries if self._restore else 0
             resumed = SessionResumedData(
                 reason="server_restart", native_resume=native_resume, replayed_events=replayed
             )
@@ -699,12 +726,14 @@ def _continued(record: SessionRecord) -> dict[str, int]:
 
 
 async def _fold(store: EventStore, session_id: str) -> tuple[Normaliser, Replayer]:
-    """The normaliser and the reducer of a stored stream, in one pass: the reducer's state from
-    the newest snapshot, the normaliser from that state, then both fed the events after it."""
+    """The normaliser and the (working) reducer of a stored stream, in one pass: the reducer's
+    state from the newest snapshot, the normaliser from that state, then both fed the events
+    after it."""
     last = await store.last_sequence(session_id)
     snapshot = await load_state(store, session_id, last) if last else None
-    replayer = Replayer(snapshot or SessionState(session_id=session_id), copy=False)
-    normaliser = Normaliser.from_state(replayer.view)
+    snapshot = snapshot or SessionState(session_id=session_id)
+    normaliser = Normaliser.from_state(snapshot)
+    replayer = Replayer(snapshot, copy=False, working=True)
     after = replayer.last_sequence
     while after < last:
         # The store raises ``StoreCorrupt`` for a gap; an empty page is one too: a session

@@ -156,6 +156,15 @@ class ServerProcess:
                 raise
         return int(self.proc.returncode)
 
+    def rss_bytes(self) -> int:
+        """The running server's resident set in bytes (``VmRSS`` of ``/proc/<pid>/status``;
+        Linux)."""
+        assert self.proc is not None and self.proc.poll() is None, "the server is not running"
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError(f"no VmRSS for pid {self.proc.pid}")
+
     def client(self, **kwargs: Any) -> httpx.Client:
         """A sync httpx client of the server (30 s timeouts)."""
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)

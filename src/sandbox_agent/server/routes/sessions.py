@@ -22,7 +22,7 @@ from sandbox_agent.api import (
     SessionListResponse,
 )
 from sandbox_agent.events import UniversalEvent
-from sandbox_agent.replay import SessionState, render_transcript, state_at
+from sandbox_agent.replay import SessionState, render_transcript
 from sandbox_agent.server.errors import invalid_request, session_not_found
 from sandbox_agent.server.responses import problems
 from sandbox_agent.server.routes.deps import (
@@ -276,10 +276,11 @@ async def session_state(
     session_id: SessionId,
     engine: Engine,
     at: Annotated[int | None, Query(ge=0, description="Sequence (default: latest).")] = None,
-) -> dict[str, object]:
+) -> Response:
     """The replayed ``SessionState`` after sequence ``at``."""
     state = await _state_at(engine, session_id, at)
-    return state.model_dump(mode="json")
+    # Encoded in one pass: a dict for FastAPI's encoder would hold the state twice more.
+    return Response(state.model_dump_json(), media_type="application/json")
 
 
 @router.get(
@@ -303,10 +304,6 @@ async def session_transcript(
 
 
 async def _state_at(engine: SessionEngine, session_id: str, at: int | None) -> SessionState:
-    """The state after ``at``: the live session's own (the reducer fed with every append, so
-    equal to a replay) when ``at`` is its latest, else replayed from the store."""
-    live = await engine.get(session_id)
-    state = await live.settled_state()
-    if at is None or at == state.last_sequence:
-        return state
-    return await state_at(engine.store, session_id, at)
+    """The whole state after ``at`` (default: every event committed so far), folded from the
+    store: the live session keeps only its working state."""
+    return await engine.state_at(session_id, at)

@@ -1,0 +1,50 @@
+"""The working replayer (``Replayer(working=True)``): what a writer keeps of a session's state
+agrees with the full fold, and does not grow with the stream."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sandbox_agent.events import UniversalEvent
+from sandbox_agent.replay import Replayer, SessionState, replay, working_state
+from sandbox_agent.testing.strategies import arbitrary_stream, good_stream
+from sandbox_agent.testing.streams import Stream
+
+streams = st.one_of(arbitrary_stream(), good_stream())
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(streams, st.data())
+def test_the_working_state_agrees_with_the_full_fold_on_every_field_it_keeps(
+    events: list[UniversalEvent], data: st.DataObject
+) -> None:
+    # From a snapshot anywhere (what a loaded session starts from), then event by event.
+    at = data.draw(st.integers(0, len(events)))
+    snapshot = SessionState.model_validate(replay(events[:at]).to_json())
+    working = Replayer(snapshot, working=True)
+    for end in range(at + 1, len(events) + 1):
+        working.apply(events[end - 1])
+        full = replay(events[:end])
+        assert working.state == working_state(full)
+        assert working.turn_count == len(full.turns)
+    full = replay(events)
+    assert working.state == working_state(full)
+    assert working.turn_count == len(full.turns)
+    assert working.view.status == full.status and working.view.open_turn == full.open_turn
+
+
+def _session(turns: int) -> list[UniversalEvent]:
+    s = Stream("s1").started("mock")
+    for n in range(1, turns + 1):
+        s.turn(f"t{n}").user(f"u{n}", "a question " * 20).assistant(f"a{n}", "an answer " * 50)
+        s.permission(f"p{n}", "write").error(f"e{n}").turn_end(f"t{n}")
+    return s.events
+
+
+def test_the_working_state_does_not_grow_with_the_stream() -> None:
+    sizes = [len(Replayer(working=True).apply_all(_session(n)).to_json_text()) for n in (50, 500)]
+    full = [len(replay(_session(n)).to_json_text()) for n in (50, 500)]
+    assert full[1] > 5 * full[0]  # the history does grow
+    assert sizes[1] <= sizes[0] + 64  # counters' digits, nothing per turn
