@@ -479,26 +479,11 @@ def acp_stream(
 ) -> None:
     """Follow what the agent writes, as SSE text, until Ctrl-C (or the server is closed)."""
 
-    async def lines(api: ApiClient) -> AsyncIterator[str]:
-        import httpx
-
-        from sandbox_agent.sdk.errors import SandboxAgentError
-
+    def lines(api: ApiClient) -> AsyncIterator[str]:
         headers = {"Accept": "text/event-stream"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = str(last_event_id)
-        request = api.http.build_request(
-            "GET", f"/v1/acp/{server_id}", headers=headers, timeout=httpx.Timeout(10, read=None)
-        )
-        response = await api.http.send(request, stream=True)
-        try:
-            if response.status_code >= 400:
-                await response.aread()
-                raise SandboxAgentError.from_response(response)
-            async for line in response.aiter_lines():
-                yield line
-        finally:
-            await response.aclose()
+        return api.stream_lines("GET", f"/v1/acp/{server_id}", headers=headers)
 
     server.stream(lines)
 

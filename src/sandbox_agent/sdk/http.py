@@ -132,6 +132,7 @@ class ApiClient:
         *,
         json: Any = None,
         params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> AsyncIterator[str]:
         """A streaming request's body, line by line (SSE text as it arrives), until the server
         ends it; no read timeout (a stream may idle for long). Raises ``SandboxAgentError`` on
@@ -139,7 +140,7 @@ class ApiClient:
         limits = self.http.timeout
         timeout = httpx.Timeout(connect=limits.connect, read=None, write=limits.write, pool=None)
         request = self.http.build_request(
-            method, path, json=json, params=_query(params), timeout=timeout
+            method, path, json=json, params=_query(params), headers=headers, timeout=timeout
         )
         response = await self.http.send(request, stream=True)
         try:
