@@ -45,7 +45,7 @@ from typing import Any
 
 import httpx
 
-from sandbox_agent.testing.server import ServerProcess
+from sandbox_agent.testing.server import ServerProcess, rss_bytes
 
 MIB = 1024 * 1024
 GOALS = {
@@ -57,10 +57,7 @@ GOALS = {
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+    return rss_bytes(pid) / 2**20
 
 
 class PeakRss:

@@ -19,7 +19,7 @@ from httpx_sse import connect_sse
 from sandbox_agent.events import EventDraft
 from sandbox_agent.server.limits import SSE_CLIENT_BYTES, SSE_LARGE_EVENT_COPIES, SSE_PAGE_BYTES
 from sandbox_agent.store import SessionRecord, open_store
-from sandbox_agent.testing.server import ServerProcess
+from sandbox_agent.testing.server import ServerProcess, rss_bytes
 
 #: What the server may grow by besides the clients' bound: allocator arenas and heap
 #: fragmentation, the frame cache (8 MB at most, ``server/sse.py``), uvicorn's per-connection
@@ -44,20 +44,12 @@ async def _fill(url: str, session_id: str, count: int, size: int) -> None:
             await store.append(session_id, drafts[start : start + 500], expected_sequence=start)
 
 
-def rss(pid: int) -> int:
-    """The process's resident set, in bytes (``VmRSS`` of ``/proc/<pid>/status``)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
 def settled_rss(pid: int, seconds: float = 0.5) -> int:
     """The RSS once it stopped growing for ``seconds`` (the largest value seen)."""
-    peak, since = rss(pid), time.monotonic()
+    peak, since = rss_bytes(pid), time.monotonic()
     while time.monotonic() - since < seconds:
         time.sleep(0.1)
-        now = rss(pid)
+        now = rss_bytes(pid)
         if now > peak:
             peak, since = now, time.monotonic()
     return peak

@@ -43,6 +43,7 @@ __all__ = [
     "events_of",
     "free_port",
     "problem",
+    "rss_bytes",
     "running",
     "stream_turn",
     "wait_for",
@@ -157,17 +158,21 @@ class ServerProcess:
         return int(self.proc.returncode)
 
     def rss_bytes(self) -> int:
-        """The running server's resident set in bytes (``VmRSS`` of ``/proc/<pid>/status``;
-        Linux)."""
+        """The running server's resident set in bytes (``rss_bytes`` of its pid)."""
         assert self.proc is not None and self.proc.poll() is None, "the server is not running"
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError(f"no VmRSS for pid {self.proc.pid}")
+        return rss_bytes(self.proc.pid)
 
     def client(self, **kwargs: Any) -> httpx.Client:
         """A sync httpx client of the server (30 s timeouts)."""
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident set in bytes (``VmRSS`` of ``/proc/<pid>/status``; Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 @contextlib.contextmanager
