@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from sandbox_agent.testing.consistency import check_store
-from sandbox_agent.testing.server import ServerProcess
+from sandbox_agent.testing.server import ServerProcess, problem
 
 JSON = {"Content-Type": "application/json"}
 RELAY_AGENT = shlex.join(
@@ -75,15 +75,6 @@ def post(client: httpx.Client, server_id: str, message: Any, **kwargs: Any) -> h
     )
 
 
-def assert_problem(response: httpx.Response, status: int, name: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["type"] == f"urn:sandbox-agent:error:{name}"
-    assert body["status"] == status
-    return body
-
-
 def sse_frames(
     client: httpx.Client, server_id: str, count: int, **headers: str
 ) -> list[dict[str, Any]]:
@@ -120,7 +111,7 @@ def start(client: httpx.Client, server_id: str) -> str:
 
 # -- negotiation and errors (reference 6.1) -----------------------------------------------------
 def test_first_post_without_agent_is_400(client: httpx.Client) -> None:
-    body = assert_problem(post(client, "no-agent", rpc(1, "initialize")), 400, "invalid_request")
+    body = problem(post(client, "no-agent", rpc(1, "initialize")), 400, "invalid_request")
     assert body["detail"] == (
         "invalid request: missing required 'agent' query parameter for first POST to "
         "/v1/acp/no-agent"
@@ -133,7 +124,7 @@ def test_post_of_other_content_type_is_415(client: httpx.Client) -> None:
         content=json.dumps(rpc(1, "initialize")),
         headers={"Content-Type": "text/plain"},
     )
-    assert_problem(r, 415, "unsupported_media_type")
+    problem(r, 415, "unsupported_media_type")
 
 
 def test_post_accepting_no_json_is_406(client: httpx.Client) -> None:
@@ -144,7 +135,7 @@ def test_post_accepting_no_json_is_406(client: httpx.Client) -> None:
         params={"agent": "mock"},
         headers={**JSON, "Accept": "text/html"},
     )
-    assert_problem(r, 406, "not_acceptable")
+    problem(r, 406, "not_acceptable")
 
 
 def test_post_accept_wildcards_and_absent_are_fine(client: httpx.Client) -> None:
@@ -166,49 +157,47 @@ def test_post_accept_wildcards_and_absent_are_fine(client: httpx.Client) -> None
 
 
 def test_body_not_an_object_is_400(client: httpx.Client) -> None:
-    assert_problem(post(client, "arr", [1, 2], params={"agent": "mock"}), 400, "invalid_request")
+    problem(post(client, "arr", [1, 2], params={"agent": "mock"}), 400, "invalid_request")
 
 
 def test_other_agent_on_a_server_is_409(client: httpx.Client) -> None:
     start(client, "conflict")
     r = post(client, "conflict", rpc(3, "x"), params={"agent": "acp:hang"})
-    assert_problem(r, 409, "conflict")
+    problem(r, 409, "conflict")
 
 
 def test_sse_accepting_no_event_stream_is_406(client: httpx.Client) -> None:
     start(client, "sse406")
     r = client.get("/v1/acp/sse406", headers={"Accept": "application/json"})
-    assert_problem(r, 406, "not_acceptable")
+    problem(r, 406, "not_acceptable")
 
 
 def test_sse_of_unknown_server_is_404(client: httpx.Client) -> None:
-    assert_problem(client.get("/v1/acp/nobody"), 404, "acp_server_not_found")
+    problem(client.get("/v1/acp/nobody"), 404, "acp_server_not_found")
 
 
 def test_bad_last_event_id_is_400(client: httpx.Client) -> None:
     start(client, "badid")
     r = client.get("/v1/acp/badid", headers={"Last-Event-ID": "-3"})
-    body = assert_problem(r, 400, "invalid_request")
+    body = problem(r, 400, "invalid_request")
     assert body["detail"] == "invalid request: Last-Event-ID must be a positive integer"
 
 
 def test_request_the_agent_never_answers_is_504(client: httpx.Client) -> None:
     r = post(client, "hung", rpc(1, "initialize"), params={"agent": "acp:hang"})
-    assert_problem(r, 504, "timeout")
+    problem(r, 504, "timeout")
 
 
 def test_unknown_agent_is_400(client: httpx.Client) -> None:
-    assert_problem(
-        post(client, "unk", rpc(1, "x"), params={"agent": "nope"}), 400, "unsupported_agent"
-    )
+    problem(post(client, "unk", rpc(1, "x"), params={"agent": "nope"}), 400, "unsupported_agent")
 
 
 def test_delete_is_idempotent_and_forgets_the_agent(client: httpx.Client) -> None:
     start(client, "del")
     assert client.delete("/v1/acp/del").status_code == 204
     assert client.delete("/v1/acp/del").status_code == 204
-    assert_problem(client.get("/v1/acp/del"), 404, "acp_server_not_found")
-    assert_problem(post(client, "del", rpc(1, "x")), 400, "invalid_request")
+    problem(client.get("/v1/acp/del"), 404, "acp_server_not_found")
+    problem(post(client, "del", rpc(1, "x")), 400, "invalid_request")
     # The same id again: a new server, the old stream kept (ended) in the store.
     assert post(client, "del", rpc(1, "x"), params={"agent": "mock"}).status_code == 200
     ids = {s["sessionId"] for s in client.get("/v1/sessions").json()["sessions"]}

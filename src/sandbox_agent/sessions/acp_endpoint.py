@@ -524,7 +524,7 @@ class AcpEndpoint:
     async def _load(self, record: SessionRecord) -> AcpServer:
         events = await self.store.read(record.id)
         state = replay(events)
-        normaliser = Normaliser.from_events(events)
+        normaliser = Normaliser.from_state(state)  # one fold of the stream, not two
         server = AcpServer(self, self._info(record), normaliser)
         for event in events:
             if event.type == ACP_MESSAGE and not event.data.get("restore"):

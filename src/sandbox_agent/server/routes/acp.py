@@ -16,9 +16,8 @@ from sandbox_agent.events import UniversalEvent
 from sandbox_agent.server.errors import invalid_request, not_acceptable, unsupported_media_type
 from sandbox_agent.server.responses import problems
 from sandbox_agent.server.routes.deps import Config, Stopping
-from sandbox_agent.server.sse import event_stream, sse_response
+from sandbox_agent.server.sse import event_stream, resume_after, sse_response
 from sandbox_agent.sessions.acp_endpoint import ACP_MESSAGE, AcpEndpoint
-from sandbox_agent.store.records import MAX_SEQUENCE
 
 router = APIRouter(prefix="/v1/acp", tags=["acp"])
 
@@ -124,12 +123,10 @@ async def stream(
     live; ``: heartbeat`` comments while idle."""
     if not accepts(request, "text/event-stream"):
         raise not_acceptable("Accept must allow text/event-stream")
-    after = 0
     last = request.headers.get("last-event-id")
-    if last is not None:
-        if not last.strip().isdigit():
-            raise invalid_request("Last-Event-ID must be a positive integer")
-        after = min(int(last.strip()), MAX_SEQUENCE)
+    if last is not None and not last.strip().isdigit():
+        raise invalid_request("Last-Event-ID must be a positive integer")
+    after = resume_after(request, 0)
     endpoint = await get_acp(request)
     server = endpoint.get(server_id)
     frames = event_stream(
