@@ -147,6 +147,10 @@ def test_the_round_trip_through_the_async_and_sync_sdk(server: ServerProcess, ba
                     yield b"x" * 1000
 
             assert (await sdk.fs.write("sdk/chunks", chunks())).bytes_written == 3000
+            # A plain iterable of chunks too (docs/sdk.md: "an (async) iterable of chunks").
+            plain = (b"y" * 500 for _ in range(4))
+            assert (await sdk.fs.write("sdk/plain", plain)).bytes_written == 2000
+            assert await sdk.fs.read("sdk/plain") == b"y" * 2000
             moved = await sdk.fs.move("sdk/a.txt", "sdk/b.txt")
             assert moved.to == str(root / "sdk" / "b.txt")
             upload = await sdk.fs.upload(_tar({"t.txt": b"t"}, compress=True), "sdk/up")

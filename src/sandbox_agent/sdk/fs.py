@@ -153,7 +153,7 @@ def _body(content: Content) -> bytes | AsyncIterator[bytes] | Iterable[bytes]:
         return _async(content)
     if hasattr(content, "read"):
         return _reader_chunks(content)  # type: ignore[arg-type]
-    return content
+    return _async_of(content)  # an AsyncClient sends async bodies only
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
@@ -169,6 +169,11 @@ async def _reader_chunks(file: IO[bytes]) -> AsyncIterator[bytes]:
 
 async def _async(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
     async for chunk in chunks:
+        yield chunk
+
+
+async def _async_of(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
         yield chunk
 
 
