@@ -246,7 +246,10 @@ class EventStore:
             draft.to_event(session_id=session_id, sequence=last + i, event_id=event_id, time=time)
             for i, (draft, event_id, time) in enumerate(filled, start=1)
         ]
-        self._appended(session_id, stored, [stored_bytes(row.data, row.raw) for row in rows])
+        # Sized only when a subscriber here keeps them (most appends have none).
+        watched = self._tails.watched(session_id)
+        sizes = [stored_bytes(row.data, row.raw) for row in rows] if watched else []
+        self._appended(session_id, stored, sizes)
         return stored
 
     async def read(

@@ -72,6 +72,10 @@ class StreamTails:
             self._subscribers.pop(session_id, None)
             self.drop(session_id)
 
+    def watched(self, session_id: str) -> bool:
+        """Whether ``add`` keeps the session's events (it has a subscriber in this process)."""
+        return session_id in self._subscribers
+
     def add(
         self, session_id: str, events: Sequence[UniversalEvent], sizes: Sequence[int] | None = None
     ) -> None:
