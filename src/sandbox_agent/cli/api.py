@@ -607,10 +607,6 @@ def fs_delete(
     _show(_wire(server.call(lambda api: _fs(api).delete(path, recursive, session_id))))
 
 
-def _upload(server: Server, tar: Path, path: str, session_id: str | None) -> None:
-    _show(_wire(server.call(lambda api: _fs(api).upload(tar, path, session_id))))
-
-
 TarOption = Annotated[Path, typer.Option("--tar", help="A tar archive, plain or gzip.")]
 UploadPath = Annotated[str, typer.Option("--path", help="The directory to unpack into.")]
 
@@ -622,13 +618,8 @@ def fs_upload(
 ) -> None:
     """Unpack a tar archive (plain or gzip) into --path; an entry outside the root refuses it
     all."""
-    _upload(server, tar, path, session_id)
+    _show(_wire(server.call(lambda api: _fs(api).upload(tar, path, session_id))))
 
 
-@fs_app.command("upload-batch", hidden=True)
-@server_options
-def fs_upload_batch(
-    server: Server, tar: TarOption, path: UploadPath = ".", session_id: SessionIdOption = None
-) -> None:
-    """v0.1's name of ``upload``."""
-    _upload(server, tar, path, session_id)
+# v0.1's name of ``upload``: the same command.
+fs_app.command("upload-batch", hidden=True)(fs_upload)
