@@ -42,15 +42,11 @@ async def open_existing(url: str) -> EventStore:
         raise ReplayError(str(exc)) from None
 
 
-async def _states(
-    url: str, session_id: str, points: list[int | None], full: bool
-) -> list[SessionState]:
+async def _states(url: str, session_id: str, points: list[int | None]) -> list[SessionState]:
     from sandbox_agent.replay import state_at
 
     async with await open_existing(url) as store:
-        return [
-            await state_at(store, session_id, point, use_snapshots=not full) for point in points
-        ]
+        return [await state_at(store, session_id, point) for point in points]
 
 
 async def _follow(url: str, session_id: str, after: int, as_json: bool) -> None:
@@ -161,7 +157,7 @@ def replay_command(
     if diff_points is not None:
         from sandbox_agent.replay import diff, format_diff
 
-        before, after = run_replay(lambda: _states(url, session, list(diff_points), False))
+        before, after = run_replay(lambda: _states(url, session, list(diff_points)))
         changes = diff(before, after)
         if as_json:
             print_json(changes.model_dump(mode="json"))
@@ -172,7 +168,7 @@ def replay_command(
         (state,), integrity = run_replay(lambda: _check_states(url, [session], False, at, deep))
         _report_check(state, integrity, as_json)
         return
-    (state,) = run_replay(lambda: _states(url, session, [at], False))
+    (state,) = run_replay(lambda: _states(url, session, [at]))
     if format == "state":
         print_json(state.to_json())
     else:
