@@ -12,11 +12,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
-from sandbox_agent.store import StoreConfigError, open_store
+from sandbox_agent.store import SessionRecord, StoreConfigError, open_store
 from sandbox_agent.store.migrate import HEAD_REVISION, head_revision
 from sandbox_agent.store.paths import database_path
 from sandbox_agent.store.sql import SqlDriver
-from sandbox_agent.store.tables import tables_for
+from sandbox_agent.store.tables import Tables, tables_for
 from sandbox_agent.store.url import database_status
 from sandbox_agent.testing.databases import driver_params
 
@@ -92,7 +92,8 @@ async def test_migrations_are_refused_for_the_memory_store() -> None:
 
 @sql_drivers
 async def test_a_database_at_revision_0001_upgrades_to_the_head(store_url: str) -> None:
-    """0002 (session leases, Postgres only) on a database 0001 built: what open_store runs."""
+    """0002 (session leases, Postgres only) and 0003 (events.schema_version) on a database
+    0001 built: what open_store runs. The events stored before read at version 1."""
     from alembic import command
 
     from sandbox_agent.store.migrate import alembic_config
@@ -102,9 +103,37 @@ async def test_a_database_at_revision_0001_upgrades_to_the_head(store_url: str) 
         engine = store.driver._engine
         async with engine.begin() as conn:
             await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0001"))
+            await conn.run_sync(_an_event_at_0001)
         assert await store.driver.schema_revision() == "0001"
     async with await open_store(store_url) as store:
         assert isinstance(store.driver, SqlDriver)
-        assert await store.driver.schema_revision() == head_revision() == "0002"
+        assert await store.driver.schema_revision() == head_revision() == "0003"
         async with store.driver._reading() as conn:
             assert await conn.run_sync(_schema_differences) == []
+        (event,) = await store.read("s-0001")
+        assert (event.type, event.data) == ("item.delta", {"item_id": "i", "delta": "old"})
+        (row,) = await store.driver.select_events("s-0001", 0, None)
+        assert row[9] == 1  # stored before 0003: the first schema version
+
+
+def _an_event_at_0001(connection: Connection) -> None:
+    """A session with one event, written with the tables as revision 0001 made them."""
+    tables = Tables(connection.dialect.name, schema_versions=False)
+    record = SessionRecord(id="s-0001", agent="mock", last_sequence=1, event_count=1)
+    connection.execute(tables.sessions.insert().values(**record.model_dump()))
+    values = {
+        "session_id": "s-0001",
+        "sequence": 1,
+        "event_id": "evt_1",
+        "time": record.created_at,
+        "type": "item.delta",
+        "source": "agent",
+        "synthetic": False,
+        "data": {"item_id": "i", "delta": "old"},
+    }
+    if connection.dialect.name == "sqlite":  # a TEXT column there; JSON on Postgres
+        values["data"] = json.dumps(values["data"])
+    if tables.positions is not None:  # Postgres numbers positions from its positions table
+        values["position"] = 1
+        connection.execute(tables.positions.update().values(last_position=1))
+    connection.execute(tables.events.insert().values(**values))

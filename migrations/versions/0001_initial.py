@@ -17,9 +17,9 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-# 0001 builds the tables from store/tables.py as they are at this revision (later tables, such
-# as 0002's session_leases, are left to their own revision). The first revision that changes
-# one of these tables must first copy those definitions into this file.
+# 0001 builds the tables from store/tables.py as they were at this revision: later tables, such
+# as 0002's session_leases, are left to their own revision, and the events table without 0003's
+# schema_version column.
 
 
 def _initial(tables: Tables) -> list[sa.Table]:
@@ -32,7 +32,7 @@ def _initial(tables: Tables) -> list[sa.Table]:
 
 def upgrade() -> None:
     bind = op.get_bind()
-    tables = Tables(bind.dialect.name)
+    tables = Tables(bind.dialect.name, schema_versions=False)
     tables.metadata.create_all(bind, tables=_initial(tables))
     if tables.positions is not None:
         op.bulk_insert(tables.positions, [{"id": 1, "last_position": 0}])
@@ -40,5 +40,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     bind = op.get_bind()
-    tables = Tables(bind.dialect.name)
+    tables = Tables(bind.dialect.name, schema_versions=False)
     tables.metadata.drop_all(bind, tables=_initial(tables))

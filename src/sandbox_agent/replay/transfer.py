@@ -4,7 +4,12 @@ The format, one JSON object a line::
 
     {"kind": "session", "session": {...SessionRecord...}}
     {"kind": "event", "event": {...UniversalEvent, raw included...}}
+    {"kind": "event", "event": {...}, "schema_version": 2}
     ...
+
+An event line names the schema version of its ``data`` when it is above 1
+(``events/versions.py``); an export holds current shapes, and importing a file whose lines are
+at older versions upcasts them with the store's upcasters before they are written.
 
 Each session's header line comes before its events, which are its whole stream in order.
 Importing creates the sessions that are missing and appends their events with their own ids
@@ -17,11 +22,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from pydantic import BaseModel, Field, ValidationError
 
 from sandbox_agent.events import EventDraft, UniversalEvent
+from sandbox_agent.events.versions import FIRST_VERSION, Upcasters
 from sandbox_agent.replay.errors import TransferError
 from sandbox_agent.store import (
     EventStore,
@@ -54,6 +60,27 @@ def _line(kind: str, body: BaseModel) -> str:
     return json.dumps({"kind": kind, kind: body.model_dump(mode="json")}, ensure_ascii=False)
 
 
+def _event_line(event: UniversalEvent, upcasters: Upcasters) -> str:
+    line: dict[str, Any] = {"kind": "event", "event": event.model_dump(mode="json")}
+    version = upcasters.current(event.type)
+    if version != FIRST_VERSION:
+        line["schema_version"] = version
+    return json.dumps(line, ensure_ascii=False)
+
+
+def _current_event(line: dict[str, Any], upcasters: Upcasters) -> UniversalEvent:
+    """The event of an event line, its data upcast from the line's schema version."""
+    body = line["event"]
+    version = line.get("schema_version", FIRST_VERSION)
+    if not isinstance(version, int) or version < FIRST_VERSION:
+        raise ValueError(f"schema_version must be an integer >= {FIRST_VERSION}, not {version!r}")
+    if isinstance(body, dict) and isinstance(body.get("data"), dict):
+        kind = body.get("type")
+        if isinstance(kind, str) and upcasters.is_stale(kind, version):
+            body = {**body, "data": upcasters.upcast(kind, version, body["data"])}
+    return UniversalEvent.model_validate(body)
+
+
 async def export_sessions(
     store: EventStore,
     session_ids: Sequence[str],
@@ -75,7 +102,7 @@ async def export_sessions(
         out.write(_line("session", record) + "\n")
         after = 0
         while page := await store.read(record.id, after=after, limit=EXPORT_PAGE):
-            out.write("".join(_line("event", event) + "\n" for event in page))
+            out.write("".join(_event_line(event, store.upcasters) + "\n" for event in page))
             after = page[-1].sequence
             events += len(page)
             if on_progress is not None:
@@ -168,7 +195,7 @@ async def import_sessions(store: EventStore, lines: Iterable[str]) -> ImportSumm
             if kind == "session":
                 await importer.start_session(SessionRecord.model_validate(obj["session"]))
             elif kind == "event":
-                await importer.add(UniversalEvent.model_validate(obj["event"]), where)
+                await importer.add(_current_event(obj, store.upcasters), where)
             else:
                 raise TransferError(f"{where}: expected a session or event line, got {kind!r}")
         except (ValueError, KeyError) as exc:  # JSON and pydantic errors are ValueErrors

@@ -15,6 +15,7 @@ from pydantic_core import from_json, to_json
 
 from sandbox_agent.events import EventSource, UniversalEvent
 from sandbox_agent.events.envelope import trusted_event
+from sandbox_agent.events.versions import Upcasters
 from sandbox_agent.store.records import PositionedEvent
 
 
@@ -42,8 +43,9 @@ def decode_event(
     native_session_id: str | None,
     data: str | bytes,
     raw: str | bytes | None,
+    schema_version: int = 1,  # a StoredRow's last column: upcast before this
 ) -> UniversalEvent:
-    """A stored row as a validated ``UniversalEvent``."""
+    """A stored row as a validated ``UniversalEvent`` (its data already upcast)."""
     if isinstance(time, datetime) and time.tzinfo is None:
         # asyncpg hands back timestamptz values at the edge of its range (year 1) without a
         # timezone; they are UTC like every other.
@@ -81,6 +83,8 @@ _COLUMNS: TypeAdapter[tuple[list[Any], ...]] = TypeAdapter(
         list[AwareDatetime],  # the distinct times
     ]
 )
+# The columns of a StoredRow that make the event (its schema_version is for upcasting only).
+_STORED = 9
 # The global log's rows add (position, session_id) in front.
 _POSITIONS: TypeAdapter[tuple[list[int], list[str]]] = TypeAdapter(tuple[list[int], list[str]])
 
@@ -91,7 +95,7 @@ def decode_rows(session_id: str, rows: Sequence[Sequence[Any]]) -> list[Universa
         return []
     with paused_gc():
         try:
-            return _events(repeat(session_id), *zip(*rows, strict=True))
+            return _events(repeat(session_id), *list(zip(*rows, strict=True))[:_STORED])
         except ValidationError:
             # Row by row: a naive time from asyncpg is made UTC, and a bad row's error names
             # the event's field.
@@ -104,7 +108,7 @@ def decode_positioned_rows(rows: Sequence[Sequence[Any]]) -> list[PositionedEven
         return []
     with paused_gc():
         try:
-            positions, session_ids, *columns = zip(*rows, strict=True)
+            positions, session_ids, *columns = list(zip(*rows, strict=True))[: 2 + _STORED]
             valid_positions, valid_ids = _POSITIONS.validate_python((positions, session_ids))
             return list(map(PositionedEvent, valid_positions, _events(valid_ids, *columns)))
         except ValidationError:
@@ -195,3 +199,28 @@ def paused_gc() -> Iterator[None]:
             _GcPause.depth -= 1
             if _GcPause.depth == 0 and _GcPause.resume:
                 gc.enable()
+
+
+def upcast_rows(
+    rows: Sequence[Sequence[Any]], upcasters: Upcasters, first: int = 0
+) -> Sequence[Sequence[Any]]:
+    """``rows`` (``StoredRow``s starting at column ``first``: 0, or 2 for the global log's)
+    with the ``data`` of each row stored at an old schema version brought to the current shape
+    and its version set to the current one. The rows come back as they are (the same list) when
+    none is old, which a check per row finds without parsing. ``UpcastError`` (a ``ValueError``)
+    when an old row cannot be brought up."""
+    if not upcasters or not rows:
+        return rows
+    type_at, data_at, version_at = first + 3, first + 7, first + _STORED
+    current: list[Sequence[Any]] | None = None
+    for index, row in enumerate(rows):
+        event_type, version = row[type_at], int(row[version_at])
+        if not upcasters.is_stale(event_type, version):
+            continue
+        if current is None:
+            current = list(rows)
+        upcast = list(row)
+        upcast[data_at] = dump_json(upcasters.upcast(event_type, version, from_json(row[data_at])))
+        upcast[version_at] = upcasters.current(event_type)
+        current[index] = upcast
+    return rows if current is None else current

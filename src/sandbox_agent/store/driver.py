@@ -49,9 +49,10 @@ from sandbox_agent.store.ownership import OwnershipLock
 from sandbox_agent.store.records import SessionRecord, SessionStatus
 
 #: A stored event as a driver returns it, in this column order: ``(sequence, event_id, time,
-#: type, source, synthetic, native_session_id, data, raw)``. ``time`` is an aware ``datetime``
-#: or its RFC 3339 text; ``synthetic`` a bool or 0/1; ``data`` JSON text (str or bytes) of an
-#: object; ``raw`` JSON text or None (no raw payload). Any indexable row type will do (tuples,
+#: type, source, synthetic, native_session_id, data, raw, schema_version)``. ``time`` is an
+#: aware ``datetime`` or its RFC 3339 text; ``synthetic`` a bool or 0/1; ``data`` JSON text (str
+#: or bytes) of an object; ``raw`` JSON text or None (no raw payload); ``schema_version`` the int
+#: stored with the row (``EventRow.schema_version``). Any indexable row type will do (tuples,
 #: ``sqlite3`` rows, ``asyncpg`` records).
 StoredRow = Sequence[Any]
 
@@ -70,6 +71,7 @@ class EventRow(NamedTuple):
     native_session_id: str | None
     data: str  # JSON text of an object
     raw: str | None  # JSON text; None when the event has no raw payload
+    schema_version: int = 1  # the version of ``data``'s shape (events/versions.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,3 +119,9 @@ class StoreCorrupt(StoreError):
         self.detail = detail
         self.sequence = sequence
         self.kind = kind
+
+
+class SchemaVersionError(StoreError):
+    """An event stored at an old schema version cannot be read in the current shape: the
+    upcaster of a step is not registered, or it failed (events/versions.py). The stored rows
+    are intact; registering the missing upcaster makes them readable."""

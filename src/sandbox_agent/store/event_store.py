@@ -31,11 +31,13 @@ from pydantic_core import PydanticSerializationError, from_json
 
 from sandbox_agent.events import EventDraft, UniversalEvent, format_time, new_event_id, utc_now
 from sandbox_agent.events.envelope import TIME_FORMAT
+from sandbox_agent.events.versions import UPCASTERS, UpcastError, Upcasters
 from sandbox_agent.store.codec import (
     decode_positioned_rows,
     decode_rows,
     dump_json,
     paused_gc,
+    upcast_rows,
 )
 from sandbox_agent.store.driver import (
     EventRow,
@@ -51,6 +53,7 @@ from sandbox_agent.store.errors import (
     IdempotencyConflict,
     InvalidCursor,
     InvalidText,
+    SchemaVersionError,
     SequenceConflict,
     SessionNotFound,
     StoreConfigError,
@@ -80,8 +83,12 @@ class EventStore:
     coroutine; errors are ``StoreError`` subclasses. Open one with ``open_store(url)``, or
     wrap a driver of your own: ``EventStore(MyDriver())``."""
 
-    def __init__(self, driver: StorageDriver) -> None:
+    def __init__(self, driver: StorageDriver, *, upcasters: Upcasters | None = None) -> None:
         self.driver = driver
+        #: The upcasters reads apply to events stored at an old schema version, and whose
+        #: current versions appends write (events/versions.py); the process-wide registry
+        #: unless given.
+        self.upcasters = UPCASTERS if upcasters is None else upcasters
         self._notifier = ChangeNotifier()
         self._tails = StreamTails()
         self._closed = False
@@ -222,6 +229,7 @@ class EventStore:
                 draft.native_session_id,
                 encode_json(session_id, "data", draft.data),
                 None if draft.raw is None else encode_json(session_id, "raw", draft.raw),
+                self.upcasters.current(draft.type),
             )
             for draft, event_id, time in filled
         ]
@@ -232,6 +240,7 @@ class EventStore:
         except (SequenceConflict, DuplicateEventId) as exc:
             # A retry of a batch stored before, or a real conflict.
             found = await self.driver.select_events_by_id(session_id, [row[0] for row in rows])
+            found = self._current(session_id, found)
             retried = resolve_retry(
                 session_id, filled, {e.event_id: e for e in decode_rows(session_id, found)}
             )
@@ -276,11 +285,19 @@ class EventStore:
             keep = fitting(sizes, max_bytes)
             if keep < len(rows):
                 rows, full = rows[:keep], True
-        events = decode_checked(session_id, rows)
+        events = decode_checked(session_id, self._current(session_id, rows))
         last = check_numbering(session_id, after, events, self.driver.drops_oldest_events)
         if not full:
             await self._check_end(session_id, last)
         return events, full, mean
+
+    def _current(self, session_id: str, rows: Sequence[StoredRow]) -> Sequence[StoredRow]:
+        """``rows`` with the data of old schema versions upcast; ``SchemaVersionError`` when
+        one cannot be (an upcaster missing or failing)."""
+        try:
+            return upcast_rows(rows, self.upcasters)
+        except UpcastError as exc:
+            raise SchemaVersionError(f"session {session_id!r}: {exc}") from exc
 
     async def _check_end(self, session_id: str, last: int) -> None:
         """A short page ends at ``last``: so must the stream, unless an append committed after
@@ -320,7 +337,7 @@ class EventStore:
                 break
             moved = False
             try:
-                decode_rows(session_id, rows)
+                decode_rows(session_id, upcast_rows(rows, self.upcasters))
                 page_decodes = True
             except ValueError:  # row by row below, to name the bad ones
                 page_decodes = False
@@ -344,7 +361,7 @@ class EventStore:
                     found.append(_gap(session_id, last + 1, sequence - 1, promised))
                 if not page_decodes:
                     try:
-                        decode_rows(session_id, [row])
+                        decode_rows(session_id, upcast_rows([row], self.upcasters))
                     except ValueError as exc:  # pydantic's ValidationError, bad JSON alike
                         found.append(_undecodable(session_id, sequence, _first_line(exc)))
                 last, moved = sequence, True
@@ -400,7 +417,11 @@ class EventStore:
 
         Positions increase with commit order, so a reader that resumes after the last position
         it saw never skips an event that commits later."""
-        return decode_positioned_rows(await self.driver.select_all(after_position, limit))
+        rows = await self.driver.select_all(after_position, limit)
+        try:
+            return decode_positioned_rows(upcast_rows(rows, self.upcasters, first=2))
+        except UpcastError as exc:
+            raise SchemaVersionError(str(exc)) from exc
 
     # -- snapshots ------------------------------------------------------------------------
     async def save_snapshot(

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 #: The revision of the newest migration in ``migrations/`` (a test checks they agree).
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 
 def script_location() -> Path:
@@ -69,7 +69,10 @@ def create_head_schema(connection: Connection) -> None:
     Alembic's version table holding the head revision."""
     from sandbox_agent.store.tables import Tables
 
-    tables = Tables(connection.dialect.name)
+    # The events table as 0001 made it, then 0003's column added the same way: SQLite keeps a
+    # table's CREATE text, and a test holds it equal to what the migrations leave.
+    tables = Tables(connection.dialect.name, schema_versions=False)
+    added = Tables(connection.dialect.name).events.c.schema_version
     version = sa.Table(  # as Alembic creates it (``MigrationContext._version``)
         "alembic_version",
         sa.MetaData(),
@@ -78,6 +81,8 @@ def create_head_schema(connection: Connection) -> None:
     )
     version.create(connection)
     tables.metadata.create_all(connection)
+    column = sa.schema.CreateColumn(added).compile(dialect=connection.dialect)
+    connection.exec_driver_sql(f"ALTER TABLE events ADD COLUMN {column}")
     if tables.positions is not None:
         connection.execute(tables.positions.insert(), [{"id": 1, "last_position": 0}])
     connection.execute(version.insert().values(version_num=HEAD_REVISION))

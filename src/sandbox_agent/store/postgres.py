@@ -57,7 +57,8 @@ from sandbox_agent.store.url import float_option, int_option, no_more_options, s
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 _EVENT_COLUMNS = (
-    "sequence, event_id, time, type, source, synthetic, native_session_id, data::text, raw::text"
+    "sequence, event_id, time, type, source, synthetic, native_session_id, data::text, raw::text, "
+    "schema_version"
 )
 # The whole append is one statement (one round trip, its own transaction). In order:
 # s  locks the session row, checks expected_sequence ($4, NULL: append at the end), takes the
@@ -78,12 +79,13 @@ _APPEND = (
     "WHERE id = 1 AND EXISTS (SELECT 1 FROM s) RETURNING last_position - $2 AS base), "
     "n AS (SELECT pg_notify($3, $1) FROM s), "
     "i AS (INSERT INTO events (session_id, sequence, event_id, position, time, type, source, "
-    "synthetic, native_session_id, data, raw) "
+    "synthetic, native_session_id, data, raw, schema_version) "
     "SELECT $1, s.base + t.i, t.event_id, p.base + t.i, t.time, t.type, t.source, t.synthetic, "
-    "t.native_session_id, t.data::json, t.raw::json "
+    "t.native_session_id, t.data::json, t.raw::json, t.schema_version "
     "FROM s, p, unnest($5::text[], $6::timestamptz[], $7::text[], $8::text[], $9::bool[], "
-    "$10::text[], $11::text[], $12::text[]) WITH ORDINALITY "
-    "AS t(event_id, time, type, source, synthetic, native_session_id, data, raw, i)) "
+    "$10::text[], $11::text[], $12::text[], $17::int[]) WITH ORDINALITY "
+    "AS t(event_id, time, type, source, synthetic, native_session_id, data, raw, "
+    "schema_version, i)) "
     "SELECT s.base, (SELECT count(*) FROM n) FROM s"
 )
 _READ = (
@@ -311,6 +313,7 @@ class PostgresDriver(SqlDriver):
                     change.status,
                     change.ended_at,
                     change.native_session_id,
+                    [r.schema_version for r in rows],
                 )
             except asyncpg.UniqueViolationError as exc:
                 raise DuplicateEventId(session_id, str(exc)) from exc

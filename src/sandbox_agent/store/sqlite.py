@@ -83,11 +83,15 @@ _WAL_PAGES_MAX = 4000
 
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 
-_EVENT_COLUMNS = "sequence, event_id, time, type, source, synthetic, native_session_id, data, raw"
+_EVENT_COLUMNS = (
+    "sequence, event_id, time, type, source, synthetic, native_session_id, data, raw, "
+    "schema_version"
+)
 # position is the rowid (INTEGER PRIMARY KEY AUTOINCREMENT): SQLite assigns it.
 _INSERT = (
     "INSERT INTO events (session_id, sequence, event_id, time, type, source, "
-    "synthetic, native_session_id, data, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "synthetic, native_session_id, data, raw, schema_version) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # Takes the batch's sequences and updates the projection in one statement; the caller rolls
 # back when the returned last_sequence shows that expected_sequence was stale.
@@ -483,6 +487,7 @@ def _insert(
                     row.native_session_id,
                     row.data,
                     row.raw,
+                    row.schema_version,
                 )
             )
         try:

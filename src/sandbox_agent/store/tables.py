@@ -64,7 +64,9 @@ class Tables:
       serialised in commit order (see docs/persistence.md).
     """
 
-    def __init__(self, dialect: str) -> None:
+    def __init__(self, dialect: str, *, schema_versions: bool = True) -> None:
+        # ``schema_versions`` False: the events table as revision 0001 made it (no
+        # ``schema_version`` column; 0003 adds it).
         self.dialect = dialect
         self.metadata = sa.MetaData()
         self.sessions = sa.Table(
@@ -102,6 +104,11 @@ class Tables:
             sa.Column("raw", sa.Text if dialect == "sqlite" else NullableJsonDoc),
             sa.UniqueConstraint("session_id", "event_id", name="uq_events_session_event_id"),
         ]
+        if schema_versions:
+            # The version of ``data``'s shape (events/versions.py); migration 0003.
+            columns.append(
+                sa.Column("schema_version", sa.Integer, nullable=False, server_default="1")
+            )
         if dialect == "sqlite":
             self.events = sa.Table(
                 "events",

@@ -90,7 +90,8 @@ _DEADLOCK_RETRIES = 3
 # RFC 3339 in UTC, as the store's codec reads it; '%%' because asyncmy formats with '%'.
 _TIME = "DATE_FORMAT(time, '%%Y-%%m-%%dT%%H:%%i:%%s.%%fZ')"
 _EVENT_COLUMNS = (
-    f"sequence, event_id, {_TIME}, type, source, synthetic, native_session_id, data, raw"
+    f"sequence, event_id, {_TIME}, type, source, synthetic, native_session_id, data, raw, "
+    "schema_version"
 )
 _PROJECT = (
     "UPDATE sessions SET last_sequence = LAST_INSERT_ID(last_sequence + %s), "
@@ -106,9 +107,9 @@ _TAKE_POSITIONS = (
 _BEGIN_AND_TAKE = f"START TRANSACTION; {_PROJECT}; {_TAKE_POSITIONS}"
 _INSERT = (
     "INSERT INTO events (session_id, sequence, position, event_id, time, type, source, "
-    "synthetic, native_session_id, data, raw) VALUES "
+    "synthetic, native_session_id, data, raw, schema_version) VALUES "
 )
-_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 _STATEMENT_CHARS = 1_000_000  # well under max_allowed_packet (16 MB by default)
 _DELETE_SESSION = (
     "START TRANSACTION; DELETE FROM sessions WHERE id = %s; "
@@ -420,6 +421,7 @@ class MysqlDriver(StorageDriver):
                             row.native_session_id,
                             row.data,
                             row.raw,
+                            row.schema_version,
                         ),
                     )
                     for i, row in enumerate(rows, start=1)

@@ -59,7 +59,9 @@ class JsonText(sa.TypeDecorator[Any]):
 class Tables:
     """The tables, with ``collation`` as their default collation (None: the database's)."""
 
-    def __init__(self, collation: str | None = None) -> None:
+    def __init__(self, collation: str | None = None, *, schema_versions: bool = True) -> None:
+        # ``schema_versions`` False: the events table as revision 0001 made it (0002 adds the
+        # column).
         options: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
         if collation is not None:
             options["mysql_collate"] = collation
@@ -101,6 +103,12 @@ class Tables:
             sa.Column("native_session_id", sa.String(256)),
             sa.Column("data", mysql.LONGTEXT, nullable=False),
             sa.Column("raw", mysql.LONGTEXT),
+            *(
+                # The version of ``data``'s shape (sandbox_agent.events.versions).
+                [sa.Column("schema_version", sa.Integer, nullable=False, server_default="1")]
+                if schema_versions
+                else []
+            ),
             sa.UniqueConstraint("session_id", "event_id", name="uq_events_session_event_id"),
             sa.Index("ix_events_position", "position"),
             **options,

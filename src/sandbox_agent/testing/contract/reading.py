@@ -10,9 +10,12 @@ from typing import Any, cast
 
 import pytest
 
-from sandbox_agent.events import EventDraft, UniversalEvent, format_time, new_event_id
+from sandbox_agent.events import EventDraft, UniversalEvent, format_time, new_event_id, utc_now
+from sandbox_agent.events.versions import Upcasters
 from sandbox_agent.store import (
+    EventRow,
     EventStore,
+    SessionChange,
     SessionNotFound,
     SessionRecord,
     StorageDriver,
@@ -172,6 +175,44 @@ class RoundTripContract(ContractFrame):
         assert read.data == data
         assert stored.data == data
         assert read.typed_data().model_dump() == data
+
+    async def test_schema_versions_are_kept_per_row_and_old_rows_are_upcast_on_read(
+        self, store: EventStore
+    ) -> None:
+        """Each row keeps the ``schema_version`` it was written with (``EventRow``), in every
+        select; reads bring an old one to the current shape (events/versions.py)."""
+        sid = await new_session(store)
+        registry = Upcasters()
+        registry.register("contract.note", 1, lambda data: {"body": data["text"]})
+        registry.register("contract.note", 2, lambda data: {**data, "v": 3})
+        rows = [
+            EventRow(
+                new_event_id(), utc_now(), "contract.note", "client", False, None, data, None, v
+            )
+            for data, v in [('{"text": "a"}', 1), ('{"body": "b"}', 2), ('{"body": "c"}', 7)]
+        ]
+        await store.driver.insert_events(sid, rows, 0, SessionChange(3, utc_now()))
+        selected = await store.driver.select_events(sid, 0, None)
+        assert [int(row[9]) for row in selected] == [1, 2, 7], "versions as written"
+        by_id = await store.driver.select_events_by_id(sid, [rows[1].event_id])
+        assert [int(row[9]) for row in by_id] == [2]
+        everything = await store.driver.select_all(0, 1000)
+        assert [int(row[11]) for row in everything if row[1] == sid] == [1, 2, 7]
+        kept, store.upcasters = store.upcasters, registry
+        try:
+            read = await store.read(sid)
+            [appended] = await store.append(
+                sid, [EventDraft(type="contract.note", data={"body": "d", "v": 3})]
+            )
+        finally:
+            store.upcasters = kept
+        assert [e.data for e in read] == [
+            {"body": "a", "v": 3},
+            {"body": "b", "v": 3},
+            {"body": "c"},  # a newer release's version: as stored
+        ]
+        [row] = await store.driver.select_events(sid, 3, None)
+        assert (int(row[9]), appended.data) == (3, {"body": "d", "v": 3}), "written as current"
 
     async def test_unknown_content_part_types_round_trip_unchanged(self, store: EventStore) -> None:
         sid = await new_session(store)

@@ -15,17 +15,17 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-# 0001 builds the tables from tables.py as they are at this revision. The first revision that
-# changes a table must first copy those definitions into this file.
+# 0001 builds the tables from tables.py as they were at this revision: the events table without
+# 0002's schema_version column.
 
 
 def upgrade() -> None:
     bind = op.get_bind()
     version = tuple(bind.dialect.server_version_info or ())
-    tables = Tables(binary_collation(bind.dialect, version))
+    tables = Tables(binary_collation(bind.dialect, version), schema_versions=False)
     tables.metadata.create_all(bind)
     op.bulk_insert(tables.positions, [{"id": 1, "last_position": 0}])
 
 
 def downgrade() -> None:
-    Tables().metadata.drop_all(op.get_bind())
+    Tables(schema_versions=False).metadata.drop_all(op.get_bind())
