@@ -6,6 +6,7 @@ from sandbox_agent.store.driver import (
     EventRow,
     IntegrityReport,
     PositionedRow,
+    RewrittenRow,
     SessionChange,
     SnapshotRow,
     StorageDriver,
@@ -22,6 +23,7 @@ from sandbox_agent.store.errors import (
     StoreConfigError,
     StoreCorrupt,
     StoreError,
+    StoreKeyError,
     StoreNotFound,
     StoreUnavailable,
 )
@@ -44,6 +46,7 @@ from sandbox_agent.store.records import (
     SessionStatus,
     Snapshot,
 )
+from sandbox_agent.store.seal import Keyring, Sealer
 from sandbox_agent.store.registry import register_driver, registered_schemes
 from sandbox_agent.store.url import open_store
 
@@ -56,6 +59,7 @@ __all__ = [
     "IntegrityReport",
     "InvalidCursor",
     "InvalidText",
+    "Keyring",
     "Lease",
     "LeaseDriver",
     "LeaseHolder",
@@ -64,6 +68,8 @@ __all__ = [
     "PositionedEvent",
     "PositionedRow",
     "PruneResult",
+    "RewrittenRow",
+    "Sealer",
     "SequenceConflict",
     "SessionChange",
     "SessionExists",
@@ -78,6 +84,7 @@ __all__ = [
     "StoreConfigError",
     "StoreCorrupt",
     "StoreError",
+    "StoreKeyError",
     "StoreNotFound",
     "StoreOwned",
     "StoreUnavailable",
