@@ -46,8 +46,8 @@ from sandbox_agent.store.records import (
     SessionStatus,
     Snapshot,
 )
-from sandbox_agent.store.seal import Keyring, Sealer
 from sandbox_agent.store.registry import register_driver, registered_schemes
+from sandbox_agent.store.seal import Keyring, Sealer
 from sandbox_agent.store.url import open_store
 
 __all__ = [

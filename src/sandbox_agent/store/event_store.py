@@ -61,6 +61,14 @@ from sandbox_agent.store.errors import (
 from sandbox_agent.store.leases import SessionLeases
 from sandbox_agent.store.notify import ChangeNotifier, wait_for
 from sandbox_agent.store.ownership import Owner, OwnershipLock, StoreOwned
+from sandbox_agent.store.records import (
+    Page,
+    PositionedEvent,
+    PruneResult,
+    SessionRecord,
+    SessionStatus,
+    Snapshot,
+)
 from sandbox_agent.store.seal import (
     SEALED_KEY,
     Sealer,
@@ -70,14 +78,6 @@ from sandbox_agent.store.seal import (
     is_envelope,
     needs_escape,
     plain_text,
-)
-from sandbox_agent.store.records import (
-    Page,
-    PositionedEvent,
-    PruneResult,
-    SessionRecord,
-    SessionStatus,
-    Snapshot,
 )
 from sandbox_agent.store.tail import StreamTails, fitting, stored_bytes
 
@@ -350,7 +350,9 @@ class EventStore:
                 else:
                     texts[name] = self._payload(session_id, event_id, name, value)
             if not isinstance(values["data"], dict):
-                raise StoreError(f"session {session_id!r}, event {event_id!r}: data must open to an object")
+                raise StoreError(
+                    f"session {session_id!r}, event {event_id!r}: data must open to an object"
+                )
             opened_draft = draft.model_copy(update={"data": values["data"], "raw": values["raw"]})
             plain.append((opened_draft, event_id, time))
             data_text = texts["data"]
@@ -612,9 +614,7 @@ class EventStore:
                 session_id=session_id,
                 sequence=row.sequence,
                 version=row.version,
-                state=from_json(
-                    self._open_state(session_id, row.sequence, row.version, row.state)
-                ),
+                state=from_json(self._open_state(session_id, row.sequence, row.version, row.state)),
                 created_at=row.created_at,
             )
 
@@ -856,9 +856,7 @@ def exported_view(event: UniversalEvent) -> UniversalEvent:
     """``event`` with a plain payload that has a ``$sealed`` key of its own escaped."""
     if not needs_escape(event.data) and not needs_escape(event.raw):
         return event
-    return event.model_copy(
-        update={"data": envelope_of(event.data), "raw": envelope_of(event.raw)}
-    )
+    return event.model_copy(update={"data": envelope_of(event.data), "raw": envelope_of(event.raw)})
 
 
 def decode_checked(session_id: str, rows: Sequence[StoredRow]) -> list[UniversalEvent]:

@@ -223,8 +223,7 @@ def _aesgcm() -> Any:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     except ImportError:
         raise StoreConfigError(
-            "encrypted payloads need the cryptography package (pip install "
-            "'sandbox-agent[seal]')"
+            "encrypted payloads need the cryptography package (pip install 'sandbox-agent[seal]')"
         ) from None
     return AESGCM
 
@@ -240,7 +239,9 @@ class Where:
 
     def aad(self, header: str) -> bytes:
         # NUL cannot occur in ids the store keeps (InvalidText), so the parts cannot blur.
-        return "\x00".join(("sandbox-agent", header, self.session_id, self.key, self.field)).encode()
+        return "\x00".join(
+            ("sandbox-agent", header, self.session_id, self.key, self.field)
+        ).encode()
 
     def describe(self) -> str:
         at = f"sequence {self.sequence}" if self.sequence else self.key
@@ -326,7 +327,8 @@ class Sealer:
         parts = header.split(".")
         if len(parts) != 3 or parts[0] != VERSION or len(parts[1]) != 2:
             raise self._corrupt(where, f"unknown envelope format {header[:40]!r}")
-        _, (code, encryption), kid = parts
+        _, algorithms, kid = parts
+        code, encryption = algorithms[0], algorithms[1]
         try:
             body = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
@@ -418,9 +420,7 @@ def dump(value: Any) -> str:
     return to_json(value).decode()
 
 
-def build(
-    compress: Any = None, keys: Any = None, active_key: Any = None
-) -> Sealer | None:
+def build(compress: Any = None, keys: Any = None, active_key: Any = None) -> Sealer | None:
     """The ``Sealer`` of ``open_store``'s options (None for neither): ``compress`` is
     ``zstd``, ``zlib``, ``none`` (or True for the best there is); ``keys`` is ``env:NAME``,
     ``file:PATH`` or a ``Keyring``; ``active_key`` picks the key that seals new writes."""
