@@ -5,6 +5,7 @@ its raw baseline in the same run.
     python benchmarks/store.py --quick           # small counts: a smoke test, not a measurement
     python benchmarks/store.py --eventsourcing   # also the eventsourcing library, same workload
     python benchmarks/store.py --json            # the figures as JSON
+    python benchmarks/store.py --sealed-only     # only compression/encryption vs plain
 
 Workload: ``item.delta`` drafts with a 300-character delta, appended round-robin to 10 sessions.
 The baselines write the same columns into a table made from the same SQLAlchemy definition as the
@@ -701,11 +702,198 @@ async def eventsourcing_comparison(
     return note
 
 
+# -- sealed payloads (docs/performance.md, "Session 9: sealed payloads") -----------------------
+
+#: The store options of each sealed mode; each is timed against the plain store in the same run.
+SEALED_MODES = {
+    "compress": "compress=zstd",
+    "encrypt": "keys=env:SANDBOX_AGENT_BENCH_KEYS",
+    "both": "compress=zstd&keys=env:SANDBOX_AGENT_BENCH_KEYS",
+}
+SEALED_GOAL = 0.6  # of the plain store's rate
+SEALED_DISK_GOAL = 0.5  # of the plain store's bytes, with compression
+
+
+@dataclass
+class SealedRow:
+    """A sealed mode against the plain store, same driver and workload, in turn."""
+
+    driver: str
+    measure: str  # batched append, single append, read
+    mode: str
+    events: int
+    sealed_rates: list[float] = field(default_factory=list)
+    plain_rates: list[float] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        ratios = [s / p for s, p in zip(self.sealed_rates, self.plain_rates, strict=True)]
+        ratio = statistics.median(ratios)
+        return {
+            **asdict(self),
+            "sealed_per_s": max(self.sealed_rates),
+            "plain_per_s": max(self.plain_rates),
+            "ratio": ratio,
+            "paired_ratios": ratios,
+            "goal": SEALED_GOAL,
+            "meets_goal": ratio >= SEALED_GOAL,
+        }
+
+
+def with_options(url: str, options: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{options}" if options else url
+
+
+async def sealed_pair(
+    driver: str, measure: str, mode: str, events: int, repeats: int, plain: Timed, sealed: Timed
+) -> SealedRow:
+    timed = await alternate(measure, events, repeats, plain, sealed)
+    return SealedRow(driver, measure, mode, events, timed.store_rates, timed.baseline_rates)
+
+
+async def sealed_driver_rows(
+    driver: str, urls: dict[str, str], counts: Counts, repeats: int
+) -> list[SealedRow]:
+    """Batched append, single append and a whole read in each mode against the plain store,
+    each store on a database of its own (``urls``: ``plain`` and each mode)."""
+    rows: list[SealedRow] = []
+    stores = {name: await open_store(url) for name, url in urls.items()}
+    try:
+        single = counts.single if driver == "sqlite" else counts.pg_single
+        for mode in SEALED_MODES:
+            for measure, per_call, count in (
+                ("batched append", BATCH, counts.batched),
+                ("single append", 1, single),
+            ):
+                prefix = f"{mode}_{per_call}_"
+                plain = store_appends(stores["plain"], prefix, count, per_call)
+                sealed = store_appends(stores[mode], prefix, count, per_call)
+                rows.append(await sealed_pair(driver, measure, mode, count, repeats, plain, sealed))
+        n = counts.read
+        for store in stores.values():
+            await fill(store, "read", delta_drafts(n))
+
+        def whole(store: EventStore) -> Timed:
+            async def run(_: int) -> float:
+                with clock() as elapsed:
+                    events = await store.read("read")
+                assert len(events) == n
+                return elapsed[0]
+
+            return run
+
+        for mode in SEALED_MODES:
+            rows.append(
+                await sealed_pair(
+                    driver,
+                    "read",
+                    mode,
+                    n,
+                    counts.read_repeats,
+                    whole(stores["plain"]),
+                    whole(stores[mode]),
+                )
+            )
+    finally:
+        for store in stores.values():
+            await store.close()
+    return rows
+
+
+async def sqlite_disk_bytes(directory: Path, counts: Counts) -> dict[str, Any]:
+    """Bytes of the 300-character workload on disk (the database file after a checkpoint) and
+    in the ``data`` column alone, plain and in each mode."""
+    n = counts.read
+    sizes: dict[str, Any] = {"events": n}
+    for name, options in {"plain": "", **SEALED_MODES}.items():
+        path = directory / f"disk_{name}.db"
+        async with await open_store(with_options(f"sqlite:///{path}", options)) as store:
+            await fill(store, "disk", delta_drafts(n))
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (payload,) = db.execute("SELECT sum(length(data)) FROM events").fetchone()
+        db.close()
+        sizes[name] = {"file_bytes": path.stat().st_size, "data_bytes": int(payload)}
+    for name in SEALED_MODES:
+        sizes[name]["file_ratio"] = sizes[name]["file_bytes"] / sizes["plain"]["file_bytes"]
+        sizes[name]["data_ratio"] = sizes[name]["data_bytes"] / sizes["plain"]["data_bytes"]
+    sizes["goal"] = SEALED_DISK_GOAL
+    sizes["meets_goal"] = sizes["compress"]["file_ratio"] <= SEALED_DISK_GOAL
+    return sizes
+
+
+async def sealed_section(
+    args: argparse.Namespace, counts: Counts, directory: Path
+) -> dict[str, Any]:
+    """Compression (zstd), encryption (AES-256-GCM) and both, each against the plain store in
+    the same run: SQLite, and Postgres when reachable."""
+    import base64
+
+    os.environ["SANDBOX_AGENT_BENCH_KEYS"] = "bench:" + base64.b64encode(os.urandom(32)).decode()
+    repeats = counts.repeats
+    sqlite_urls = {
+        name: with_options(f"sqlite:///{directory / f'sealed_{name}.db'}", options)
+        for name, options in {"plain": "", **SEALED_MODES}.items()
+    }
+    rows = await sealed_driver_rows("sqlite", sqlite_urls, counts, repeats)
+    postgres: str | None = await postgres_problem(args.pg_url)
+    if postgres is None:
+        async with pg_schema_name(args.pg_url) as schema:
+            names = {"plain": "", **SEALED_MODES}
+            pg_urls = {
+                name: with_options(with_options(args.pg_url, f"schema={schema}_{i}"), options)
+                for i, (name, options) in enumerate(names.items())
+            }
+            try:
+                rows += await sealed_driver_rows("postgres", pg_urls, counts, repeats)
+            finally:
+                admin = await asyncpg.connect(pg_dsn(args.pg_url), timeout=10)
+                for i in range(len(names)):
+                    await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}_{i}" CASCADE')
+                await admin.close()
+    return {
+        "rows": [row.as_json() for row in rows],
+        "disk": await sqlite_disk_bytes(directory, counts),
+        "postgres": postgres or "measured",
+    }
+
+
+def print_sealed(report: dict[str, Any], console: Console) -> None:
+    table = Table(title="Sealed payloads against the plain store, same run (events/s)")
+    for name in ("driver", "measure", "mode", "sealed", "plain", "ratio", "goal", "pairs"):
+        table.add_column(name, justify="right" if name not in ("driver", "measure") else "left")
+    for row in report["rows"]:
+        pairs = row["paired_ratios"]
+        table.add_row(
+            row["driver"],
+            f"{row['measure']} ({row['events']:,})",
+            row["mode"],
+            f"{row['sealed_per_s']:,.0f}",
+            f"{row['plain_per_s']:,.0f}",
+            f"{row['ratio']:.2f}x",
+            f">= {row['goal']:g}x",
+            f"{min(pairs):.2f}-{max(pairs):.2f}",
+        )
+    console.print(table)
+    disk = report["disk"]
+    console.print(
+        f"SQLite bytes for {disk['events']:,} events of the 300-character workload: plain "
+        f"{disk['plain']['file_bytes']:,} (data column {disk['plain']['data_bytes']:,}); "
+        + "; ".join(
+            f"{name} {disk[name]['file_bytes']:,} = {disk[name]['file_ratio']:.2f}x "
+            f"(data column {disk[name]['data_ratio']:.2f}x)"
+            for name in SEALED_MODES
+        )
+        + f". Goal with compression: <= {disk['goal']:g}x. Postgres: {report['postgres']}."
+    )
+
+
 # -- running and printing --------------------------------------------------------------------
 
 
 async def run(args: argparse.Namespace, counts: Counts, directory: Path) -> dict[str, Any]:
     started = time.perf_counter()
+    if args.sealed_only:
+        return {"sealed": await sealed_section(args, counts, directory), "rows": []}
     results = await sqlite_rows(counts, directory)
     problem = await postgres_problem(args.pg_url)
     if problem is None:
@@ -734,10 +922,14 @@ async def run(args: argparse.Namespace, counts: Counts, directory: Path) -> dict
         "seconds": time.perf_counter() - started,
         "eventsourcing": comparison,
         "rows": [result.as_json() for result in results],
+        "sealed": await sealed_section(args, counts, directory),
     }
 
 
 def print_table(report: dict[str, Any], console: Console) -> None:
+    if not report["rows"]:  # --sealed-only
+        print_sealed(report["sealed"], console)
+        return
     table = Table(title="The event store against raw baselines, same run (events/s)")
     table.add_column("measure / [dim]baseline[/dim]")
     for name in ("store", "baseline", "ratio", "goal", "meets", "pairs"):
@@ -776,6 +968,7 @@ def print_table(report: dict[str, Any], console: Console) -> None:
     )
     if comparison:
         console.print(f"eventsourcing: {report['eventsourcing']}")
+    print_sealed(report["sealed"], console)
 
 
 def main() -> None:
@@ -794,6 +987,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument(
         "--eventsourcing", action="store_true", help="also run the eventsourcing library"
+    )
+    parser.add_argument(
+        "--sealed-only", action="store_true", help="only the sealed-payload section"
     )
     parser.add_argument("--repeats", type=int, help="timed repeats of the append rows")
     parser.add_argument("--dir", type=Path, help="where the SQLite files go (default: a temp dir)")

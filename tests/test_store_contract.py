@@ -53,6 +53,22 @@ class TestSqliteThreadedStore(TestSqliteStore):
     store_url = "sqlite:///store.db?inline_append_max=0"
 
 
+#: Test keys (tests/fixtures/seal/test.keys): payloads sealed with the last, k2026.
+TEST_KEYS = Path(__file__).parent / "fixtures" / "seal" / "test.keys"
+
+
+class TestSealedSqliteStore(TestSqliteStore):
+    """SQLite with every payload and snapshot compressed and encrypted (``store/seal.py``)."""
+
+    store_url = f"sqlite:///store.db?compress=zstd&keys=file:{TEST_KEYS}"
+    # Sealing is EventStore's, above the driver: TestSqliteStore runs these on the same driver
+    # (a process of its own opening a sealed store: test_store_seal's db rekey).
+    skip_groups: ClassVar[dict[str, str]] = {
+        "processes": "the driver's, run by TestSqliteStore",
+        "crash": "the driver's, run by TestSqliteStore",
+    }
+
+
 @pytest.mark.postgres
 class TestPostgresStore(StoreContract):
     crash_trials = CRASH_TRIALS

@@ -269,3 +269,127 @@ def test_the_upcasting_example_of_the_docs_runs_as_written(tmp_path: Path) -> No
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["2", "[{'body': 'hi', 'format': 'md'}]"]
+
+
+# -- db upcast --------------------------------------------------------------------------------
+
+UPCASTERS_MODULE = """
+from sandbox_agent.events.versions import register_upcaster
+
+
+@register_upcaster("app.note", 1)
+def to_v2(data):
+    return {"body": data["text"], "format": "plain", "by": data["by"]}
+
+
+@register_upcaster("app.note", 2)
+def to_v3(data):
+    rest = {k: v for k, v in data.items() if k != "by"}
+    return {**rest, "author": {"name": data["by"]}}
+"""
+
+
+def test_db_upcast_rewrites_old_rows_once_with_the_users_upcasters(tmp_path: Path) -> None:
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'notes.db'}"
+
+    async def old_store() -> None:
+        async with await open_store(url) as store:
+            await store.create_session(SessionRecord(id="s", agent="mock"))
+            await _store_rows(
+                store,
+                "s",
+                [
+                    _row("app.note", {"text": "a", "by": "ops"}, 1),
+                    _row("item.delta", {"item_id": "i", "delta": "x"}, 1),
+                    _row("app.note", {"body": "b", "format": "md", "by": "dev"}, 2),
+                ],
+            )
+
+    asyncio.run(old_store())
+    (tmp_path / "notes_upcasters.py").write_text(UPCASTERS_MODULE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+
+    def upcast(*extra: str) -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, "-m", "sandbox_agent", "db", "upcast", "--store", url, *extra],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return dict(json.loads(done.stdout))
+
+    first = upcast("--import", "notes_upcasters", "--json")
+    assert first == {
+        "sessions": 1,
+        "events_rewritten": 2,
+        "events_current": 1,
+        "by_type": {"app.note": 2},
+    }
+    assert upcast("--import", "notes_upcasters", "--json")["events_rewritten"] == 0
+
+    async def stored() -> list[tuple[int, Any]]:
+        async with await open_store(url) as store:
+            store.upcasters = Upcasters()  # no upcasters needed any more
+            rows = await store.driver.select_events("s", 0, None)
+            assert [e.data["body"] for e in await store.read("s") if e.type == "app.note"] == [
+                "a",
+                "b",
+            ]
+            return [(int(r[9]), json.loads(r[7])) for r in rows]
+
+    assert asyncio.run(stored()) == [
+        (3, v3("a")),
+        (1, {"item_id": "i", "delta": "x"}),
+        (3, {"body": "b", "format": "md", "author": {"name": "dev"}}),
+    ]
+    # Without the module: the default registry knows no upcasters, so nothing is stale.
+    assert upcast("--json")["events_rewritten"] == 0
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sandbox_agent",
+            "db",
+            "upcast",
+            "--store",
+            url,
+            "--import",
+            "nope_x",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "cannot import 'nope_x'" in bad.stderr
+
+
+@all_drivers
+async def test_upcast_store_keeps_payloads_sealed_as_the_store_seals(store_url: str) -> None:
+    from sandbox_agent.store.upcast import upcast_store
+
+    keys = Path(__file__).parent / "fixtures" / "seal" / "test.keys"
+    sep = "&" if "?" in store_url else "?"
+    async with await open_store(f"{store_url}{sep}compress=zstd&keys=file:{keys}") as store:
+        store.upcasters = note_registry()
+        await store.create_session(SessionRecord(id="s", agent="mock"))
+        # An old note written sealed: its data through the store's sealing, at version 1.
+        old = _row("app.note", {"text": "secret", "by": "ops"}, 1)
+        old = old._replace(
+            data=store._payload("s", old.event_id, "data", {"text": "secret", "by": "ops"})
+        )
+        await _store_rows(store, "s", [old])
+        summary = await upcast_store(store)
+        assert (summary.events_rewritten, summary.by_type) == (1, {"app.note": 1})
+        (row,) = await store.driver.select_events("s", 0, None)
+        assert int(row[9]) == 3 and str(row[7]).startswith('{"$sealed":')
+        assert "secret" not in str(row[7])
+        store.upcasters = Upcasters()
+        assert [e.data for e in await store.read("s")] == [v3("secret")]

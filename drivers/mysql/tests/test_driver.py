@@ -50,6 +50,7 @@ def row(text: str = "x", *, event_id: str | None = None, **fields: object) -> Ev
         "native_session_id": None,
         "data": f'{{"item_id":"m","delta":"{text}"}}',
         "raw": None,
+        "schema_version": 1,
     }
     values.update(fields)
     return EventRow(**values)  # type: ignore[arg-type]

@@ -62,9 +62,17 @@ def export_command(
         str, typer.Option("--output", "-o", help="The JSON Lines file to write (- for stdout).")
     ],
     store: StoreOption = None,
+    decrypt: Annotated[
+        bool,
+        typer.Option(
+            "--decrypt",
+            help="Write encrypted payloads as plaintext (needs the keys; default: as stored).",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Write sessions with all their events to a JSON Lines file (lossless)."""
+    """Write sessions with all their events to a JSON Lines file (lossless). Payloads
+    encrypted at rest stay encrypted unless --decrypt."""
     from rich.progress import MofNCompleteColumn, TextColumn
 
     from sandbox_agent.replay import export_sessions
@@ -76,7 +84,11 @@ def export_command(
             task = bar.add_task("export", total=None)
             async with await open_existing(url) as source:
                 return await export_sessions(
-                    source, sessions, out, on_progress=lambda n: bar.advance(task, n)
+                    source,
+                    sessions,
+                    out,
+                    on_progress=lambda n: bar.advance(task, n),
+                    decrypt=decrypt,
                 )
 
     if output == "-":

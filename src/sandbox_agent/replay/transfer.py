@@ -12,6 +12,10 @@ An event line names the schema version of its ``data`` when it is above 1
 at older versions upcasts them with the store's upcasters before they are written.
 
 Each session's header line comes before its events, which are its whole stream in order.
+Payloads encrypted at rest (docs/persistence.md, "Encryption and compression") are written as
+they are stored, ``{"$sealed": "..."}`` envelopes, unless ``decrypt``; importing them needs the
+same keys. A plain payload object with a ``$sealed`` key of its own is written escaped,
+``{"$sealed": "plain", "value": ...}``, so every payload reads back as it was.
 Importing creates the sessions that are missing and appends their events with their own ids
 and times; events already in the store are checked (by the store's idempotent append), never
 written twice, so re-importing a file adds nothing. A store that holds *other* events for a
@@ -21,13 +25,13 @@ session in the file is left unchanged and the import stops with a ``TransferErro
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TextIO
 
 from pydantic import BaseModel, Field, ValidationError
 
 from sandbox_agent.events import EventDraft, UniversalEvent
-from sandbox_agent.events.versions import FIRST_VERSION, Upcasters
+from sandbox_agent.events.versions import FIRST_VERSION, UpcastError, Upcasters
 from sandbox_agent.replay.errors import TransferError
 from sandbox_agent.store import (
     EventStore,
@@ -37,6 +41,9 @@ from sandbox_agent.store import (
     SessionNotFound,
     SessionRecord,
 )
+from sandbox_agent.store.codec import SEALED_OLD
+from sandbox_agent.store.event_store import exported_view
+from sandbox_agent.store.seal import SEALED_KEY
 
 EXPORT_PAGE = 1000
 IMPORT_BATCH = 500
@@ -77,6 +84,8 @@ def _current_event(line: dict[str, Any], upcasters: Upcasters) -> UniversalEvent
     if isinstance(body, dict) and isinstance(body.get("data"), dict):
         kind = body.get("type")
         if isinstance(kind, str) and upcasters.is_stale(kind, version):
+            if SEALED_KEY in body["data"]:
+                raise UpcastError(kind, version, SEALED_OLD)
             body = {**body, "data": upcasters.upcast(kind, version, body["data"])}
     return UniversalEvent.model_validate(body)
 
@@ -87,8 +96,10 @@ async def export_sessions(
     out: TextIO,
     *,
     on_progress: Progress | None = None,
+    decrypt: bool = False,
 ) -> ExportSummary:
     """Write the sessions (record, then every event with its raw payload) to ``out``.
+    Encrypted payloads stay encrypted (no key needed) unless ``decrypt``.
     Raises ``SessionNotFound`` before writing anything if a session is unknown;
     ``on_progress(n)`` is called after each page of ``n`` events."""
     records: list[SessionRecord] = []
@@ -98,16 +109,26 @@ async def export_sessions(
             raise SessionNotFound(session_id)
         records.append(record)
     events = 0
+    read = _read_decrypted(store) if decrypt else store.read_exported
     for record in records:
         out.write(_line("session", record) + "\n")
         after = 0
-        while page := await store.read(record.id, after=after, limit=EXPORT_PAGE):
+        while page := await read(record.id, after=after, limit=EXPORT_PAGE):
             out.write("".join(_event_line(event, store.upcasters) + "\n" for event in page))
             after = page[-1].sequence
             events += len(page)
             if on_progress is not None:
                 on_progress(len(page))
     return ExportSummary(sessions=[r.id for r in records], events=events)
+
+
+def _read_decrypted(
+    store: EventStore,
+) -> Callable[..., Awaitable[list[UniversalEvent]]]:
+    async def read(session_id: str, after: int, limit: int) -> list[UniversalEvent]:
+        return [exported_view(e) for e in await store.read(session_id, after, limit)]
+
+    return read
 
 
 class _Importer:
@@ -165,7 +186,7 @@ class _Importer:
         assert session is not None
         first, last = events[0].sequence, events[-1].sequence
         try:
-            stored = await self.store.append(
+            stored = await self.store.append_exported(
                 session, [EventDraft.from_event(e) for e in events], expected_sequence=first - 1
             )
         except (SequenceConflict, IdempotencyConflict) as exc:

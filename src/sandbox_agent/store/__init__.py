@@ -6,6 +6,7 @@ from sandbox_agent.store.driver import (
     EventRow,
     IntegrityReport,
     PositionedRow,
+    RewrittenRow,
     SessionChange,
     SnapshotRow,
     StorageDriver,
@@ -23,6 +24,7 @@ from sandbox_agent.store.errors import (
     StoreConfigError,
     StoreCorrupt,
     StoreError,
+    StoreKeyError,
     StoreNotFound,
     StoreUnavailable,
 )
@@ -46,6 +48,7 @@ from sandbox_agent.store.records import (
     Snapshot,
 )
 from sandbox_agent.store.registry import register_driver, registered_schemes
+from sandbox_agent.store.seal import Keyring, Sealer
 from sandbox_agent.store.url import open_store
 
 __all__ = [
@@ -57,6 +60,7 @@ __all__ = [
     "IntegrityReport",
     "InvalidCursor",
     "InvalidText",
+    "Keyring",
     "Lease",
     "LeaseDriver",
     "LeaseHolder",
@@ -65,7 +69,9 @@ __all__ = [
     "PositionedEvent",
     "PositionedRow",
     "PruneResult",
+    "RewrittenRow",
     "SchemaVersionError",
+    "Sealer",
     "SequenceConflict",
     "SessionChange",
     "SessionExists",
@@ -80,6 +86,7 @@ __all__ = [
     "StoreConfigError",
     "StoreCorrupt",
     "StoreError",
+    "StoreKeyError",
     "StoreNotFound",
     "StoreOwned",
     "StoreUnavailable",

@@ -15,8 +15,9 @@ from pydantic_core import from_json, to_json
 
 from sandbox_agent.events import EventSource, UniversalEvent
 from sandbox_agent.events.envelope import trusted_event
-from sandbox_agent.events.versions import Upcasters
+from sandbox_agent.events.versions import UpcastError, Upcasters
 from sandbox_agent.store.records import PositionedEvent
+from sandbox_agent.store.seal import is_envelope
 
 
 def dump_json(value: Any) -> str:
@@ -201,6 +202,13 @@ def paused_gc() -> Iterator[None]:
                 gc.enable()
 
 
+#: Why an old event whose payload stays sealed cannot be upcast.
+SEALED_OLD = (
+    "its payload is encrypted: export it with --decrypt, or bring the store to the current "
+    "versions first (sandbox-agent db upcast, with the keys)"
+)
+
+
 def upcast_rows(
     rows: Sequence[Sequence[Any]], upcasters: Upcasters, first: int = 0
 ) -> Sequence[Sequence[Any]]:
@@ -217,6 +225,9 @@ def upcast_rows(
         event_type, version = row[type_at], int(row[version_at])
         if not upcasters.is_stale(event_type, version):
             continue
+        if is_envelope(row[data_at]):
+            # Left sealed (an export without --decrypt): there is no shape to upcast.
+            raise UpcastError(event_type, version, SEALED_OLD)
         if current is None:
             current = list(rows)
         upcast = list(row)

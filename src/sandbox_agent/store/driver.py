@@ -27,6 +27,9 @@ What a driver must do, in plain words:
   session row's ``last_sequence``, is ``StoreCorrupt``; a driver need not check it. A driver may
   raise ``StoreCorrupt`` itself for its database's own report of corruption, and may offer that
   database's integrity check (``check_integrity``; by default "not supported").
+- ``rewrite_events`` is optional (``db rekey`` and ``db upcast`` need it): new payload texts
+  (and schema versions, when given) for stored events, in one transaction; the default raises
+  ``StoreError``.
 - Wake-ups: ``EventStore`` wakes its own subscribers after each commit. A driver whose database
   is shared with other processes either calls the ``wake`` callback given to ``attach`` with a
   session id when it learns of another process's append (Postgres ``LISTEN``), or sets
@@ -44,6 +47,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from sandbox_agent.store.errors import StoreError
 from sandbox_agent.store.leases import LeaseDriver
 from sandbox_agent.store.ownership import OwnershipLock
 from sandbox_agent.store.records import SessionRecord, SessionStatus
@@ -71,7 +75,17 @@ class EventRow(NamedTuple):
     native_session_id: str | None
     data: str  # JSON text of an object
     raw: str | None  # JSON text; None when the event has no raw payload
-    schema_version: int = 1  # the version of ``data``'s shape (events/versions.py)
+    schema_version: int  # the version of ``data``'s shape (events/versions.py)
+
+
+class RewrittenRow(NamedTuple):
+    """New stored payloads for the event at ``sequence`` (``rewrite_events``): ``data`` JSON
+    text of an object, ``raw`` JSON text or None, as in ``EventRow``."""
+
+    sequence: int
+    data: str
+    raw: str | None
+    schema_version: int | None = None  # the payload's new schema version; None: unchanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +243,16 @@ class StorageDriver(abc.ABC):
     @abc.abstractmethod
     async def delete_snapshots(self, session_id: str, keys: Sequence[tuple[int, int]]) -> int:
         """Delete the session's snapshots with these keys; how many there were."""
+
+    # -- optional -------------------------------------------------------------------------
+    async def rewrite_events(self, session_id: str, rows: Sequence[RewrittenRow]) -> None:
+        """Optional (``sandbox-agent db rekey``): replace the ``data`` and ``raw`` of these
+        stored events, atomically, leaving everything else of them as it is. ``SessionNotFound``
+        for an unknown session; ``StoreError`` naming it for a sequence that is not stored
+        (nothing written then). The default: not supported."""
+        raise StoreError(
+            f"rewriting stored events (db rekey) is not supported by {type(self).__name__}"
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
     async def schema_status(self) -> tuple[str | None, str] | None:

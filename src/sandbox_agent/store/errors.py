@@ -121,6 +121,21 @@ class StoreCorrupt(StoreError):
         self.kind = kind
 
 
+class StoreKeyError(StoreError):
+    """A sealed payload names a key id that this store's keyring lacks (or the store was opened
+    without keys): nothing is wrong with the data, the key is missing. Names the session, the
+    place (sequence or snapshot, and field) and the key id."""
+
+    def __init__(self, session_id: str, where: str, key_id: str, why: str) -> None:
+        super().__init__(
+            f"session {session_id!r}, {where}: sealed with key id {key_id!r}, which cannot be "
+            f"used: {why} (open the store with keys=env:NAME or keys=file:PATH holding it)"
+        )
+        self.session_id = session_id
+        self.where = where
+        self.key_id = key_id
+
+
 class SchemaVersionError(StoreError):
     """An event stored at an old schema version cannot be read in the current shape: the
     upcaster of a step is not registered, or it failed (events/versions.py). The stored rows

@@ -59,6 +59,7 @@ from sandbox_agent.store.errors import (
     StoreConfigError,
     StoreCorrupt,
     StoreError,
+    StoreKeyError,
 )
 from sandbox_agent.store.leases import SessionLeases
 from sandbox_agent.store.notify import ChangeNotifier, wait_for
@@ -70,6 +71,17 @@ from sandbox_agent.store.records import (
     SessionRecord,
     SessionStatus,
     Snapshot,
+)
+from sandbox_agent.store.seal import (
+    PREFIX,
+    SEALED_KEY,
+    Sealer,
+    Where,
+    envelope_of,
+    escaped,
+    is_envelope,
+    needs_escape,
+    plain_text,
 )
 from sandbox_agent.store.tail import StreamTails, fitting, stored_bytes
 
@@ -83,8 +95,15 @@ class EventStore:
     coroutine; errors are ``StoreError`` subclasses. Open one with ``open_store(url)``, or
     wrap a driver of your own: ``EventStore(MyDriver())``."""
 
-    def __init__(self, driver: StorageDriver, *, upcasters: Upcasters | None = None) -> None:
+    def __init__(
+        self,
+        driver: StorageDriver,
+        *,
+        sealer: Sealer | None = None,
+        upcasters: Upcasters | None = None,
+    ) -> None:
         self.driver = driver
+        self.sealer = sealer
         #: The upcasters reads apply to events stored at an old schema version, and whose
         #: current versions appends write (events/versions.py); the process-wide registry
         #: unless given.
@@ -94,6 +113,84 @@ class EventStore:
         self._closed = False
         self._ownership: OwnershipLock | None = None
         driver.attach(self._notifier.notify)
+
+    @property
+    def sealer(self) -> Sealer | None:
+        """How new payloads and snapshot states are sealed (compressed, encrypted): None for
+        plain. ``open_store`` sets it from its ``compress`` and ``keys`` options
+        (``store/seal.py``). Reads open envelopes whatever it is, as far as its keys allow."""
+        return self._sealer
+
+    @sealer.setter
+    def sealer(self, sealer: Sealer | None) -> None:
+        self._sealer = sealer if sealer is not None and sealer.active else None
+        self._opener = sealer or Sealer()
+
+    def _payload(self, session_id: str, event_id: str, field: str, value: Any) -> str:
+        """The stored text of an event's ``data`` or ``raw`` (not None)."""
+        text = encode_json(session_id, field, value)
+        if self._sealer is not None:
+            return self._sealer.seal(text, Where(session_id, 0, event_id, field))
+        return escaped(text) if needs_escape(value) else text
+
+    def _state_text(self, session_id: str, sequence: int, version: int, text: str) -> str:
+        where = Where(session_id, sequence, f"snapshot {sequence}/{version}", "state")
+        return plain_text(text) if self._sealer is None else self._sealer.seal(text, where)
+
+    def _open_state(self, session_id: str, sequence: int, version: int, state: str) -> str:
+        if not is_envelope(state):
+            return state
+        where = Where(session_id, sequence, f"snapshot {sequence}/{version}", "state")
+        return self._opener.open(state, where)
+
+    def _open_rows(
+        self,
+        session_id: str | None,
+        rows: Sequence[Any],
+        *,
+        keep_encrypted: bool = False,
+        found: list[StoreCorrupt] | None = None,
+    ) -> Sequence[Any]:
+        """``rows`` with their envelopes opened (the rest untouched, the list itself when
+        nothing is sealed). ``session_id`` None: rows of the global log, which start with
+        ``(position, session_id)``. With ``found`` (``verify``), a payload that does not open
+        is a finding there and stays as stored, and one whose key is missing stays unchecked."""
+        at = 0 if session_id is not None else 2
+        opened: list[Any] | None = None
+        prefix = PREFIX
+        for index, row in enumerate(rows):
+            data, raw = row[at + 7], row[at + 8]
+            # The common case in two string tests: neither payload is an envelope.
+            if (type(data) is str and not data.startswith(prefix)) and (
+                raw is None or (type(raw) is str and not raw.startswith(prefix))
+            ):
+                continue
+            if not (is_envelope(data) or (raw is not None and is_envelope(raw))):
+                continue
+            if opened is None:
+                opened = list(rows)
+            values = list(row)
+            sid = session_id if session_id is not None else row[1]
+            sequence = row[at] if isinstance(row[at], int) else 0
+            for column, name in ((at + 7, "data"), (at + 8, "raw")):
+                stored = values[column]
+                if stored is None or not is_envelope(stored):
+                    continue
+                where = Where(sid, sequence, str(row[at + 1]), name)
+                try:
+                    text = self._opener.open(stored, where, keep_encrypted=keep_encrypted)
+                    if keep_encrypted and text is not stored:
+                        text = plain_text(text)  # as an export shows it: escaped again
+                    values[column] = text
+                except StoreKeyError:
+                    if found is None:
+                        raise
+                except StoreCorrupt as exc:
+                    if found is None:
+                        raise
+                    found.append(exc)
+            opened[index] = values
+        return rows if opened is None else opened
 
     def _appended(
         self, session_id: str, stored: Sequence[UniversalEvent], sizes: Sequence[int]
@@ -219,6 +316,7 @@ class EventStore:
         filled = fill_drafts(drafts)
         check_batch_ids(session_id, filled)
         check_batch_text(session_id, filled)
+        payload = self._payload
         rows = [
             EventRow(
                 event_id,
@@ -227,12 +325,81 @@ class EventStore:
                 draft.source,
                 draft.synthetic,
                 draft.native_session_id,
-                encode_json(session_id, "data", draft.data),
-                None if draft.raw is None else encode_json(session_id, "raw", draft.raw),
+                payload(session_id, event_id, "data", draft.data),
+                None if draft.raw is None else payload(session_id, event_id, "raw", draft.raw),
                 self.upcasters.current(draft.type),
             )
             for draft, event_id, time in filled
         ]
+        return await self._insert(session_id, filled, rows, expected_sequence)
+
+    async def append_exported(
+        self,
+        session_id: str,
+        drafts: Sequence[EventDraft],
+        expected_sequence: int | None = None,
+    ) -> list[UniversalEvent]:
+        """``append`` for events as ``export`` wrote them (``import`` uses it): a payload that
+        is an envelope (an object with a ``$sealed`` key) is opened here, so it must carry its
+        event id and open with this store's keys; an encrypted one is stored as it came (not
+        sealed again), any other as ``append`` stores it. The returned events hold plain
+        payloads."""
+        if not drafts:
+            return await self.append(session_id, drafts, expected_sequence)
+        filled = fill_drafts(drafts)
+        check_batch_ids(session_id, filled)
+        check_batch_text(session_id, filled)
+        plain: list[tuple[EventDraft, str, datetime]] = []
+        rows: list[EventRow] = []
+        for draft, event_id, time in filled:
+            texts: dict[str, str | None] = {"data": None, "raw": None}
+            values: dict[str, Any] = {"data": draft.data, "raw": draft.raw}
+            for name, value in list(values.items()):
+                if value is None:
+                    continue
+                if needs_escape(value):
+                    text = encode_json(session_id, name, value)
+                    where = Where(session_id, 0, event_id, name)
+                    opened = self._opener.open(text, where)
+                    values[name] = from_json(opened)
+                    if not isinstance(value[SEALED_KEY], str) or value[SEALED_KEY] == "plain":
+                        texts[name] = self._payload(session_id, event_id, name, values[name])
+                    elif self._opener.open(text, where, keep_encrypted=True) == text:
+                        texts[name] = text  # encrypted: kept as it came
+                    else:
+                        texts[name] = self._payload(session_id, event_id, name, values[name])
+                else:
+                    texts[name] = self._payload(session_id, event_id, name, value)
+            if not isinstance(values["data"], dict):
+                raise StoreError(
+                    f"session {session_id!r}, event {event_id!r}: data must open to an object"
+                )
+            opened_draft = draft.model_copy(update={"data": values["data"], "raw": values["raw"]})
+            plain.append((opened_draft, event_id, time))
+            data_text = texts["data"]
+            assert data_text is not None
+            rows.append(
+                EventRow(
+                    event_id,
+                    time,
+                    draft.type,
+                    draft.source,
+                    draft.synthetic,
+                    draft.native_session_id,
+                    data_text,
+                    texts["raw"],
+                    self.upcasters.current(draft.type),
+                )
+            )
+        return await self._insert(session_id, plain, rows, expected_sequence)
+
+    async def _insert(
+        self,
+        session_id: str,
+        filled: Sequence[tuple[EventDraft, str, datetime]],
+        rows: Sequence[EventRow],
+        expected_sequence: int | None,
+    ) -> list[UniversalEvent]:
         try:
             last = await self.driver.insert_events(
                 session_id, rows, expected_sequence, session_change(filled)
@@ -240,9 +407,9 @@ class EventStore:
         except (SequenceConflict, DuplicateEventId) as exc:
             # A retry of a batch stored before, or a real conflict.
             found = await self.driver.select_events_by_id(session_id, [row[0] for row in rows])
-            found = self._current(session_id, found)
+            opened = self._current(session_id, self._open_rows(session_id, found))
             retried = resolve_retry(
-                session_id, filled, {e.event_id: e for e in decode_rows(session_id, found)}
+                session_id, filled, {e.event_id: e for e in decode_rows(session_id, opened)}
             )
             if retried is not None:
                 return retried
@@ -271,8 +438,24 @@ class EventStore:
         events, _, _ = await self._read_page(session_id, after, limit)
         return events
 
+    async def read_exported(
+        self, session_id: str, after: int = 0, limit: int | None = None
+    ) -> list[UniversalEvent]:
+        """``read`` for ``export``: encrypted payloads stay the envelopes they are stored as
+        (no key needed), other payloads are plain, and a plain object with a ``$sealed`` key
+        of its own is shown escaped (``{"$sealed": "plain", "value": ...}``), so that
+        ``append_exported`` reads every payload back as it was."""
+        events, _, _ = await self._read_page(session_id, after, limit, keep_encrypted=True)
+        return events
+
     async def _read_page(
-        self, session_id: str, after: int, limit: int | None, max_bytes: int | None = None
+        self,
+        session_id: str,
+        after: int,
+        limit: int | None,
+        max_bytes: int | None = None,
+        *,
+        keep_encrypted: bool = False,
     ) -> tuple[list[UniversalEvent], bool, int]:
         """``read``, cut to ``max_bytes`` (``fitting``); whether more may follow (the page was
         full or cut), and the mean ``stored_bytes`` of the rows read (0 without ``max_bytes``)."""
@@ -285,6 +468,7 @@ class EventStore:
             keep = fitting(sizes, max_bytes)
             if keep < len(rows):
                 rows, full = rows[:keep], True
+        rows = self._open_rows(session_id, rows, keep_encrypted=keep_encrypted)
         events = decode_checked(session_id, self._current(session_id, rows))
         last = check_numbering(session_id, after, events, self.driver.drops_oldest_events)
         if not full:
@@ -336,6 +520,7 @@ class EventStore:
             if not rows:
                 break
             moved = False
+            rows = self._open_rows(session_id, rows, found=found)
             try:
                 decode_rows(session_id, upcast_rows(rows, self.upcasters))
                 page_decodes = True
@@ -418,8 +603,9 @@ class EventStore:
         Positions increase with commit order, so a reader that resumes after the last position
         it saw never skips an event that commits later."""
         rows = await self.driver.select_all(after_position, limit)
+        opened = self._open_rows(None, rows)
         try:
-            return decode_positioned_rows(upcast_rows(rows, self.upcasters, first=2))
+            return decode_positioned_rows(upcast_rows(opened, self.upcasters, first=2))
         except UpcastError as exc:
             raise SchemaVersionError(str(exc)) from exc
 
@@ -430,9 +616,10 @@ class EventStore:
         """Save (or replace) the reducer state after ``sequence``. ``SessionNotFound`` if
         unknown."""
         snapshot = Snapshot(session_id=session_id, sequence=sequence, version=version, state=state)
-        await self.driver.insert_snapshot(
-            session_id, sequence, version, dump_json(state), snapshot.created_at
-        )
+        text = dump_json(state)
+        if self._sealer is not None or SEALED_KEY in state:
+            text = self._state_text(session_id, sequence, version, text)
+        await self.driver.insert_snapshot(session_id, sequence, version, text, snapshot.created_at)
         return snapshot
 
     async def save_snapshot_json(
@@ -442,7 +629,8 @@ class EventStore:
         (writers of large states use it: no dict in between)."""
         if not state_json.lstrip().startswith("{"):
             raise ValueError("a snapshot's state must be a JSON object")
-        await self.driver.insert_snapshot(session_id, sequence, version, state_json, utc_now())
+        text = self._state_text(session_id, sequence, version, state_json)
+        await self.driver.insert_snapshot(session_id, sequence, version, text, utc_now())
 
     async def load_snapshot(
         self,
@@ -460,7 +648,7 @@ class EventStore:
                 session_id=session_id,
                 sequence=row.sequence,
                 version=row.version,
-                state=from_json(row.state),
+                state=from_json(self._open_state(session_id, row.sequence, row.version, row.state)),
                 created_at=row.created_at,
             )
 
@@ -473,7 +661,9 @@ class EventStore:
         """The snapshot ``load_snapshot`` would give, as its sequence and its state as JSON
         text: the reader validates it in one pass (``state_at``'s fast path)."""
         row = await self.driver.select_snapshot(session_id, at_or_before, version)
-        return None if row is None else (row.sequence, row.state)
+        if row is None:
+            return None
+        return row.sequence, self._open_state(session_id, row.sequence, row.version, row.state)
 
     async def snapshot_keys(self, session_id: str) -> list[tuple[int, int]]:
         """``(sequence, version)`` of each of the session's snapshots, in that order; [] for an
@@ -694,6 +884,13 @@ class EventStore:
                 removed.append(record.id)
                 events += record.event_count
         return PruneResult(sessions=removed, events=events)
+
+
+def exported_view(event: UniversalEvent) -> UniversalEvent:
+    """``event`` with a plain payload that has a ``$sealed`` key of its own escaped."""
+    if not needs_escape(event.data) and not needs_escape(event.raw):
+        return event
+    return event.model_copy(update={"data": envelope_of(event.data), "raw": envelope_of(event.raw)})
 
 
 def decode_checked(session_id: str, rows: Sequence[StoredRow]) -> list[UniversalEvent]:

@@ -16,6 +16,7 @@ from sandbox_agent.store.driver import (
     EventRow,
     IntegrityReport,
     PositionedRow,
+    RewrittenRow,
     SessionChange,
     SnapshotRow,
     StorageDriver,
@@ -27,6 +28,7 @@ from sandbox_agent.store.errors import (
     SessionExists,
     SessionNotFound,
     StoreConfigError,
+    StoreError,
 )
 from sandbox_agent.store.event_store import EventStore
 from sandbox_agent.store.records import SessionRecord, SessionStatus
@@ -191,6 +193,25 @@ class MemoryDriver(StorageDriver):
             return []
         wanted = set(event_ids) & stream.ids
         return [row for row in stream.rows if row[1] in wanted] if wanted else []
+
+    async def rewrite_events(self, session_id: str, rows: Sequence[RewrittenRow]) -> None:
+        stream = self._streams.get(session_id)
+        if stream is None:
+            raise SessionNotFound(session_id)
+        first = stream.rows[0][0] if stream.rows else 1
+        places = []
+        for row in rows:
+            index = row.sequence - first
+            if not 0 <= index < len(stream.rows):
+                raise StoreError(
+                    f"session {session_id!r}: no stored event {row.sequence} to rewrite "
+                    "(nothing was written)"
+                )
+            places.append(index)
+        for index, row in zip(places, rows, strict=True):
+            old = stream.rows[index]
+            version = old[9] if row.schema_version is None else row.schema_version
+            stream.rows[index] = (*old[:7], row.data, row.raw, version)
 
     async def check_integrity(self) -> IntegrityReport:
         # Python objects, no pages or files: nothing that can rot.

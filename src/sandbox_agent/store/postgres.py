@@ -37,6 +37,7 @@ from sandbox_agent.store.driver import (
     EventRow,
     IntegrityReport,
     PositionedRow,
+    RewrittenRow,
     SessionChange,
     StoredRow,
 )
@@ -344,6 +345,25 @@ class PostgresDriver(SqlDriver):
             )
         return rows
 
+    async def rewrite_events(self, session_id: str, rows: Sequence[RewrittenRow]) -> None:
+        async with self._raw() as pg, pg.transaction():
+            if await pg.fetchval(_EXISTS, session_id) is None:
+                raise SessionNotFound(session_id)
+            changed = await pg.fetchval(
+                _REWRITE,
+                session_id,
+                [r.sequence for r in rows],
+                [r.data for r in rows],
+                [r.raw for r in rows],
+                [r.schema_version for r in rows],
+            )
+            if changed != len({r.sequence for r in rows}):
+                # Raising inside the transaction rolls it back: nothing was written.
+                raise StoreError(
+                    f"session {session_id!r}: {len(rows) - int(changed)} of the events to "
+                    "rewrite are not stored (nothing was written)"
+                )
+
     async def select_last_sequence(self, session_id: str) -> int | None:
         async with self._raw() as pg:
             value = await pg.fetchval(_EXISTS, session_id)
@@ -353,6 +373,15 @@ class PostgresDriver(SqlDriver):
         async with self._raw() as pg:
             rows: list[asyncpg.Record] = await pg.fetch(_READ_ALL, after_position, limit)
         return rows
+
+
+_REWRITE = (
+    "WITH u AS (UPDATE events e SET data = t.data::json, raw = t.raw::json, "
+    "schema_version = COALESCE(t.schema_version, e.schema_version) "
+    "FROM unnest($2::bigint[], $3::text[], $4::text[], $5::int[]) "
+    "AS t(sequence, data, raw, schema_version) "
+    "WHERE e.session_id = $1 AND e.sequence = t.sequence RETURNING 1) SELECT count(*) FROM u"
+)
 
 
 # The lease statements (store/leases.py). Times are the database's (now()), never a host's.

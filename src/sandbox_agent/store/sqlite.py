@@ -45,6 +45,7 @@ from sandbox_agent.store.driver import (
     EventRow,
     IntegrityReport,
     PositionedRow,
+    RewrittenRow,
     SessionChange,
     SnapshotRow,
     StoredRow,
@@ -395,6 +396,9 @@ class SqliteDriver(SqlDriver):
             self._reader, lambda db: _select_by_id(db, session_id, event_ids)
         )
 
+    async def rewrite_events(self, session_id: str, rows: Sequence[RewrittenRow]) -> None:
+        await self._in_thread(self._writer, lambda db: _rewrite(db, session_id, rows))
+
     async def select_last_sequence(self, session_id: str) -> int | None:
         row = await self._in_thread(
             self._reader, lambda db: db.execute(_EXISTS, (session_id,)).fetchone()
@@ -557,6 +561,30 @@ def _integrity_check(db: sqlite3.Connection) -> tuple[str, ...]:
         return (f"the check stopped: {exc}",)
     found = tuple(str(row[0]) for row in rows)
     return () if found == ("ok",) else found
+
+
+def _rewrite(db: sqlite3.Connection, session_id: str, rows: Sequence[RewrittenRow]) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if db.execute(_EXISTS, (session_id,)).fetchone() is None:
+            raise SessionNotFound(session_id)
+        for row in rows:
+            changed = db.execute(
+                "UPDATE events SET data = ?, raw = ?, "
+                "schema_version = COALESCE(?, schema_version) "
+                "WHERE session_id = ? AND sequence = ?",
+                (row.data, row.raw, row.schema_version, session_id, row.sequence),
+            ).rowcount
+            if changed != 1:
+                raise StoreError(
+                    f"session {session_id!r}: no stored event {row.sequence} to rewrite "
+                    "(nothing was written)"
+                )
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 def _select_by_id(db: sqlite3.Connection, session_id: str, ids: Sequence[str]) -> list[Any]:

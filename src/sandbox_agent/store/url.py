@@ -4,7 +4,7 @@ option parsing the openers share."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from sandbox_agent.store.errors import StoreConfigError, StoreError, StoreNotFound
 from sandbox_agent.store.paths import database_path
@@ -20,8 +20,31 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
     return base, options
 
 
+#: The options ``open_store`` takes for itself, for every driver: ``store/seal.py``.
+SEAL_OPTIONS = ("compress", "keys", "active_key")
+
+
+def take_seal_options(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(``url`` without the seal options in its query, the seal options), the keyword
+    ``options`` winning over the query's and taken out of ``options``."""
+    base, _, query = url.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    seal = {name: value for name, value in pairs if name in SEAL_OPTIONS}
+    for name in SEAL_OPTIONS:
+        if name in options:
+            seal[name] = options.pop(name)
+    if not any(name in SEAL_OPTIONS for name, _ in pairs):
+        return url, seal
+    rest = [(name, value) for name, value in pairs if name not in SEAL_OPTIONS]
+    return (f"{base}?{urlencode(rest)}" if rest else base), seal
+
+
 async def open_store(
-    url: str, *, migrate: bool | None = None, create: bool = True, **options: Any
+    url: str,
+    *,
+    migrate: bool | None = None,
+    create: bool = True,
+    **options: Any,
 ) -> EventStore:
     """Open the store at ``url`` (running pending migrations unless ``migrate=False``).
     ``create=False`` opens only a store that exists: a SQLite file that does not is
@@ -35,6 +58,11 @@ async def open_store(
     ``sqlite:///path.db?synchronous=full&busy_timeout=5000``,
     ``postgresql://user@host/db?schema=name&pool_size=10``.
     The store is an async context manager that closes it.
+
+    Every driver also takes, read here and never passed on to it, ``compress`` (``zstd``,
+    ``zlib`` or ``none``) and ``keys`` (``env:NAME`` or ``file:PATH``, naming where a keyring
+    is, never a key; or a ``Keyring``) with ``active_key``: payloads and snapshot states are
+    then sealed at rest (``store/seal.py``, docs/persistence.md).
     """
     from sandbox_agent.store.event_store import EventStore
     from sandbox_agent.store.registry import opener_for, registered_schemes
@@ -44,6 +72,10 @@ async def open_store(
             f"invalid store URL {url!r}: expected scheme://..., with a scheme of "
             f"{', '.join(registered_schemes())}"
         )
+    from sandbox_agent.store.seal import build
+
+    url, seal_options = take_seal_options(url, options)
+    sealer = build(**seal_options)
     scheme = urlsplit(url).scheme
     opener = opener_for(scheme, url)
     if not create and scheme.lower() in ("sqlite", "sqlite+aiosqlite"):
@@ -63,6 +95,8 @@ async def open_store(
         raise StoreConfigError(
             f"the {scheme!r} store driver returned {type(store).__name__}, not an EventStore"
         )
+    if sealer is not None:
+        store.sealer = sealer
     return store
 
 

@@ -368,7 +368,7 @@ class FaultyStore(EventStore):
     def __init__(self, store: EventStore) -> None:
         self.inner = store
         self.faults = FaultyDriver(store.driver)
-        super().__init__(self.faults)
+        super().__init__(self.faults, sealer=store.sealer)
 
     @property
     def calls(self) -> list[StoreCall]:

@@ -57,6 +57,7 @@ from sqlalchemy.util import greenlet_spawn
 from sandbox_agent.store.driver import (
     EventRow,
     PositionedRow,
+    RewrittenRow,
     SessionChange,
     SnapshotRow,
     StorageDriver,
@@ -473,6 +474,42 @@ class MysqlDriver(StorageDriver):
                 )
                 found.extend(await cur.fetchall())
         return found
+
+    async def rewrite_events(self, session_id: str, rows: Sequence[RewrittenRow]) -> None:
+        if not rows:
+            return
+        wanted = sorted({row.sequence for row in rows})
+        async with self._raw() as conn, self._transaction(conn), conn.cursor() as cur:
+            await cur.execute(
+                "SELECT 1 FROM sessions WHERE id = %s LOCK IN SHARE MODE", (session_id,)
+            )
+            if await cur.fetchone() is None:
+                raise SessionNotFound(session_id)
+            # Counted, not taken from the UPDATE: MySQL's affected rows skip unchanged ones.
+            found = 0
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ", ".join(["%s"] * len(chunk))
+                await cur.execute(
+                    "SELECT COUNT(*) FROM events WHERE session_id = %s "
+                    f"AND sequence IN ({marks}) FOR UPDATE",
+                    (session_id, *chunk),
+                )
+                found += int((await cur.fetchone())[0])
+            if found != len(wanted):
+                raise StoreError(
+                    f"session {session_id!r}: {len(wanted) - found} of the events to rewrite "
+                    "are not stored (nothing was written)"
+                )
+            await cur.executemany(
+                "UPDATE events SET data = %s, raw = %s, "
+                "schema_version = COALESCE(%s, schema_version) "
+                "WHERE session_id = %s AND sequence = %s",
+                [
+                    (row.data, row.raw, row.schema_version, session_id, row.sequence)
+                    for row in rows
+                ],
+            )
 
     async def select_last_sequence(self, session_id: str) -> int | None:
         async with self._raw() as conn, conn.cursor() as cur:

@@ -68,7 +68,9 @@ class ReadingContract(ContractFrame):
             ({6}, 5, 1),  # ... seen from a page of one
         ]
         for lost, after, limit in cases:
-            lossy = EventStore(cast(StorageDriver, _Losing(store.driver, lost)))
+            lossy = EventStore(
+                cast(StorageDriver, _Losing(store.driver, lost)), sealer=store.sealer
+            )
             with pytest.raises(StoreCorrupt) as caught:
                 await lossy.read(sid, after=after, limit=limit)
             assert caught.value.session_id == sid, caught.value
@@ -77,7 +79,7 @@ class ReadingContract(ContractFrame):
             found = await lossy.verify(sid)
             assert [(f.kind, f.sequence) for f in found] == [("gap", min(lost))], found
         # What lies before the damage reads whole; the store itself is sound.
-        lossy = EventStore(cast(StorageDriver, _Losing(store.driver, {5})))
+        lossy = EventStore(cast(StorageDriver, _Losing(store.driver, {5})), sealer=store.sealer)
         assert [e.sequence for e in await lossy.read(sid, limit=4)] == [1, 2, 3, 4]
         assert await store.verify(sid) == []
         assert [e.sequence for e in await store.read(sid)] == [1, 2, 3, 4, 5, 6]
