@@ -92,7 +92,8 @@ async def test_migrations_are_refused_for_the_memory_store() -> None:
 
 @sql_drivers
 async def test_a_database_at_revision_0001_upgrades_to_the_head(store_url: str) -> None:
-    """0002 (session leases, Postgres only) on a database 0001 built: what open_store runs."""
+    """0002 (session leases, Postgres only) and 0004 (consumer checkpoints) on a database 0001
+    built: what open_store runs."""
     from alembic import command
 
     from sandbox_agent.store.migrate import alembic_config
@@ -105,6 +106,6 @@ async def test_a_database_at_revision_0001_upgrades_to_the_head(store_url: str) 
         assert await store.driver.schema_revision() == "0001"
     async with await open_store(store_url) as store:
         assert isinstance(store.driver, SqlDriver)
-        assert await store.driver.schema_revision() == head_revision() == "0002"
+        assert await store.driver.schema_revision() == head_revision() == "0004"
         async with store.driver._reading() as conn:
             assert await conn.run_sync(_schema_differences) == []
