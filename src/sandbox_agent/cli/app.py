@@ -52,6 +52,8 @@ COMMAND_MODULES = {
     "daemon": "daemon",
     "db": "db",
     "sessions": "sessions",
+    "consumers": "consumers",
+    "publish": "consumers",
 }
 
 

@@ -11,6 +11,7 @@ applied once. Two processes running one consumer take turns on its checkpoint's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 
 from sandbox_agent.store import EventStore, PositionedEvent
@@ -87,10 +88,8 @@ class Consumer:
         while not stop.is_set():
             if await self.step():
                 continue
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.poll_interval)
-            except TimeoutError:
-                pass
 
 
 async def list_consumers(store: EventStore) -> list[CheckpointRow]:
