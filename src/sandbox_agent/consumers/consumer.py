@@ -58,11 +58,14 @@ class Consumer:
         #: The checkpoint as this process last committed or saw it (None: not read yet).
         self.position: int | None = None
         self.applied = 0
+        self._caught_up = False  # the last batch was short: look before locking
 
     async def step(self) -> int:
         """Apply the next batch; how many events it held (0: caught up, nothing written)."""
-        if self.position is not None and not await self.store.read_all(self.position, 1):
-            return 0  # a look without the write lock (SQLite) or a row lock
+        # After a short batch (caught up), look for new events before taking the write lock
+        # (SQLite) or a row lock; after a full one there are likely more.
+        if self._caught_up and not await self.store.read_all(self.position or 0, 1):
+            return 0
         async with self.store.driver.checkpoint_transaction(self.name) as txn:
             # Read after the locked checkpoint, not self.position: another process running
             # this consumer may have moved it.
@@ -72,6 +75,7 @@ class Consumer:
                 txn.advance(batch[-1].position)
         self.position = txn.position
         self.applied += len(batch)
+        self._caught_up = len(batch) < self.batch_size
         return len(batch)
 
     async def run_until_caught_up(self) -> int:
