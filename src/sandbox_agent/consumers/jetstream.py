@@ -15,6 +15,7 @@ Needs the ``nats`` extra (``pip install 'sandbox-agent[nats]'``, the ``nats-py``
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +40,13 @@ DEFAULT_ACK_TIMEOUT = 10.0
 _PLAIN = re.compile(r"[A-Za-z0-9_-]")
 _PREFIX = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 _STREAM = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+
+
+logger = logging.getLogger(__name__)
+
+
+async def _log_error(exc: Exception) -> None:
+    logger.warning("NATS: %r", exc)
 
 
 class NatsMissing(StoreConfigError):
@@ -146,7 +154,10 @@ class JetStreamPublisher:
                 "publishing to NATS needs the nats extra: pip install 'sandbox-agent[nats]'"
             ) from exc
         self._nc = await nats.connect(
-            servers=self.servers, connect_timeout=5, max_reconnect_attempts=3
+            servers=self.servers,
+            connect_timeout=5,
+            max_reconnect_attempts=3,
+            error_cb=_log_error,  # one line each; nats-py's own prints a traceback per try
         )
         self._js = self._nc.jetstream()
         try:
