@@ -334,8 +334,8 @@ persistent = pytest.mark.parametrize("kind", driver_params(("sqlite", "postgres"
 @persistent
 def test_a_consumer_killed_at_random_applies_each_event_once(kind: str, tmp_path: Path) -> None:
     with fresh_url(kind, tmp_path) as url:
-        result = crash_trials(url, 8, random.randrange(1 << 30))
-    check_trials(result, 8)
+        result = crash_trials(url, 5, random.randrange(1 << 30))
+    check_trials(result, 5)
 
 
 @pytest.mark.slow

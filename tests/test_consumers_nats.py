@@ -270,7 +270,7 @@ def run_trials(tmp_path: Path, name: str, prefix: str, trials: int) -> int:
 def test_jetstream_holds_each_event_once_after_publishers_are_killed(
     stream: tuple[str, str], tmp_path: Path
 ) -> None:
-    run_trials(tmp_path, *stream, trials=3)
+    run_trials(tmp_path, *stream, trials=2)
 
 
 @pytest.mark.slow

@@ -158,7 +158,7 @@ def crash_trials(trials: int) -> dict[str, Any]:
 
 
 def test_a_consumer_killed_at_random_applies_each_event_once() -> None:
-    crash_trials(8)
+    crash_trials(5)
 
 
 @pytest.mark.slow
