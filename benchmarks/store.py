@@ -6,6 +6,7 @@ its raw baseline in the same run.
     python benchmarks/store.py --eventsourcing   # also the eventsourcing library, same workload
     python benchmarks/store.py --json            # the figures as JSON
     python benchmarks/store.py --sealed-only     # only compression/encryption vs plain
+    python benchmarks/store.py --consumers       # only the consumers section (see below)
 
 Workload: ``item.delta`` drafts with a 300-character delta, appended round-robin to 10 sessions.
 The baselines write the same columns into a table made from the same SQLAlchemy definition as the
@@ -26,6 +27,14 @@ MySQL/MariaDB (the ``sandbox-agent-mysql`` driver package, ``drivers/mysql``): `
 the baseline (plain ``asyncmy``, the driver's own library) get fresh databases
 ``bench_<random>`` and ``bench_<random>_raw``, dropped afterwards. Its rows are skipped, and say
 why, when the server cannot be reached or the driver package is not installed.
+
+Consumers (``--consumers``, a section of its own, run instead of the rows above): events/s that
+a ``sandbox_agent.consumers.Consumer`` applies with its checkpoint, against ``read_all`` alone
+paging through the same log with the same batch size (the baseline), on each driver: a handler
+that writes nothing (the checkpoint's own cost), one that inserts a projection row per event in
+the checkpoint's transaction (one executemany per batch), and the JetStream publisher when NATS
+(``--nats-url``, default ``nats://127.0.0.1:4222``) is reachable. Each repeat starts the
+consumer again from position 0 (and empties its projection); best of the repeats.
 """
 
 from __future__ import annotations
@@ -887,6 +896,209 @@ def print_sealed(report: dict[str, Any], console: Console) -> None:
     )
 
 
+# -- consumers (--consumers) -------------------------------------------------------------------
+
+CONSUMER_EVENTS = 20_000
+CONSUMER_BATCHES = (100, 1000)
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+
+async def consumer_stores(
+    args: argparse.Namespace, directory: Path
+) -> AsyncIterator[tuple[str, str]]:
+    """(driver name, URL of an empty store) for each driver that can run; Postgres and MySQL
+    in fresh schemas/databases dropped afterwards."""
+    yield "memory", "memory://"
+    yield "sqlite", f"sqlite:///{directory / 'consumers.db'}"
+    if await postgres_problem(args.pg_url) is None:
+        async with pg_schema_name(args.pg_url) as schema:
+            base = args.pg_url
+            yield "postgres", f"{base}{'&' if '?' in base else '?'}schema={schema}"
+    if await mysql_problem(args.mysql_url) is None:
+        async with mysql_databases(args.mysql_url) as (_conn, url, _raw):
+            yield "mysql", url
+
+
+async def consumer_rates(
+    store: EventStore, events: int, batch: int, repeats: int, nats_url: str | None
+) -> dict[str, float]:
+    """Best events/s of read_all alone, a consumer with an empty handler, one with a
+    projection row per event, and the JetStream publisher (when ``nats_url``)."""
+    import sqlalchemy as sa
+
+    from sandbox_agent.consumers import Consumer, reset_consumer
+
+    engine = getattr(store.driver, "_engine", None)  # the SQL drivers': bench_proj is there
+    insert = sa.text("INSERT INTO bench_proj (position, type) VALUES (:p, :t)")
+    memory_rows: list[tuple[int, str]] = []
+
+    async def nothing(items: Any, txn: Any) -> None:
+        pass
+
+    async def project(items: Any, txn: Any) -> None:
+        rows = [(item.position, item.event.type) for item in items]
+        if txn.connection is None:
+            txn.on_commit(lambda: memory_rows.extend(rows))
+        else:
+            await txn.connection.execute(insert, [{"p": p, "t": t} for p, t in rows])
+
+    async def read_alone() -> float:
+        with clock() as elapsed:
+            after = 0
+            while page := await store.read_all(after, batch):
+                after = page[-1].position
+        return elapsed[0]
+
+    def consumer_run(name: str, handler: Any) -> Callable[[], Awaitable[float]]:
+        async def timed() -> float:
+            await reset_consumer(store, name, 0)
+            memory_rows.clear()
+            if engine is not None:
+                async with engine.begin() as conn:
+                    await conn.execute(sa.text("DELETE FROM bench_proj"))
+            with clock() as elapsed:
+                applied = await Consumer(
+                    store, name, handler, batch_size=batch
+                ).run_until_caught_up()
+            assert applied == events, (applied, events)
+            return elapsed[0]
+
+        return timed
+
+    runs: dict[str, Callable[[], Awaitable[float]]] = {
+        "read_all": read_alone,
+        "checkpoint_only": consumer_run("bench-empty", nothing),
+        "projection": consumer_run("bench-proj", project),
+    }
+    if nats_url is not None:
+        runs["jetstream"] = nats_run(store, nats_url, batch, events)
+    rates: dict[str, list[float]] = {key: [] for key in runs}
+    for repeat in range(repeats + 1):  # the first is a warm-up
+        for key, timed in runs.items():
+            rate = events / await timed()
+            if repeat:
+                rates[key].append(rate)
+    # Rates: the best repeat; ratios: the median over the repeats of each against the
+    # read_all run just before it (robust to slow spells of a shared machine).
+    found: dict[str, float] = {key: max(values) for key, values in rates.items()}
+    for key, values in rates.items():
+        if key != "read_all":
+            pairs = zip(values, rates["read_all"], strict=True)
+            found[f"{key}_ratio"] = statistics.median(v / b for v, b in pairs)
+    return found
+
+
+def nats_run(
+    store: EventStore, nats_url: str, batch: int, events: int
+) -> Callable[[], Awaitable[float]]:
+    from sandbox_agent.consumers import reset_consumer
+    from sandbox_agent.consumers.jetstream import JetStreamPublisher
+
+    async def timed() -> float:
+        import nats
+
+        token = secrets.token_hex(4)
+        stream = f"BENCH_{token}"
+        publisher = JetStreamPublisher(
+            store,
+            servers=nats_url,
+            stream=stream,
+            subject_prefix=f"bench.{token}",
+            batch_size=batch,
+        )
+        await reset_consumer(store, f"nats:{stream}", 0)
+        try:
+            async with publisher:
+                with clock() as elapsed:
+                    assert await publisher.run_until_caught_up() == events
+        finally:
+            nc = await nats.connect(nats_url)
+            await nc.jetstream().delete_stream(stream)
+            await nc.close()
+        return elapsed[0]
+
+    return timed
+
+
+async def nats_problem(url: str) -> str | None:
+    try:
+        import nats
+    except ImportError:
+        return "skipped: nats-py not installed (pip install 'sandbox-agent[nats]')"
+    try:
+        nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=0)
+        await nc.jetstream().account_info()
+        await nc.close()
+    except Exception as exc:
+        return f"skipped: NATS with JetStream at {url} unreachable ({type(exc).__name__})"
+    return None
+
+
+async def consumers_section(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
+    events = 2_000 if args.quick else CONSUMER_EVENTS
+    repeats = 1 if args.quick else 3
+    nats_skip = await nats_problem(args.nats_url)
+    started = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    async for driver, url in consumer_stores(args, directory):
+        async with await open_store(url) as store:
+            ids = session_ids("c", 0)
+            await new_sessions(store, ids)
+            drafts = delta_drafts(events)
+            for index, start in calls(events, BATCH):
+                await store.append(ids[index], drafts[start : start + BATCH])
+            engine = getattr(store.driver, "_engine", None)
+            if engine is not None:  # the projection's table, in the store's database
+                async with engine.begin() as conn:
+                    await conn.exec_driver_sql(
+                        "CREATE TABLE bench_proj (position BIGINT NOT NULL, type VARCHAR(64))"
+                    )
+            for batch in CONSUMER_BATCHES:
+                rates = await consumer_rates(
+                    store, events, batch, repeats, None if nats_skip else args.nats_url
+                )
+                rows.append({"driver": driver, "batch": batch, "events": events, **rates})
+    return {
+        "quick": args.quick,
+        "repeats": repeats,
+        "cpus": os.cpu_count(),
+        "nats": nats_skip or args.nats_url,
+        "seconds": time.perf_counter() - started,
+        "rows": rows,
+    }
+
+
+def print_consumers(report: dict[str, Any], console: Console) -> None:
+    table = Table(title="Consumers against read_all alone, same run (events/s)")
+    for name in (
+        "driver",
+        "batch",
+        "read_all",
+        "checkpoint only",
+        "ratio",
+        "projection",
+        "ratio",
+        "jetstream",
+        "ratio",
+    ):
+        table.add_column(name, justify="left" if name == "driver" else "right")
+    for row in report["rows"]:
+        base = row["read_all"]
+        cells = [row["driver"], str(row["batch"]), f"{base:,.0f}"]
+        for key in ("checkpoint_only", "projection", "jetstream"):
+            rate = row.get(key)
+            cells += ["", ""] if rate is None else [f"{rate:,.0f}", f"{row[key + '_ratio']:.2f}x"]
+        table.add_row(*cells)
+    console.print(table)
+    console.print(
+        f"{report['rows'][0]['events']:,} events in 10 sessions; rates: best of "
+        f"{report['repeats']} repeats after a warm-up; ratio: the median over the repeats of "
+        "each against the read_all run just before it; "
+        f"NATS: {report['nats']}; {report['cpus']} CPUs, "
+        f"{report['seconds']:.0f} s."
+    )
+
+
 # -- running and printing --------------------------------------------------------------------
 
 
@@ -993,7 +1205,24 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, help="timed repeats of the append rows")
     parser.add_argument("--dir", type=Path, help="where the SQLite files go (default: a temp dir)")
+    parser.add_argument(
+        "--consumers", action="store_true", help="only the consumers section (see the docstring)"
+    )
+    parser.add_argument(
+        "--nats-url",
+        default=os.environ.get("SANDBOX_AGENT_TEST_NATS_URL", DEFAULT_NATS_URL),
+        help="the NATS with JetStream of the consumers section's publisher row",
+    )
     args = parser.parse_args()
+    if args.consumers:
+        with tempfile.TemporaryDirectory(dir=args.dir) as directory:
+            section = asyncio.run(consumers_section(args, Path(directory)))
+        if args.json:
+            json.dump(section, sys.stdout, indent=2)
+            print()
+        else:
+            print_consumers(section, Console(width=max(Console().width, 120)))
+        return
     counts = QUICK if args.quick else FULL
     if args.repeats:
         counts = replace(counts, repeats=args.repeats)

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sandbox_agent.testing.ci import in_ci
 from sandbox_agent.testing.databases import pg_base_url, postgres_problem, require_postgres
 
@@ -89,3 +91,23 @@ def test_decode_benchmark_reports_each_way_with_its_ratio() -> None:
     decodes = [line for line in lines if line.startswith("decode")]
     assert len(decodes) == 3
     assert all("us/row" in line and "read ratio it allows" in line for line in decodes)
+
+
+@pytest.mark.slow
+def test_the_consumers_section_reports_every_driver_and_batch() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARK), "--consumers", "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout)
+    drivers = {row["driver"] for row in report["rows"]}
+    assert {"memory", "sqlite"} <= drivers
+    if postgres_problem() is None:
+        assert "postgres" in drivers
+    for row in report["rows"]:
+        assert row["read_all"] > 0 and row["checkpoint_only"] > 0 and row["projection"] > 0
+        assert row["checkpoint_only_ratio"] > 0 and row["projection_ratio"] > 0

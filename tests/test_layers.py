@@ -1,9 +1,9 @@
 """The architecture's import rule (``docs/architecture.md``): a layer imports only the layers
 below it, events <- store <- replay <- agents (which know only events) <- sessions <- server,
-sdk <- cli, with ``api`` (the wire models, over events) beside them and the ``testing`` kit
-over store, replay and the SDK; ``paths`` and ``version`` are open to all. Nothing inside the
-package imports the root package ``sandbox_agent`` (it pulls in the SDK), and every module
-belongs to a layer."""
+sdk <- cli, with ``api`` (the wire models, over events) beside them, ``consumers`` over the
+store beside replay, and the ``testing`` kit over store, replay, consumers and the SDK;
+``paths`` and ``version`` are open to all. Nothing inside the package imports the root
+package ``sandbox_agent`` (it pulls in the SDK), and every module belongs to a layer."""
 
 from __future__ import annotations
 
@@ -21,14 +21,27 @@ ALLOWED: dict[str, set[str]] = {
     "events": {"events"},
     "store": {"events", "store"},
     "replay": {"events", "store", "replay"},
+    # Consumers of the global log: a layer over the store, beside replay.
+    "consumers": {"events", "store", "consumers"},
     "agents": {"events", "agents"},
     "sessions": {"events", "store", "replay", "agents", "sessions"},
     "api": {"events", "api"},
     "server": {"events", "store", "replay", "agents", "sessions", "api", "server"},
     "sdk": {"events", "store", "replay", "api", "sdk"},
-    "cli": {"events", "store", "replay", "agents", "sessions", "api", "server", "sdk", "cli"},
+    "cli": {
+        "events",
+        "store",
+        "replay",
+        "consumers",
+        "agents",
+        "sessions",
+        "api",
+        "server",
+        "sdk",
+        "cli",
+    },
     # The test kit tests stores, replays and SDK users; it runs servers as processes only.
-    "testing": {"events", "store", "replay", "api", "sdk", "testing"},
+    "testing": {"events", "store", "replay", "consumers", "api", "sdk", "testing"},
 }
 ROOT_MODULES = {"__init__", "__main__", *SHARED}
 

@@ -92,8 +92,9 @@ async def test_migrations_are_refused_for_the_memory_store() -> None:
 
 @sql_drivers
 async def test_a_database_at_revision_0001_upgrades_to_the_head(store_url: str) -> None:
-    """0002 (session leases, Postgres only) and 0003 (events.schema_version) on a database
-    0001 built: what open_store runs. The events stored before read at version 1."""
+    """0002 (session leases, Postgres only), 0003 (events.schema_version) and 0004 (consumer
+    checkpoints) on a database 0001 built: what open_store runs. The events stored before read
+    at version 1."""
     from alembic import command
 
     from sandbox_agent.store.migrate import alembic_config
@@ -107,7 +108,7 @@ async def test_a_database_at_revision_0001_upgrades_to_the_head(store_url: str) 
         assert await store.driver.schema_revision() == "0001"
     async with await open_store(store_url) as store:
         assert isinstance(store.driver, SqlDriver)
-        assert await store.driver.schema_revision() == head_revision() == "0003"
+        assert await store.driver.schema_revision() == head_revision() == "0004"
         async with store.driver._reading() as conn:
             assert await conn.run_sync(_schema_differences) == []
         (event,) = await store.read("s-0001")

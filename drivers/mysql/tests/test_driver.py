@@ -91,7 +91,13 @@ async def test_open_migrates_a_fresh_database_with_binary_utf8mb4_tables(
             collations = dict(await cur.fetchall())
     finally:
         conn.close()
-    assert sorted(collations) == ["events", "positions", "sessions", "snapshots"]
+    assert sorted(collations) == [
+        "consumer_checkpoints",
+        "events",
+        "positions",
+        "sessions",
+        "snapshots",
+    ]
     assert set(collations.values()) <= {"utf8mb4_nopad_bin", "utf8mb4_0900_bin"}
 
 

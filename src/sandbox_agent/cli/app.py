@@ -47,6 +47,8 @@ COMMAND_MODULES = {
     "schema": "schema",
     "export": "transfer",
     "import": "transfer",
+    "consumers": "consumers",
+    "publish": "consumers",  # a group, registered with "consumers" before the groups below
     "api": "api",
     "credentials": "credentials",
     "daemon": "daemon",

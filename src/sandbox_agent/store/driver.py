@@ -43,11 +43,13 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sandbox_agent.store.errors import StoreError
+from sandbox_agent.store.checkpoints import CheckpointRow, CheckpointTransaction
+from sandbox_agent.store.errors import NotSupported, StoreError
 from sandbox_agent.store.leases import LeaseDriver
 from sandbox_agent.store.ownership import OwnershipLock
 from sandbox_agent.store.records import SessionRecord, SessionStatus
@@ -278,6 +280,31 @@ class StorageDriver(abc.ABC):
         """Optional: per-session leases, for several servers on one store
         (``store/leases.py``). None (the default): one server per store."""
         return None
+
+    # -- consumer checkpoints (optional; store/checkpoints.py) ------------------------------
+    def checkpoint_transaction(
+        self, name: str
+    ) -> AbstractAsyncContextManager[CheckpointTransaction]:
+        """Optional: a transaction holding consumer ``name``'s checkpoint row locked (made at
+        0 when missing); a clean exit writes its ``position`` and commits, then runs its
+        ``on_commit`` callbacks; an error rolls it all back. Default: ``NotSupported``."""
+        raise self._no_consumers()
+
+    async def select_checkpoints(self) -> list[CheckpointRow]:
+        """Optional: every consumer's checkpoint with its lag, by name. Default:
+        ``NotSupported``."""
+        raise self._no_consumers()
+
+    async def write_checkpoint(self, name: str, position: int | None) -> bool:
+        """Optional: set consumer ``name``'s checkpoint to ``position`` (made when missing), or
+        delete it when None; whether it existed before. Default: ``NotSupported``."""
+        raise self._no_consumers()
+
+    def _no_consumers(self) -> NotSupported:
+        return NotSupported(
+            f"{type(self).__name__} does not support consumer checkpoints "
+            '(see docs/drivers.md, "Consumer checkpoints")'
+        )
 
     async def close(self) -> None:  # noqa: B027 (nothing to release by default)
         """Release connections. Called once, by ``EventStore.close``."""

@@ -16,6 +16,10 @@ class StoreNotFound(StoreConfigError):
     exist)."""
 
 
+class NotSupported(StoreError):
+    """The store's driver lacks an optional primitive (consumer checkpoints, say)."""
+
+
 class StoreUnavailable(StoreError):
     """The database cannot be reached, opened or written: its connection, the network or the
     disk failed (refused or reset connections, timeouts, SQLite's "disk I/O error" and

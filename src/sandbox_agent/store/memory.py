@@ -4,14 +4,24 @@ session or event is evicted, counted and logged)."""
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 from pydantic_core import from_json, to_json
 
+from sandbox_agent.events.envelope import utc_now
+from sandbox_agent.store.checkpoints import (
+    CheckpointRow,
+    CheckpointTransaction,
+    check_consumer_name,
+    check_position,
+)
 from sandbox_agent.store.driver import (
     EventRow,
     IntegrityReport,
@@ -69,6 +79,9 @@ class MemoryDriver(StorageDriver):
         self._wake: Callable[[str], None] = lambda _: None
         self.evicted_sessions = 0
         self.evicted_events = 0
+        # Consumers: name -> (position, updated_at), and the lock each transaction holds.
+        self._checkpoints: dict[str, tuple[int, datetime]] = {}
+        self._checkpoint_locks: dict[str, asyncio.Lock] = {}
 
     def attach(self, wake: Callable[[str], None]) -> None:
         self._wake = wake  # for sessions evicted by the cap
@@ -230,6 +243,36 @@ class MemoryDriver(StorageDriver):
         ]
         found.sort(key=lambda row: row[0])
         return found[:limit]
+
+    # -- consumer checkpoints -------------------------------------------------------------
+    # In-process: the handler's writes are on_commit callbacks, run with the checkpoint's move
+    # and no await in between, so no other task sees one without the other.
+    @asynccontextmanager
+    async def checkpoint_transaction(self, name: str) -> AsyncIterator[CheckpointTransaction]:
+        check_consumer_name(name)
+        async with self._checkpoint_locks.setdefault(name, asyncio.Lock()):
+            position = self._checkpoints.get(name, (0, utc_now()))[0]
+            txn = CheckpointTransaction(name, position)
+            yield txn
+            self._checkpoints[name] = (txn.position, utc_now())
+            txn.committed()
+
+    async def select_checkpoints(self) -> list[CheckpointRow]:
+        positions = sorted(p for stream in self._streams.values() for p in stream.positions)
+        return [
+            CheckpointRow(name, position, at, len(positions) - bisect.bisect(positions, position))
+            for name, (position, at) in sorted(self._checkpoints.items())
+        ]
+
+    async def write_checkpoint(self, name: str, position: int | None) -> bool:
+        check_consumer_name(name)
+        async with self._checkpoint_locks.setdefault(name, asyncio.Lock()):
+            existed = name in self._checkpoints
+            if position is None:
+                self._checkpoints.pop(name, None)
+            else:
+                self._checkpoints[name] = (check_position(position), utc_now())
+        return existed
 
     # -- snapshots ------------------------------------------------------------------------
     async def insert_snapshot(

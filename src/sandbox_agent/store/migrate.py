@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 #: The revision of the newest migration in ``migrations/`` (a test checks they agree).
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 
 def script_location() -> Path:

@@ -15,6 +15,13 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from sandbox_agent.events.envelope import utc_now
+from sandbox_agent.store.checkpoints import (
+    CheckpointRow,
+    CheckpointTransaction,
+    check_consumer_name,
+    check_position,
+)
 from sandbox_agent.store.driver import SnapshotRow, StorageDriver
 from sandbox_agent.store.errors import (
     SessionExists,
@@ -148,6 +155,25 @@ class SqlDriver(StorageDriver, abc.ABC):
             )
         return bool(result.rowcount)
 
+    # -- consumer checkpoints -------------------------------------------------------------
+    @asynccontextmanager
+    async def checkpoint_transaction(self, name: str) -> AsyncIterator[CheckpointTransaction]:
+        check_consumer_name(name)
+        async with self._writing() as conn:
+            txn = CheckpointTransaction(name, await lock_checkpoint(conn, self._tables, name), conn)
+            yield txn
+            await conn.execute(checkpoint_update(self._tables, name, txn.position))
+        txn.committed()  # after the commit: _writing's transaction has ended here
+
+    async def select_checkpoints(self) -> list[CheckpointRow]:
+        async with self._reading() as conn:
+            return await select_checkpoints(conn, self._tables.checkpoints, self._tables.events)
+
+    async def write_checkpoint(self, name: str, position: int | None) -> bool:
+        check_consumer_name(name)
+        async with self._writing() as conn:
+            return await write_checkpoint(conn, self._tables.checkpoints, name, position)
+
     # -- snapshots ------------------------------------------------------------------------
     async def insert_snapshot(
         self, session_id: str, sequence: int, version: int, state: str, created_at: datetime
@@ -225,6 +251,66 @@ class SqlDriver(StorageDriver, abc.ABC):
                 )
                 deleted += result.rowcount
         return deleted
+
+
+async def lock_checkpoint(conn: AsyncConnection, tables: Tables, name: str) -> int:
+    """Consumer ``name``'s checkpoint in ``conn``'s transaction, its row made (at 0) when
+    missing and locked to the end of the transaction (SQLite: the write lock does)."""
+    table = tables.checkpoints
+    insert: Any
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    await conn.execute(
+        insert(table)
+        .values(name=name, position=0, updated_at=utc_now())
+        .on_conflict_do_nothing(index_elements=[table.c.name])
+    )
+    query = sa.select(table.c.position).where(table.c.name == name).with_for_update()
+    return int((await conn.execute(query)).scalar_one())
+
+
+def checkpoint_update(tables: Tables, name: str, position: int) -> sa.Update:
+    table = tables.checkpoints
+    return (
+        table.update().where(table.c.name == name).values(position=position, updated_at=utc_now())
+    )
+
+
+async def select_checkpoints(
+    conn: AsyncConnection, table: sa.Table, events: sa.Table
+) -> list[CheckpointRow]:
+    """Every checkpoint by name, with its lag: the stored events after it (``events`` has an
+    index on ``position``, so each count is a range scan)."""
+    lag = (
+        sa.select(sa.func.count())
+        .select_from(events)
+        .where(events.c.position > table.c.position)
+        .scalar_subquery()
+    )
+    query = sa.select(table.c.name, table.c.position, table.c.updated_at, lag).order_by(
+        table.c.name
+    )
+    return [
+        CheckpointRow(str(row[0]), int(row[1]), row[2], int(row[3]))
+        for row in await conn.execute(query)
+    ]
+
+
+async def write_checkpoint(
+    conn: AsyncConnection, table: sa.Table, name: str, position: int | None
+) -> bool:
+    """Set (or with None delete) a checkpoint in ``conn``'s transaction; whether it existed."""
+    where = table.c.name == name
+    if position is None:
+        return bool((await conn.execute(table.delete().where(where))).rowcount)
+    check_position(position)
+    values = {"position": position, "updated_at": utc_now()}
+    if (await conn.execute(table.update().where(where).values(**values))).rowcount:
+        return True
+    await conn.execute(table.insert().values(name=name, **values))
+    return False
 
 
 NOT_MIGRATED_HINT = " (is the database migrated? run `sandbox-agent db upgrade URL`)"

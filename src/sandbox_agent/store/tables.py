@@ -152,6 +152,14 @@ class Tables:
                 sa.Index("ix_session_leases_server", "server_id"),
                 sa.Index("ix_session_leases_expires", "expires_at"),
             )
+        # Consumers' checkpoints (store/checkpoints.py; migration 0004), on every dialect.
+        self.checkpoints = sa.Table(
+            "consumer_checkpoints",
+            self.metadata,
+            sa.Column("name", sa.String(128), primary_key=True),
+            sa.Column("position", sa.BigInteger, nullable=False),
+            sa.Column("updated_at", Timestamp, nullable=False),
+        )
         self.snapshots = sa.Table(
             "snapshots",
             self.metadata,

@@ -51,9 +51,17 @@ import sqlalchemy.exc
 from asyncmy import errors as my
 from asyncmy.connection import Connection as MyConnection
 from asyncmy.constants import CLIENT
+from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import greenlet_spawn
 
+from sandbox_agent.events.envelope import utc_now
+from sandbox_agent.store.checkpoints import (
+    CheckpointRow,
+    CheckpointTransaction,
+    check_consumer_name,
+    check_position,
+)
 from sandbox_agent.store.driver import (
     EventRow,
     PositionedRow,
@@ -83,7 +91,7 @@ from sandbox_agent_mysql.errors import (
     store_error,
 )
 from sandbox_agent_mysql.migrate import HEAD_REVISION, stored_revision, upgrade
-from sandbox_agent_mysql.tables import TABLES
+from sandbox_agent_mysql.tables import CHECKPOINTS, TABLES
 from sandbox_agent_mysql.url import MysqlOptions, parse
 
 _ZERO = timedelta(0)
@@ -346,6 +354,66 @@ class MysqlDriver(StorageDriver):
                 raise
         return bool(found)
 
+    # -- consumer checkpoints -------------------------------------------------------------
+    @asynccontextmanager
+    async def checkpoint_transaction(self, name: str) -> AsyncIterator[CheckpointTransaction]:
+        """The handler gets a SQLAlchemy ``AsyncConnection`` inside ``START TRANSACTION``
+        (the pool's connections are autocommit, so SQLAlchemy's own ``begin`` would not open
+        one on the server); the checkpoint row is locked with ``SELECT ... FOR UPDATE``."""
+        check_consumer_name(name)
+        table = CHECKPOINTS.checkpoints
+        async with self._connection() as conn:
+            await conn.exec_driver_sql("START TRANSACTION")
+            try:
+                # Not INSERT IGNORE: its warning on every existing row would be logged.
+                await conn.execute(
+                    mysql_insert(table)
+                    .values(name=name, position=0, updated_at=utc_now())
+                    .on_duplicate_key_update(name=table.c.name)
+                )
+                locked = sa.select(table.c.position).where(table.c.name == name)
+                position = int((await conn.execute(locked.with_for_update())).scalar_one())
+                txn = CheckpointTransaction(name, position, conn)
+                yield txn
+                await conn.execute(
+                    table.update()
+                    .where(table.c.name == name)
+                    .values(position=txn.position, updated_at=utc_now())
+                )
+                await conn.exec_driver_sql("COMMIT")
+            except BaseException:
+                with contextlib.suppress(Exception):  # a broken connection is dropped anyway
+                    await conn.exec_driver_sql("ROLLBACK")
+                raise
+        txn.committed()
+
+    async def select_checkpoints(self) -> list[CheckpointRow]:
+        table, events = CHECKPOINTS.checkpoints, TABLES.events
+        lag = (
+            sa.select(sa.func.count())
+            .select_from(events)
+            .where(events.c.position > table.c.position)
+            .scalar_subquery()
+        )
+        query = sa.select(table.c.name, table.c.position, table.c.updated_at, lag)
+        async with self._connection() as conn:
+            rows = (await conn.execute(query.order_by(table.c.name))).all()
+        return [CheckpointRow(str(r[0]), int(r[1]), r[2], int(r[3])) for r in rows]
+
+    async def write_checkpoint(self, name: str, position: int | None) -> bool:
+        check_consumer_name(name)
+        table = CHECKPOINTS.checkpoints
+        where = table.c.name == name
+        async with self._connection() as conn:
+            if position is None:
+                return bool((await conn.execute(table.delete().where(where))).rowcount)
+            values = {"position": check_position(position), "updated_at": utc_now()}
+            # rowcount counts matched rows (FOUND_ROWS), so an unchanged row counts too.
+            if (await conn.execute(table.update().where(where).values(**values))).rowcount:
+                return True
+            await conn.execute(table.insert().values(name=name, **values))
+            return False
+
     # -- events ---------------------------------------------------------------------------
     async def insert_events(
         self,
@@ -505,10 +573,7 @@ class MysqlDriver(StorageDriver):
                 "UPDATE events SET data = %s, raw = %s, "
                 "schema_version = COALESCE(%s, schema_version) "
                 "WHERE session_id = %s AND sequence = %s",
-                [
-                    (row.data, row.raw, row.schema_version, session_id, row.sequence)
-                    for row in rows
-                ],
+                [(row.data, row.raw, row.schema_version, session_id, row.sequence) for row in rows],
             )
 
     async def select_last_sequence(self, session_id: str) -> int | None:

@@ -132,8 +132,28 @@ class Tables:
         )
 
 
+class CheckpointTables:
+    """Consumers' checkpoints (``sandbox_agent.store.checkpoints``; migration 0002), in a
+    metadata of their own: 0001 creates everything in ``Tables.metadata``."""
+
+    def __init__(self, collation: str | None = None) -> None:
+        options: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+        if collation is not None:
+            options["mysql_collate"] = collation
+        self.metadata = sa.MetaData()
+        self.checkpoints = sa.Table(
+            "consumer_checkpoints",
+            self.metadata,
+            sa.Column("name", sa.String(128), primary_key=True),
+            sa.Column("position", sa.BigInteger, nullable=False),
+            sa.Column("updated_at", UtcDateTime, nullable=False),
+            **options,
+        )
+
+
 #: The tables as the queries use them (the collation only matters when creating them).
 TABLES = Tables()
+CHECKPOINTS = CheckpointTables()
 
 
 def binary_collation(dialect: Dialect, server_version: tuple[int | str, ...]) -> str:
