@@ -52,6 +52,7 @@ COMMAND_MODULES = {
     "daemon": "daemon",
     "db": "db",
     "sessions": "sessions",
+    "inspect": "inspect",
 }
 
 

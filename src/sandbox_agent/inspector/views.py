@@ -1,0 +1,181 @@
+"""What the inspector shows, built from the store and the replay engine: list rows, the
+transcript, the state at a sequence, a diff, raw events. No HTTP here (``app.py``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sandbox_agent.events import UniversalEvent
+from sandbox_agent.replay import (
+    Anomaly,
+    SessionState,
+    StateDiff,
+    Transcript,
+    build_transcript,
+    diff,
+    state_at,
+)
+from sandbox_agent.store import EventStore, SessionRecord, SessionStatus
+from sandbox_agent.store.event_store import encode_session_cursor
+
+#: Sessions on one page of the list.
+PAGE_SIZE = 50
+#: The most sessions one search request reads before it answers with what it found (and a
+#: cursor to go on): a search never walks the whole store at once.
+SEARCH_SCAN = 2000
+#: Transcript entries shown at a sequence: the newest ones (the slider reaches the older).
+TRANSCRIPT_ENTRIES = 200
+#: Items listed in the state panel: the newest ones.
+STATE_ITEMS = 30
+#: Raw events on one page, and the most read to fill a page when filtering by type.
+EVENTS_PAGE = 100
+EVENTS_SCAN = 5000
+#: Characters of one event's JSON shown in the raw events table (the rest is cut, and said).
+EVENT_CHARS = 4000
+
+
+@dataclass
+class ListRow:
+    record: SessionRecord
+    anomalies: int
+
+
+@dataclass
+class ListPage:
+    rows: list[ListRow]
+    next_cursor: str | None
+    scanned: int = 0
+
+
+def matches(record: SessionRecord, query: str) -> bool:
+    """Whether ``query`` (case-insensitive) is in the session's id, title, agent or model."""
+    needle = query.casefold()
+    return any(
+        needle in value.casefold()
+        for value in (record.id, record.title, record.agent, record.model)
+        if value
+    )
+
+
+async def list_page(
+    store: EventStore,
+    cursor: str | None,
+    status: SessionStatus | None,
+    agent: str | None,
+    query: str,
+    limit: int = PAGE_SIZE,
+) -> ListPage:
+    """One page of sessions, newest first, over the store's keyset pages; with ``query``, the
+    matches among at most ``SEARCH_SCAN`` sessions from ``cursor``."""
+    found: list[SessionRecord] = []
+    scanned = 0
+    next_cursor = cursor
+    while True:
+        page = await store.list_sessions(
+            limit=limit if not query else 200, cursor=next_cursor, status=status, agent=agent
+        )
+        scanned += len(page.items)
+        for index, record in enumerate(page.items):
+            if not query or matches(record, query):
+                found.append(record)
+                if len(found) == limit and query and index + 1 < len(page.items):
+                    # Stop here: the cursor of the last row shown continues the search.
+                    cursor_here = encode_session_cursor(record)
+                    return ListPage(await _rows(store, found), cursor_here, scanned)
+        next_cursor = page.next_cursor
+        if not query or next_cursor is None or len(found) >= limit or scanned >= SEARCH_SCAN:
+            break
+    return ListPage(await _rows(store, found), next_cursor, scanned)
+
+
+async def _rows(store: EventStore, records: Sequence[SessionRecord]) -> list[ListRow]:
+    rows = []
+    for record in records:
+        # The reducer's anomalies, from the newest snapshot on: cheap for any length.
+        state = await state_at(store, record.id) if record.last_sequence else None
+        rows.append(ListRow(record, len(state.anomalies) if state else 0))
+    return rows
+
+
+@dataclass
+class AtView:
+    """The session at one sequence: its state and the newest transcript entries."""
+
+    state: SessionState
+    transcript: Transcript
+    omitted: int
+    items: list[Any] = field(default_factory=list)
+
+
+async def at_view(store: EventStore, session_id: str, sequence: int | None) -> AtView:
+    state = await state_at(store, session_id, sequence)
+    transcript = build_transcript(state, private_reasoning=True)
+    omitted = max(0, len(transcript.entries) - TRANSCRIPT_ENTRIES)
+    transcript.entries = transcript.entries[omitted:]
+    return AtView(state, transcript, omitted, state.items[-STATE_ITEMS:])
+
+
+async def diff_view(store: EventStore, session_id: str, a: int, b: int) -> StateDiff:
+    return diff(await state_at(store, session_id, a), await state_at(store, session_id, b))
+
+
+@dataclass
+class EventRow:
+    sequence: int
+    time: datetime
+    type: str
+    source: str
+    synthetic: bool
+    body: str
+    cut: int
+
+
+@dataclass
+class EventsPage:
+    rows: list[EventRow]
+    #: Where the next page starts (``after``), None at the end of the stream.
+    next_after: int | None
+
+
+def event_row(event: UniversalEvent) -> EventRow:
+    body = json.dumps(event.data, indent=1, ensure_ascii=False, default=str)
+    cut = max(0, len(body) - EVENT_CHARS)
+    return EventRow(
+        event.sequence,
+        event.time,
+        event.type,
+        event.source,
+        event.synthetic,
+        body[:EVENT_CHARS],
+        cut,
+    )
+
+
+async def events_page(
+    store: EventStore, session_id: str, after: int, types: set[str], limit: int = EVENTS_PAGE
+) -> EventsPage:
+    """Up to ``limit`` events after ``after`` (of ``types`` when given: reading at most
+    ``EVENTS_SCAN`` events to find them)."""
+    rows: list[EventRow] = []
+    last = after
+    read = 0
+    while len(rows) < limit and read < EVENTS_SCAN:
+        page = await store.read(session_id, after=last, limit=limit if not types else 1000)
+        if not page:
+            return EventsPage(rows, None)
+        read += len(page)
+        for event in page:
+            last = event.sequence
+            if not types or event.type in types:
+                rows.append(event_row(event))
+                if len(rows) == limit:
+                    break
+    return EventsPage(rows, last)
+
+
+def anomaly_sequences(anomalies: Sequence[Anomaly]) -> list[int]:
+    return sorted({a.sequence for a in anomalies})
