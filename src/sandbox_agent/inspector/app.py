@@ -116,6 +116,8 @@ def environment() -> Environment:
     env.filters["pretty"] = _pretty
     env.filters["arguments"] = _arguments
     env.filters["shellquote"] = lambda value: shlex.quote(str(value))
+    # Not Jinja's tojson: its Markup leaves '"' unescaped, which ends a double-quoted attribute.
+    env.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False)
     return env
 
 
@@ -259,7 +261,9 @@ class Inspector:
         page = await events_page(self.store, session_id, after, types)
         anomalies = {int(s) for s in (request.query_params.get("marks") or "").split(",") if s.isdigit()}
         html = self._fragment("events.html", rows=page.rows, marks=anomalies)
-        return JSONResponse({"html": html, "nextAfter": page.next_after, "count": len(page.rows)})
+        return JSONResponse(
+            {"html": html, "nextAfter": page.next_after, "end": page.end, "count": len(page.rows)}
+        )
 
     async def api_diff(self, request: Request) -> Response:
         session_id = request.path_params["session_id"]

@@ -137,8 +137,10 @@ class EventRow:
 @dataclass
 class EventsPage:
     rows: list[EventRow]
-    #: Where the next page starts (``after``), None at the end of the stream.
-    next_after: int | None
+    #: Where the next page starts (``after``): the last event read.
+    next_after: int
+    #: Whether the page reached the end of the stream (as stored when it was read).
+    end: bool = False
 
 
 def event_row(event: UniversalEvent) -> EventRow:
@@ -166,7 +168,7 @@ async def events_page(
     while len(rows) < limit and read < EVENTS_SCAN:
         page = await store.read(session_id, after=last, limit=limit if not types else 1000)
         if not page:
-            return EventsPage(rows, None)
+            return EventsPage(rows, last, end=True)
         read += len(page)
         for event in page:
             last = event.sequence

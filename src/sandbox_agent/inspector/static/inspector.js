@@ -76,6 +76,11 @@
       $("list-note").textContent = loaded + " session(s) shown" + (cursor ? ", more on the next page" : "");
       body.dataset.loaded = String(loaded);
     }
+    // Filters from the address (?q=&status=&agent=), so that a filtered list can be shared.
+    const given = new URLSearchParams(location.search);
+    for (const name of ["q", "status", "agent"]) {
+      if (given.get(name)) $(name).value = given.get(name);
+    }
     $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); load(true).catch(fail); });
     $("more").addEventListener("click", () => load(false).catch(fail));
     load(true).catch(fail);
@@ -93,6 +98,7 @@
     let types = null;
     let eventsAfter = 0;
     let follow = null;
+    let atLatest = true; // the view shows the newest event: following moves it along
 
     function setLast(n) {
       last = n;
@@ -116,6 +122,7 @@
       showAnomalies(view.anomalies, false);
       if (types === null) buildTypeFilters(view.types);
       body.dataset.at = String(view.sequence);
+      atLatest = view.sequence >= view.lastSequence;
       if (scrollTo !== undefined) {
         const el = document.getElementById("seq-" + scrollTo);
         if (el) { el.scrollIntoView({ block: "center" }); el.classList.add("focus"); }
@@ -187,8 +194,8 @@
       if (marks.length) params.set("marks", marks.join(","));
       const page = await json(api + "/events?" + params);
       $("event-rows").insertAdjacentHTML("beforeend", page.html);
-      if (page.nextAfter !== null) eventsAfter = page.nextAfter;
-      $("more-events").hidden = page.nextAfter === null || page.count === 0;
+      eventsAfter = page.nextAfter;
+      $("more-events").hidden = page.end;
     }
 
     let slideTimer = null;
@@ -284,11 +291,10 @@
     // -- live: follow the stream (fetch, so the token goes in a header, not the URL) --------
     let refreshTimer = null;
     function onEvents(lastSeen) {
-      const atEnd = Number(slider.value) >= last;
       setLast(Math.max(last, lastSeen));
       clearTimeout(refreshTimer);
       refreshTimer = setTimeout(() => {
-        if (atEnd) loadAt(null).catch(fail);
+        if (atLatest) loadAt(null).catch(fail);
         if ($("more-events").hidden) loadEvents(false).catch(fail);
       }, 100);
     }
