@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from sandbox_agent.testing.server import ServerProcess, create, stream_turn, wait_for
+
 from helpers.inspector import (
     CHROMIUM,
     XSS,
@@ -23,7 +25,6 @@ from helpers.inspector import (
     seed,
     store_url,
 )
-from sandbox_agent.testing.server import ServerProcess, create, stream_turn, wait_for
 
 TOKEN = "inspector-token"
 

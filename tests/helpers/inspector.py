@@ -35,11 +35,14 @@ T = TypeVar("T")
 #: Debian's chromium package: Playwright drives it, no browser is downloaded.
 CHROMIUM = os.environ.get("SANDBOX_AGENT_CHROMIUM", "/usr/bin/chromium")
 #: Screenshots of each page the browser tests visit (gitignored).
-ARTIFACTS = Path(
-    os.environ.get(
-        "SANDBOX_AGENT_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"
+ARTIFACTS = (
+    Path(
+        os.environ.get(
+            "SANDBOX_AGENT_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"
+        )
     )
-) / "inspector"
+    / "inspector"
+)
 
 #: Content that would run script if the page ever let markup through: each sets the flag
 #: ``window.__xss`` or opens a dialog.
@@ -198,8 +201,8 @@ def inspecting(store_url: str, log_path: Path, **kwargs: Any) -> Iterator[Inspec
 
 
 def screenshot(page: Any, name: str) -> Path:
-    """Save a full-page screenshot of ``page`` as ``ARTIFACTS/<name>.png``."""
+    """Save a screenshot of what ``page`` shows as ``ARTIFACTS/<name>.png``."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path))
     return path

@@ -16,16 +16,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, PackageLoader
-from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from sandbox_agent.inspector.markdown import render_markdown
+if TYPE_CHECKING:
+    from jinja2 import Environment
 from sandbox_agent.inspector.views import (
     at_view,
     diff_view,
@@ -105,6 +104,13 @@ def _arguments(text: str) -> str:
 
 
 def environment() -> Environment:
+    """Jinja with autoescape on for every template (imported on the first page served: a
+    server whose inspector nobody opens does not hold it)."""
+    from jinja2 import Environment, PackageLoader
+    from markupsafe import Markup
+
+    from sandbox_agent.inspector.markdown import render_markdown
+
     env = Environment(
         loader=PackageLoader("sandbox_agent.inspector", "templates"),
         autoescape=True,
@@ -128,7 +134,9 @@ def _int(request: Request, name: str, default: int | None = None) -> int | None:
     try:
         value = int(raw)
     except ValueError:
-        raise ProblemError(400, "Invalid request", f"{name} must be an integer, got {raw!r}")
+        raise ProblemError(
+            400, "Invalid request", f"{name} must be an integer, got {raw!r}"
+        ) from None
     if value < 0:
         raise ProblemError(400, "Invalid request", f"{name} must be >= 0, got {value}")
     return value
@@ -140,7 +148,13 @@ class Inspector:
     def __init__(self, store: Callable[[], EventStore], options: Options | None = None) -> None:
         self._store = store
         self.options = options or Options()
-        self.env = environment()
+        self._env: Environment | None = None
+
+    @property
+    def env(self) -> Environment:
+        if self._env is None:
+            self._env = environment()
+        return self._env
 
     @property
     def store(self) -> EventStore:
@@ -168,9 +182,7 @@ class Inspector:
         """The list page at ``path`` (the server serves ``/ui`` itself: a mount needs ``/ui/``)."""
         return Route(path, self._guard(self.index))
 
-    def _guard(
-        self, handler: Callable[[Request], Any]
-    ) -> Callable[[Request], Any]:
+    def _guard(self, handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
         async def guarded(request: Request) -> Response:
             try:
                 response: Response = await handler(request)
@@ -213,7 +225,9 @@ class Inspector:
         params = request.query_params
         status = params.get("status") or None
         if status not in (None, "active", "ended"):
-            raise ProblemError(400, "Invalid request", f"status must be active or ended: {status!r}")
+            raise ProblemError(
+                400, "Invalid request", f"status must be active or ended: {status!r}"
+            )
         page = await list_page(
             self.store,
             params.get("cursor") or None,
@@ -222,9 +236,7 @@ class Inspector:
             (params.get("q") or "").strip(),
         )
         html = self._fragment("rows.html", rows=page.rows)
-        return JSONResponse(
-            {"html": html, "nextCursor": page.next_cursor, "count": len(page.rows)}
-        )
+        return JSONResponse({"html": html, "nextCursor": page.next_cursor, "count": len(page.rows)})
 
     async def _last(self, session_id: str) -> int:
         return await self.store.last_sequence(session_id)
@@ -259,7 +271,9 @@ class Inspector:
         after = _int(request, "after", 0) or 0
         types = {t for t in (request.query_params.get("types") or "").split(",") if t}
         page = await events_page(self.store, session_id, after, types)
-        anomalies = {int(s) for s in (request.query_params.get("marks") or "").split(",") if s.isdigit()}
+        anomalies = {
+            int(s) for s in (request.query_params.get("marks") or "").split(",") if s.isdigit()
+        }
         html = self._fragment("events.html", rows=page.rows, marks=anomalies)
         return JSONResponse(
             {"html": html, "nextAfter": page.next_after, "end": page.end, "count": len(page.rows)}
@@ -320,20 +334,20 @@ class Inspector:
         try:
             body = await request.json()
         except ValueError:
-            raise ProblemError(400, "Invalid request", "the body must be JSON")
+            raise ProblemError(400, "Invalid request", "the body must be JSON") from None
         if not isinstance(body, dict):
             raise ProblemError(400, "Invalid request", "the body must be a JSON object")
         new_id, at = body.get("sessionId"), body.get("at")
         if not isinstance(new_id, str) or not _ID.match(new_id):
-            raise ProblemError(
-                400, "Invalid request", "sessionId: 1-256 of A-Z a-z 0-9 . _ : -"
-            )
+            raise ProblemError(400, "Invalid request", "sessionId: 1-256 of A-Z a-z 0-9 . _ : -")
         if at is not None and (not isinstance(at, int) or isinstance(at, bool) or at < 0):
             raise ProblemError(400, "Invalid request", "at must be an integer >= 0")
         try:
             record = await self.store.fork_session(session_id, new_id, at)
         except SessionExists:
-            raise ProblemError(409, "Session exists", f"session {new_id!r} already exists")
+            raise ProblemError(
+                409, "Session exists", f"session {new_id!r} already exists"
+            ) from None
         return JSONResponse(
             {"sessionId": record.id, "lastSequence": record.last_sequence}, status_code=201
         )
@@ -343,5 +357,7 @@ def build_inspector(
     store: EventStore | Callable[[], EventStore], options: Options | None = None
 ) -> Inspector:
     """The inspector over ``store`` (or a callable returning it, for a store opened later)."""
-    get = store if callable(store) and not isinstance(store, EventStore) else (lambda: store)
-    return Inspector(get, options)  # type: ignore[arg-type]
+    if isinstance(store, EventStore):
+        opened = store
+        return Inspector(lambda: opened, options)
+    return Inspector(store, options)

@@ -5,8 +5,10 @@ render as links (the page loads nothing from elsewhere)."""
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
-from markdown_it import MarkdownIt
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
 
 SAFE_SCHEMES = ("http://", "https://")
 
@@ -17,6 +19,8 @@ def _safe_link(url: str) -> bool:
 
 @functools.cache
 def _parser() -> MarkdownIt:
+    from markdown_it import MarkdownIt
+
     # commonmark with "html" off: an HTML block or inline tag is text, escaped on output.
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
     md.disable("image")
@@ -26,4 +30,5 @@ def _parser() -> MarkdownIt:
 
 def render_markdown(text: str) -> str:
     """``text`` as safe HTML (a string for Jinja's ``Markup``)."""
-    return _parser().render(text)
+    html: str = _parser().render(text)
+    return html

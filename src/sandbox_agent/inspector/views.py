@@ -144,7 +144,7 @@ class EventsPage:
 
 
 def event_row(event: UniversalEvent) -> EventRow:
-    body = json.dumps(event.data, indent=1, ensure_ascii=False, default=str)
+    body = json.dumps(event.data, ensure_ascii=False, default=str)
     cut = max(0, len(body) - EVENT_CHARS)
     return EventRow(
         event.sequence,
