@@ -13,13 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers.inspector import XSS, Inspect, in_thread, inspecting, seed, xss_session
 from sandbox_agent.events import EventDraft
 from sandbox_agent.inspector import CSP, Options, build_inspector, render_markdown
 from sandbox_agent.inspector.views import at_view
 from sandbox_agent.store import SessionRecord, open_store
 from sandbox_agent.testing.databases import sqlite_url
 from sandbox_agent.testing.server import ServerProcess
+
+from helpers.inspector import XSS, Inspect, in_thread, inspecting, seed, xss_session
 
 TOKEN = "tok-inspector"
 

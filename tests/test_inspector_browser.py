@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -57,7 +56,8 @@ def page(browser: Any) -> Iterator[Any]:
 
 @pytest.fixture(
     scope="module",
-    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+    # Postgres in the slow run (CI runs both): the default run stays short.
+    params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.slow])],
 )
 def inspected(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -190,9 +190,10 @@ def test_hostile_content_renders_as_text(page: Any, inspected: Inspect) -> None:
     assert XSS[0] in page.locator("#header h1").inner_text()
 
 
-@pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     need_chromium()
+    tmp_path = tmp_path_factory.mktemp("server")
     server = ServerProcess(
         f"sqlite:///{tmp_path / 'server.db'}",
         tmp_path / "server.log",
