@@ -27,8 +27,9 @@ PAGE_SIZE = 50
 #: The most sessions one search request reads before it answers with what it found (and a
 #: cursor to go on): a search never walks the whole store at once.
 SEARCH_SCAN = 2000
-#: Transcript entries shown at a sequence: the newest ones (the slider reaches the older).
-TRANSCRIPT_ENTRIES = 200
+#: Transcript entries shown at a sequence: the newest ones (the slider reaches the older). The
+#: bound keeps a move of the slider on a long session small (a page of about 100 KB).
+TRANSCRIPT_ENTRIES = 100
 #: Items listed in the state panel: the newest ones.
 STATE_ITEMS = 30
 #: Raw events on one page, and the most read to fill a page when filtering by type.
@@ -113,10 +114,64 @@ class AtView:
 
 async def at_view(store: EventStore, session_id: str, sequence: int | None) -> AtView:
     state = await state_at(store, session_id, sequence)
-    transcript = build_transcript(state, private_reasoning=True)
-    omitted = max(0, len(transcript.entries) - TRANSCRIPT_ENTRIES)
-    transcript.entries = transcript.entries[omitted:]
+    transcript, omitted = newest_entries(state, TRANSCRIPT_ENTRIES)
     return AtView(state, transcript, omitted, state.items[-STATE_ITEMS:])
+
+
+def _entry_sequences(state: SessionState) -> list[int]:
+    """The sequence of every entry ``build_transcript`` would make, cheaply (no model built)."""
+    found = [item.first_sequence for item in state.items]
+    for turn in state.turns:
+        found += [s for s in (turn.started_sequence, turn.ended_sequence) if s is not None]
+    for request in (
+        *state.pending_permissions.values(),
+        *state.resolved_permissions.values(),
+        *state.pending_questions.values(),
+        *state.resolved_questions.values(),
+    ):
+        found.append(request.requested_sequence or request.resolved_sequence or 0)
+    found += [e.sequence for e in state.errors] + [r.sequence for r in state.resumes]
+    if state.ended is not None:
+        found.append(state.ended.sequence)
+    return found
+
+
+def newest_entries(state: SessionState, limit: int) -> tuple[Transcript, int]:
+    """The transcript's newest ``limit`` entries (about: ties at the cut are kept), and how many
+    older ones were left out. Built from the part of the state they come from: a long session's
+    full transcript costs a model per item (0.4 s for 7,000 items), the window a few ms."""
+    sequences = _entry_sequences(state)
+    if len(sequences) <= limit:
+        return build_transcript(state, private_reasoning=True), 0
+    cut = sorted(sequences)[-limit]
+    turns = [t for t in state.turns if max(t.started_sequence or 0, t.ended_sequence or 0) >= cut]
+    first_turn = len(state.turns) - len(turns)
+
+    def recent(requests: dict[str, Any]) -> dict[str, Any]:
+        return {
+            key: r
+            for key, r in requests.items()
+            if (r.requested_sequence or r.resolved_sequence or 0) >= cut
+        }
+
+    window = state.model_copy(
+        update={
+            "items": [item for item in state.items if item.first_sequence >= cut],
+            "turns": turns,
+            "pending_permissions": recent(state.pending_permissions),
+            "resolved_permissions": recent(state.resolved_permissions),
+            "pending_questions": recent(state.pending_questions),
+            "resolved_questions": recent(state.resolved_questions),
+            "errors": [e for e in state.errors if e.sequence >= cut],
+            "resumes": [r for r in state.resumes if r.sequence >= cut],
+        }
+    )
+    transcript = build_transcript(window, private_reasoning=True)
+    transcript.entries = [e for e in transcript.entries if e.sequence >= cut]
+    for entry in transcript.entries:
+        if entry.turn is not None:
+            entry.turn.number += first_turn  # numbered as in the whole session
+    return transcript, sum(1 for s in sequences if s < cut)
 
 
 async def diff_view(store: EventStore, session_id: str, a: int, b: int) -> StateDiff:

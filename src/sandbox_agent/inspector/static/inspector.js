@@ -198,12 +198,28 @@
       $("more-events").hidden = page.end;
     }
 
-    let slideTimer = null;
+    // A move loads at once; moves made while a load runs wait for it, and only the newest of
+    // them loads next (dragging never queues a request per pixel).
+    let sliding = false;
+    let wanted = null;
+    async function slideTo(seq) {
+      wanted = seq;
+      if (sliding) return;
+      sliding = true;
+      try {
+        while (wanted !== null) {
+          const next = wanted;
+          wanted = null;
+          await loadAt(next);
+        }
+      } finally {
+        sliding = false;
+      }
+    }
     slider.addEventListener("input", () => {
-      clearTimeout(slideTimer);
       const seq = Number(slider.value);
       $("at-label").textContent = "#" + seq + " of " + last;
-      slideTimer = setTimeout(() => loadAt(seq).catch(fail), 25);
+      slideTo(seq).catch(fail);
     });
     $("seq").addEventListener("change", () => loadAt(Number($("seq").value)).catch(fail));
     $("latest").addEventListener("click", () => loadAt(null).catch(fail));
