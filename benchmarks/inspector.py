@@ -36,10 +36,9 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from replay import fill  # noqa: E402  (the replay benchmark's session, written the same way)
-
-from sandbox_agent.store import open_store  # noqa: E402
+# The replay benchmark's session, written the same way (this script's directory is on the path).
+from replay import fill
+from sandbox_agent.store import open_store
 
 CHROMIUM = os.environ.get("SANDBOX_AGENT_CHROMIUM", "/usr/bin/chromium")
 
@@ -184,11 +183,8 @@ def main() -> None:
         ("state_json_between_snapshots_ms", None),
     ):
         f = figures[key]
-        verdict = (
-            ""
-            if goal is None
-            else (" (goal < %d ms: %s)" % (goal, "met" if f["median"] < goal else "NOT met"))
-        )
+        met = "met" if goal is not None and f["median"] < goal else "NOT met"
+        verdict = "" if goal is None else f" (goal < {goal} ms, median: {met})"
         print(
             f"  {key:34} best {f['best']:7.1f}  median {f['median']:7.1f}  "
             f"worst {f['worst']:7.1f}{verdict}"

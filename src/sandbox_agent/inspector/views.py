@@ -12,6 +12,8 @@ from typing import Any
 from sandbox_agent.events import UniversalEvent
 from sandbox_agent.replay import (
     Anomaly,
+    PermissionState,
+    QuestionState,
     SessionState,
     StateDiff,
     Transcript,
@@ -123,12 +125,13 @@ def _entry_sequences(state: SessionState) -> list[int]:
     found = [item.first_sequence for item in state.items]
     for turn in state.turns:
         found += [s for s in (turn.started_sequence, turn.ended_sequence) if s is not None]
-    for request in (
+    requests: list[PermissionState | QuestionState] = [
         *state.pending_permissions.values(),
         *state.resolved_permissions.values(),
         *state.pending_questions.values(),
         *state.resolved_questions.values(),
-    ):
+    ]
+    for request in requests:
         found.append(request.requested_sequence or request.resolved_sequence or 0)
     found += [e.sequence for e in state.errors] + [r.sequence for r in state.resumes]
     if state.ended is not None:
