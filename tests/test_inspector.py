@@ -15,10 +15,12 @@ import pytest
 
 from sandbox_agent.events import EventDraft
 from sandbox_agent.inspector import CSP, Options, build_inspector, render_markdown
-from sandbox_agent.inspector.views import at_view
+from sandbox_agent.inspector.views import at_view, newest_entries
+from sandbox_agent.replay import build_transcript, replay
 from sandbox_agent.store import SessionRecord, open_store
 from sandbox_agent.testing.databases import sqlite_url
 from sandbox_agent.testing.server import ServerProcess
+from sandbox_agent.testing.streams import canonical_session
 
 from helpers.inspector import XSS, Inspect, in_thread, inspecting, seed, xss_session
 
@@ -275,3 +277,17 @@ def test_the_list_pages_through_ten_thousand_sessions(tmp_path: Path) -> None:
             ).json()
             found += [a["data-id"] for t, a in parse(body["html"]).tags if t == "tr"]
         assert sorted(found) == [f"s0001{n}" for n in range(10)]
+
+
+@pytest.mark.parametrize("limit", [1, 2, 5, 12, 30, 1000])
+def test_the_newest_entries_are_the_tail_of_the_whole_transcript(limit: int) -> None:
+    stream = canonical_session("c")
+    for n in range(3):  # more turns, so that the cut falls inside the turn numbering
+        stream.turn(f"x{n}").user(f"xu{n}", f"again {n}")
+        stream.assistant(f"xa{n}", "ok")
+        stream.turn_end(f"x{n}")
+    state = replay(stream.events)
+    whole = build_transcript(state, private_reasoning=True).entries
+    window, omitted = newest_entries(state, limit)
+    assert omitted == max(0, len(whole) - limit)
+    assert window.entries == whole[omitted:]

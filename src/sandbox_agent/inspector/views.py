@@ -171,9 +171,11 @@ def newest_entries(state: SessionState, limit: int) -> tuple[Transcript, int]:
     )
     transcript = build_transcript(window, private_reasoning=True)
     transcript.entries = [e for e in transcript.entries if e.sequence >= cut]
-    for entry in transcript.entries:
-        if entry.turn is not None:
-            entry.turn.number += first_turn  # numbered as in the whole session
+    if first_turn:
+        # Numbered as in the whole session (a turn's two entries share one TranscriptTurn).
+        turns_seen = {id(e.turn): e.turn for e in transcript.entries if e.turn is not None}
+        for info in turns_seen.values():
+            info.number += first_turn
     return transcript, sum(1 for s in sequences if s < cut)
 
 
