@@ -6,6 +6,10 @@ of what it renders (Markdown, attributes of the live actions)."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -14,12 +18,12 @@ import httpx
 import pytest
 
 from sandbox_agent.events import EventDraft
-from sandbox_agent.inspector import CSP, Options, build_inspector, render_markdown
+from sandbox_agent.inspector import CSP, Options, build_inspector, render_markdown, views
 from sandbox_agent.inspector.views import at_view, newest_entries
 from sandbox_agent.replay import build_transcript, replay
 from sandbox_agent.store import SessionRecord, open_store
 from sandbox_agent.testing.databases import sqlite_url
-from sandbox_agent.testing.server import ServerProcess
+from sandbox_agent.testing.server import ServerProcess, free_port
 from sandbox_agent.testing.streams import canonical_session
 
 from helpers.inspector import XSS, Inspect, in_thread, inspecting, seed, xss_session
@@ -291,3 +295,39 @@ def test_the_newest_entries_are_the_tail_of_the_whole_transcript(limit: int) -> 
     window, omitted = newest_entries(state, limit)
     assert omitted == max(0, len(whole) - limit)
     assert window.entries == whole[omitted:]
+
+
+def test_the_docs_inspect_command_works_as_written(tmp_path: Path) -> None:
+    """docs/inspector.md's command, run in a directory holding ``sessions.db`` (only the port
+    changed); and its limits table says what the code does."""
+    doc = (Path(__file__).parents[1] / "docs" / "inspector.md").read_text()
+    command = re.search(r"```sh\n(sandbox-agent inspect [^\n]+)\n```", doc)
+    assert command, "the inspect command in docs/inspector.md"
+    args = command.group(1).split()[1:]
+    port = free_port()
+    args[args.index("--port") + 1] = str(port)
+    seed(sqlite_url(tmp_path / "sessions.db"))
+    proc = subprocess.Popen([sys.executable, "-m", "sandbox_agent", *args], cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                body = httpx.get(f"http://127.0.0.1:{port}/api/sessions").json()
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)
+        assert body["count"] == 3
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    for text, value in (
+        ("sessions on a page of the list | 50", views.PAGE_SIZE),
+        ("sessions one search request reads | 2,000", views.SEARCH_SCAN),
+        ("transcript entries shown at a sequence | the newest 100", views.TRANSCRIPT_ENTRIES),
+        ("items in the state panel | the newest 30", views.STATE_ITEMS),
+        ("read to fill a filtered page | 100 / 5,000", views.EVENTS_PAGE),
+        ("one event's data in the raw table | 4,000", views.EVENT_CHARS),
+    ):
+        assert text in doc and f"{value:,}" in text, text
+    assert views.EVENTS_SCAN == 5000
