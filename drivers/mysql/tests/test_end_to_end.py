@@ -112,7 +112,7 @@ def test_the_cli_says_why_a_mysql_store_cannot_be_opened() -> None:
     assert "colour" in unknown.stderr and "Traceback" not in unknown.stderr, unknown.stderr
 
 
-async def test_inspect_serves_a_mysql_store_read_only(mysql_url: str, tmp_path: Path) -> None:
+def test_inspect_serves_a_mysql_store_read_only(mysql_url: str, tmp_path: Path) -> None:
     """``sandbox-agent inspect --store mysql://...``: the inspector's data over the driver."""
     import asyncio
     import time
@@ -125,27 +125,31 @@ async def test_inspect_serves_a_mysql_store_read_only(mysql_url: str, tmp_path: 
     from sandbox_agent.testing.streams import canonical_session
 
     stream = canonical_session("alpha")
-    async with await open_store(mysql_url) as store:
-        await store.create_session(SessionRecord(id="alpha", agent="mock", title="Fix it"))
-        await store.append("alpha", [EventDraft.from_event(e) for e in stream.events])
+
+    async def seed() -> None:
+        async with await open_store(mysql_url) as store:
+            await store.create_session(SessionRecord(id="alpha", agent="mock", title="Fix it"))
+            await store.append("alpha", [EventDraft.from_event(e) for e in stream.events])
+
+    asyncio.run(seed())
     port = free_port()
     command = [sys.executable, "-m", "sandbox_agent", "inspect", "--store", mysql_url]
     with (tmp_path / "inspect.log").open("wb") as log:
         proc = subprocess.Popen([*command, "-p", str(port)], stdout=log, stderr=log)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
             deadline = time.monotonic() + 30
             while True:
                 try:
-                    listed = (await client.get("/api/sessions")).json()
+                    listed = client.get("/api/sessions").json()
                     break
                 except httpx.HTTPError:
                     assert proc.poll() is None and time.monotonic() < deadline
-                    await asyncio.sleep(0.05)
+                    time.sleep(0.05)
             assert listed["count"] == 1 and 'data-id="alpha"' in listed["html"]
-            at = (await client.get("/api/sessions/alpha/at", params={"seq": 5})).json()
+            at = client.get("/api/sessions/alpha/at", params={"seq": 5}).json()
             assert at["sequence"] == 5 and at["lastSequence"] == len(stream.events)
-            fork = await client.post("/api/sessions/alpha/fork", json={"sessionId": "copy"})
+            fork = client.post("/api/sessions/alpha/fork", json={"sessionId": "copy"})
             assert fork.status_code == 403  # read-only without --writable
     finally:
         proc.terminate()
