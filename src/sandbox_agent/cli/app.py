@@ -47,12 +47,12 @@ COMMAND_MODULES = {
     "schema": "schema",
     "export": "transfer",
     "import": "transfer",
+    "inspect": "inspect",
     "api": "api",
     "credentials": "credentials",
     "daemon": "daemon",
     "db": "db",
     "sessions": "sessions",
-    "inspect": "inspect",
 }
 
 
