@@ -44,6 +44,7 @@ def inspect_command(
             fail(str(exc))
         try:
             inspector = build_inspector(opened, Options(writable=writable))
+            inspector.env  # noqa: B018  templates loaded now: the first page is not the slow one
             config = uvicorn.Config(
                 inspector.app(), host=host, port=port, log_level=log_level, lifespan="off"
             )
