@@ -331,3 +331,22 @@ def test_the_docs_inspect_command_works_as_written(tmp_path: Path) -> None:
     ):
         assert text in doc and f"{value:,}" in text, text
     assert views.EVENTS_SCAN == 5000
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_templates_and_assets(tmp_path: Path) -> None:
+    """The page's files are package data: a wheel built from the checkout holds every one."""
+    import zipfile
+
+    root = Path(__file__).parents[1]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "-q", "-w", str(tmp_path)],
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("sandbox_agent-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    package = root / "src" / "sandbox_agent" / "inspector"
+    for folder in ("templates", "static"):
+        for path in (package / folder).iterdir():
+            assert f"sandbox_agent/inspector/{folder}/{path.name}" in names

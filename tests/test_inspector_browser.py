@@ -260,6 +260,13 @@ def test_server_ui_token_follow_permission_prompt_and_fork(
     page.wait_for_selector("#fork-link")
     forked = client.get("/v1/sessions/live-fork/events", params={"offset": 0}).json()["events"]
     assert [e["sequence"] for e in forked] == [1, 2, 3, 4]
+
+    # Cancel a running turn from the page (the mock waits for its permissions).
+    page.fill("#prompt", "permission")
+    page.click("#prompt-form button[type=submit]")
+    page.locator(".kind-permission button.act", has_text="once").first.wait_for()
+    page.click("#cancel")
+    page.wait_for_selector("#transcript >> text=ended: cancelled")
     assert page.dialogs == []  # type: ignore[attr-defined]
 
 
