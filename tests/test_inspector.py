@@ -146,6 +146,15 @@ def test_the_list_pages_by_keyset_and_search_scans_in_bounds(read_only: Inspect)
     assert by_agent["count"] == 3
 
 
+def test_the_list_counts_each_sessions_anomalies(read_only: Inspect) -> None:
+    counts = {
+        sid: httpx.get(f"{read_only.url}/api/sessions/{sid}/anomalies").json()["count"]
+        for sid in ("alpha", "xss", "broken", "extra-00000")
+    }
+    assert counts == {"alpha": 0, "xss": 0, "broken": 2, "extra-00000": 0}
+    assert httpx.get(read_only.url + "/api/sessions/nope/anomalies").status_code == 404
+
+
 def test_state_json_and_diff_and_check(read_only: Inspect) -> None:
     state = httpx.get(read_only.url + "/api/sessions/alpha/state.json", params={"seq": 4}).json()
     assert state["last_sequence"] == 4 and state["session_id"] == "alpha"

@@ -26,6 +26,7 @@ from starlette.routing import Route
 if TYPE_CHECKING:
     from jinja2 import Environment
 from sandbox_agent.inspector.views import (
+    anomaly_count,
     at_view,
     diff_view,
     events_page,
@@ -52,6 +53,8 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 STATIC = {"inspector.js": "text/javascript", "inspector.css": "text/css"}
+#: Anomaly counts the list keeps (by session and last sequence: a new event makes a new entry).
+ANOMALY_CACHE = 10_000
 #: The longest id a fork may take (the server's own limit for session ids).
 MAX_ID = 256
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,256}$")
@@ -149,6 +152,8 @@ class Inspector:
         self._store = store
         self.options = options or Options()
         self._env: Environment | None = None
+        #: (session, last sequence) -> its anomaly count, for the list (bounded, oldest out).
+        self._anomalies: dict[tuple[str, int], int] = {}
 
     @property
     def env(self) -> Environment:
@@ -173,6 +178,7 @@ class Inspector:
                 Route("/api/sessions/{session_id}/events", guard(self.api_events)),
                 Route("/api/sessions/{session_id}/diff", guard(self.api_diff)),
                 Route("/api/sessions/{session_id}/check", guard(self.api_check)),
+                Route("/api/sessions/{session_id}/anomalies", guard(self.api_anomalies)),
                 Route("/api/sessions/{session_id}/follow", guard(self.api_follow)),
                 Route("/api/sessions/{session_id}/fork", guard(self.api_fork), methods=["POST"]),
             ]
@@ -287,6 +293,22 @@ class Inspector:
         assert a is not None
         result = await diff_view(self.store, session_id, a, b)
         return JSONResponse({"html": self._fragment("diff.html", diff=result)})
+
+    async def api_anomalies(self, request: Request) -> Response:
+        """The reducer's anomaly count of the session, for its row in the list (each row asks
+        on its own, so that the list paints at once whatever its sessions' lengths)."""
+        session_id = request.path_params["session_id"]
+        record = await self.store.get_session(session_id)
+        if record is None:
+            raise SessionNotFound(session_id)
+        key = (session_id, record.last_sequence)
+        count = self._anomalies.get(key)
+        if count is None:
+            count = await anomaly_count(self.store, record)
+            if len(self._anomalies) >= ANOMALY_CACHE:
+                del self._anomalies[next(iter(self._anomalies))]
+            self._anomalies[key] = count
+        return JSONResponse({"count": count, "lastSequence": record.last_sequence})
 
     async def api_check(self, request: Request) -> Response:
         """The replay check: a full replay (no snapshot trusted) plus the store's own findings."""

@@ -42,14 +42,8 @@ EVENT_CHARS = 4000
 
 
 @dataclass
-class ListRow:
-    record: SessionRecord
-    anomalies: int
-
-
-@dataclass
 class ListPage:
-    rows: list[ListRow]
+    rows: list[SessionRecord]
     next_cursor: str | None
     scanned: int = 0
 
@@ -87,21 +81,18 @@ async def list_page(
                 found.append(record)
                 if len(found) == limit and query and index + 1 < len(page.items):
                     # Stop here: the cursor of the last row shown continues the search.
-                    cursor_here = encode_session_cursor(record)
-                    return ListPage(await _rows(store, found), cursor_here, scanned)
+                    return ListPage(found, encode_session_cursor(record), scanned)
         next_cursor = page.next_cursor
         if not query or next_cursor is None or len(found) >= limit or scanned >= SEARCH_SCAN:
             break
-    return ListPage(await _rows(store, found), next_cursor, scanned)
+    return ListPage(found, next_cursor, scanned)
 
 
-async def _rows(store: EventStore, records: Sequence[SessionRecord]) -> list[ListRow]:
-    rows = []
-    for record in records:
-        # The reducer's anomalies, from the newest snapshot on: cheap for any length.
-        state = await state_at(store, record.id) if record.last_sequence else None
-        rows.append(ListRow(record, len(state.anomalies) if state else 0))
-    return rows
+async def anomaly_count(store: EventStore, record: SessionRecord) -> int:
+    """How many anomalies the reducer finds in the session (from its newest snapshot on)."""
+    if not record.last_sequence:
+        return 0
+    return len((await state_at(store, record.id)).anomalies)
 
 
 @dataclass

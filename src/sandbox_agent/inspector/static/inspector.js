@@ -70,6 +70,7 @@
       }
       const page = await json(base + "/api/sessions?" + params);
       $("session-rows").insertAdjacentHTML("beforeend", page.html);
+      countAnomalies();
       loaded += page.count;
       cursor = page.nextCursor;
       $("more").hidden = !cursor;
@@ -80,6 +81,24 @@
     const given = new URLSearchParams(location.search);
     for (const name of ["q", "status", "agent"]) {
       if (given.get(name)) $(name).value = given.get(name);
+    }
+    // Each row's anomaly count, a few requests at a time, after the list has painted.
+    let counting = 0;
+    function countAnomalies() {
+      while (counting < 3) {
+        const cell = document.querySelector("td[data-anomalies]:not([data-asked])");
+        if (!cell) return;
+        cell.dataset.asked = "true";
+        counting += 1;
+        json(base + "/api/sessions/" + encodeURIComponent(cell.dataset.anomalies) + "/anomalies")
+          .then((answer) => {
+            cell.textContent = String(answer.count);
+            if (answer.count) cell.classList.add("bad");
+            cell.dataset.count = String(answer.count);
+          })
+          .catch(() => { cell.textContent = "?"; })
+          .finally(() => { counting -= 1; countAnomalies(); });
+      }
     }
     $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); load(true).catch(fail); });
     $("more").addEventListener("click", () => load(false).catch(fail));
