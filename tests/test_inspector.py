@@ -19,6 +19,7 @@ import pytest
 
 from sandbox_agent.events import EventDraft
 from sandbox_agent.inspector import CSP, Options, build_inspector, render_markdown, views
+from sandbox_agent.inspector.app import ANOMALY_CACHE
 from sandbox_agent.inspector.views import at_view, newest_entries
 from sandbox_agent.replay import build_transcript, replay
 from sandbox_agent.store import SessionRecord, open_store
@@ -188,6 +189,17 @@ def test_fork_checks_its_input(tmp_path: Path) -> None:
         assert at["lastSequence"] == 3
 
 
+def test_inspect_refuses_to_serve_off_loopback(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox_agent", "inspect", "--store", "memory://", "-H", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1 and "loopback only" in done.stderr
+
+
 def test_inspect_opens_any_store_and_never_creates_one(tmp_path: Path) -> None:
     with inspecting("memory://", tmp_path / "m.log") as served:
         assert httpx.get(served.url + "/api/sessions").json()["count"] == 0
@@ -337,6 +349,7 @@ def test_the_docs_inspect_command_works_as_written(tmp_path: Path) -> None:
         ("items in the state panel | the newest 30", views.STATE_ITEMS),
         ("read to fill a filtered page | 100 / 5,000", views.EVENTS_PAGE),
         ("one event's data in the raw table | 4,000", views.EVENT_CHARS),
+        ("anomaly counts kept for the list | 10,000", ANOMALY_CACHE),
     ):
         assert text in doc and f"{value:,}" in text, text
     assert views.EVENTS_SCAN == 5000

@@ -10,6 +10,8 @@ import typer
 
 from sandbox_agent.cli.app import StoreOption, app, fail, store_url
 
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
 
 @app.command("inspect")
 def inspect_command(
@@ -35,6 +37,9 @@ def inspect_command(
     from sandbox_agent.inspector import Options, build_inspector
     from sandbox_agent.store import StoreError, open_store
 
+    if host not in LOOPBACK:
+        # No token here: whoever reaches the port reads every session.
+        fail(f"inspect serves on loopback only ({', '.join(sorted(LOOPBACK))}), not {host!r}")
     url = store_url(store)
 
     async def serve() -> None:
