@@ -372,3 +372,39 @@ def test_the_wheel_ships_the_templates_and_assets(tmp_path: Path) -> None:
     for folder in ("templates", "static"):
         for path in (package / folder).iterdir():
             assert f"sandbox_agent/inspector/{folder}/{path.name}" in names
+
+
+def test_inspect_follows_a_session_as_another_process_writes_it(tmp_path: Path) -> None:
+    """``/api/sessions/{id}/follow`` streams the events stored after ``after``, then new ones
+    as a writer elsewhere appends them (here: this test, through its own store)."""
+    url = sqlite_url(tmp_path / "f.db")
+    seed(url)
+    stream = canonical_session("alpha")
+    last = len(stream.events)
+    more = [EventDraft(type="error", data={"message": f"late {n}"}) for n in range(3)]
+
+    async def append() -> None:
+        async with await open_store(url) as store:
+            await store.append("alpha", more, expected_sequence=last)
+
+    with inspecting(url, tmp_path / "log") as served, httpx.Client(timeout=10) as client:
+        follow = f"{served.url}/api/sessions/alpha/follow"
+        with client.stream("GET", follow, params={"after": last - 2}) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            lines = response.iter_lines()
+            seen: list[int] = []
+            for line in lines:
+                if line.startswith("data: "):
+                    seen.append(json.loads(line[6:])["sequence"])
+                    if len(seen) == 2:
+                        break
+            assert seen == [last - 1, last]
+            in_thread(append)
+            for line in lines:
+                if line.startswith("data: "):
+                    seen.append(json.loads(line[6:])["sequence"])
+                    if len(seen) == 5:
+                        break
+            assert seen == [last - 1, last, last + 1, last + 2, last + 3]
+        assert client.get(f"{served.url}/api/sessions/nope/follow").status_code == 404
