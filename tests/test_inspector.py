@@ -97,6 +97,7 @@ def test_bad_input_is_problem_json(read_only: Inspect) -> None:
         "/api/sessions/nope/at": 404,
         "/api/sessions/nope/events": 404,
         "/api/sessions?status=bogus": 400,
+        "/api/sessions?cursor=garbage": 400,
         "/api/sessions/alpha/diff?a=1&b=999999": 400,
         "/static/../app.py": 404,
         "/static/secret.txt": 404,

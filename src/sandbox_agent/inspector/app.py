@@ -35,6 +35,7 @@ from sandbox_agent.inspector.views import (
 from sandbox_agent.replay import SequencePastEnd, check_session, state_at
 from sandbox_agent.store import (
     EventStore,
+    InvalidCursor,
     SessionExists,
     SessionNotFound,
     StoreError,
@@ -198,6 +199,8 @@ class Inspector:
                 return problem(ProblemError(404, "Session not found", str(exc)))
             except SequencePastEnd as exc:
                 return problem(ProblemError(400, "Sequence past the end", str(exc)))
+            except InvalidCursor as exc:
+                return problem(ProblemError(400, "Invalid cursor", str(exc)))
             except StoreError as exc:
                 return problem(ProblemError(503, "Store unavailable", str(exc)))
             response.headers.update(SECURITY_HEADERS)
@@ -314,12 +317,7 @@ class Inspector:
         """The replay check: a full replay (no snapshot trusted) plus the store's own findings."""
         session_id = request.path_params["session_id"]
         state = await check_session(self.store, session_id)
-        return JSONResponse(
-            {
-                "anomalies": [a.model_dump() for a in state.anomalies],
-                "html": self._fragment("anomalies.html", anomalies=state.anomalies, checked=True),
-            }
-        )
+        return JSONResponse({"anomalies": [a.model_dump() for a in state.anomalies]})
 
     async def api_follow(self, request: Request) -> Response:
         """Server-sent events of the session after ``after``: one ``data:`` line per event
