@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "agents": {"events", "agents"},
     "sessions": {"events", "store", "replay", "agents", "sessions"},
     "api": {"events", "api"},
-    "server": {"events", "store", "replay", "agents", "sessions", "api", "server"},
+    "server": {"events", "store", "replay", "agents", "sessions", "api", "inspector", "server"},
     "sdk": {"events", "store", "replay", "api", "sdk"},
     "cli": {
         "events",
@@ -36,10 +36,13 @@ ALLOWED: dict[str, set[str]] = {
         "agents",
         "sessions",
         "api",
+        "inspector",
         "server",
         "sdk",
         "cli",
     },
+    # The web UI over any store: the server mounts it, the cli's ``inspect`` serves it.
+    "inspector": {"events", "store", "replay", "api", "inspector"},
     # The test kit tests stores, replays and SDK users; it runs servers as processes only.
     "testing": {"events", "store", "replay", "consumers", "api", "sdk", "testing"},
 }

@@ -110,3 +110,47 @@ def test_the_cli_says_why_a_mysql_store_cannot_be_opened() -> None:
     unknown = cli("sessions", "list", "--store", "mysql://root@127.0.0.1/test?colour=blue")
     assert unknown.returncode != 0
     assert "colour" in unknown.stderr and "Traceback" not in unknown.stderr, unknown.stderr
+
+
+def test_inspect_serves_a_mysql_store_read_only(mysql_url: str, tmp_path: Path) -> None:
+    """``sandbox-agent inspect --store mysql://...``: the inspector's data over the driver."""
+    import asyncio
+    import time
+
+    import httpx
+
+    from sandbox_agent.events import EventDraft
+    from sandbox_agent.store import SessionRecord
+    from sandbox_agent.testing.server import free_port
+    from sandbox_agent.testing.streams import canonical_session
+
+    stream = canonical_session("alpha")
+
+    async def seed() -> None:
+        async with await open_store(mysql_url) as store:
+            await store.create_session(SessionRecord(id="alpha", agent="mock", title="Fix it"))
+            await store.append("alpha", [EventDraft.from_event(e) for e in stream.events])
+
+    asyncio.run(seed())
+    port = free_port()
+    command = [sys.executable, "-m", "sandbox_agent", "inspect", "--store", mysql_url]
+    with (tmp_path / "inspect.log").open("wb") as log:
+        proc = subprocess.Popen([*command, "-p", str(port)], stdout=log, stderr=log)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    listed = client.get("/api/sessions").json()
+                    break
+                except httpx.HTTPError:
+                    assert proc.poll() is None and time.monotonic() < deadline
+                    time.sleep(0.05)
+            assert listed["count"] == 1 and 'data-id="alpha"' in listed["html"]
+            at = client.get("/api/sessions/alpha/at", params={"seq": 5}).json()
+            assert at["sequence"] == 5 and at["lastSequence"] == len(stream.events)
+            fork = client.post("/api/sessions/alpha/fork", json={"sessionId": "copy"})
+            assert fork.status_code == 403  # read-only without --writable
+    finally:
+        proc.terminate()
+        proc.wait(10)

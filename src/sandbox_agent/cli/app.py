@@ -49,6 +49,7 @@ COMMAND_MODULES = {
     "import": "transfer",
     "consumers": "consumers",
     "publish": "consumers",  # a group, registered with "consumers" before the groups below
+    "inspect": "inspect",
     "api": "api",
     "credentials": "credentials",
     "daemon": "daemon",

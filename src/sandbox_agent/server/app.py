@@ -20,10 +20,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Mount
 
 from sandbox_agent.agents import AgentSettings
 from sandbox_agent.agents.credentials import agent_env, extract_all
 from sandbox_agent.api import HealthResponse
+from sandbox_agent.inspector import Options, build_inspector
 from sandbox_agent.server.auth import TokenAuth
 from sandbox_agent.server.config import ServerConfig
 from sandbox_agent.server.errors import install_error_handlers
@@ -63,6 +65,27 @@ async def agent_settings(config: ServerConfig) -> AgentSettings:
         extra_env=extra_env,
         auto_install=config.auto_install,
     )
+
+
+#: The fork route of the HTTP API, when the server has one: the inspector calls it, else its own.
+FORK_ROUTE = "/v1/sessions/{session_id}/fork"
+
+
+def _mount_inspector(app: FastAPI) -> None:
+    """The inspector at ``/ui/`` over the server's store, live (prompts, answers and cancel go
+    through ``/v1``) and writable (fork). Its pages are public, its data behind the token."""
+    has_fork = any(getattr(route, "path", None) == FORK_ROUTE for route in app.router.routes)
+    inspector = build_inspector(
+        lambda: app.state.engine.store,
+        Options(
+            base="/ui",
+            live=True,
+            writable=True,
+            fork_url="/v1/sessions/{id}/fork" if has_fork else None,
+        ),
+    )
+    app.router.routes.append(inspector.index_route("/ui"))
+    app.router.routes.append(Mount("/ui", app=inspector.app()))
 
 
 def create_app(config: ServerConfig | None = None) -> FastAPI:
@@ -155,6 +178,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         # rebuilds each route's handler on every request (about a quarter of a small request's
         # cost). Each route already carries its router's prefix and tags.
         app.router.routes.extend(module.router.routes)
+    _mount_inspector(app)
 
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(TrailingSlash)

@@ -16,7 +16,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from sandbox_agent.server.errors import problem_response, token_invalid
 
 #: Paths anyone may GET.
-PUBLIC_PATHS = frozenset({"/", "/v1/health"})
+PUBLIC_PATHS = frozenset({"/", "/v1/health", "/ui", "/ui/"})
+#: Path prefixes anyone may GET: the inspector's pages and assets, which hold no data (the page
+#: asks for the token, then reads ``/ui/api/...`` with it).
+PUBLIC_PREFIXES = ("/ui/s/", "/ui/static/")
 
 
 def token_from_header(value: str) -> str | None:
@@ -60,7 +63,9 @@ class TokenAuth:
         )
 
     def _allowed(self, scope: Scope) -> bool:
-        if scope["method"] in ("GET", "HEAD") and scope["path"] in PUBLIC_PATHS:
+        if scope["method"] in ("GET", "HEAD") and (
+            scope["path"] in PUBLIC_PATHS or scope["path"].startswith(PUBLIC_PREFIXES)
+        ):
             return True
         for name, value in scope["headers"]:
             if name == b"authorization":
