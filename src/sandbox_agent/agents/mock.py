@@ -114,6 +114,12 @@ class MockAgent(AgentAdapter):
         self._prompts = session.prior_turns
         self.native_session_id = resume or f"mock-{session.session_id}"
 
+    async def start_fork(self, session: AgentSessionConfig, source: str) -> bool:
+        # The mock keeps no history: its native fork is a new id (the source's stays as it was).
+        await self.start(session)
+        self.native_session_id = f"mock-{session.session_id}"
+        return True
+
     async def send(self, prompt: str, attachments: Sequence[Attachment] = ()) -> None:
         self._require_started()
         if self._busy():

@@ -47,6 +47,7 @@ COMMAND_MODULES = {
     "schema": "schema",
     "export": "transfer",
     "import": "transfer",
+    "fork": "fork",
     "api": "api",
     "credentials": "credentials",
     "daemon": "daemon",
