@@ -385,6 +385,13 @@ class LiveSession:
             self.adapter = adapter
         return self.adapter
 
+    async def _continue_if_forked(self) -> None:
+        """Continue a fork not yet continued (``_continue_fork``): before anything reads its
+        state to act, since continuing closes what its copy left open. Holds the control
+        lock (its caller's)."""
+        if self._fork_pending:
+            await self.ensure_adapter()
+
     async def _owe_restore(self) -> int:
         """Put the replay of the conversation so far before the next prompt; returns how many
         entries it holds."""
@@ -486,6 +493,7 @@ class LiveSession:
             attachments = await asyncio.to_thread(resolve_attachments, attachments, self.directory)
         async with self.control:
             await self._settled()
+            await self._continue_if_forked()
             self._check_not_terminated()
             state = self.state
             before = self.last_sequence
@@ -510,8 +518,7 @@ class LiveSession:
     ) -> None:
         """Record the prompt's turn (after ``prompt.dequeued {started}`` for a queued one) and
         hand the prompt to the agent. Holds the control lock (its caller's)."""
-        if self._fork_pending:  # its continuation reopens a fork of an ended session
-            await self.ensure_adapter()
+        await self._continue_if_forked()  # which reopens a fork of an ended session
         reopen = self.state.ended is not None
         adapter = await self.ensure_adapter(resume=True)
         if reopen:
@@ -645,8 +652,7 @@ class LiveSession:
         prompts waiting behind it; no-op when neither."""
         async with self.control:
             await self._settled()
-            if self._fork_pending:  # continuing it closes what its copy left open
-                await self.ensure_adapter()
+            await self._continue_if_forked()
             state = self.state
             drafts = dequeued_drafts(state.queued, "cancelled")
             if state.open_turn is not None:
@@ -724,6 +730,7 @@ class LiveSession:
     async def reply_permission(self, permission_id: str, reply: PermissionReply) -> None:
         async with self.control:
             await self._settled()  # a client may answer as soon as it saw the request
+            await self._continue_if_forked()
             self._check_answerable()
             if permission_id not in self.state.pending_permissions:
                 raise RequestNotFound("permission", permission_id, self.id)
@@ -734,6 +741,7 @@ class LiveSession:
         """Answer a question (``answers``), or reject it (None)."""
         async with self.control:
             await self._settled()
+            await self._continue_if_forked()
             self._check_answerable()
             if question_id not in self.state.pending_questions:
                 raise RequestNotFound("question", question_id, self.id)
@@ -759,7 +767,7 @@ class LiveSession:
         async with self.control:
             if self._fork_pending:
                 # A fork never served before: continuing it is its recovery (``fork.py``).
-                await self.ensure_adapter()
+                await self._continue_if_forked()
                 return
             state = self.state
             drafts = closing_drafts(state)
