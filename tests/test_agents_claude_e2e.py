@@ -589,3 +589,45 @@ def test_a_skill_from_a_local_git_repository_is_offered_to_the_model(
     messages = json.dumps(seen[0]["body"]["messages"])
     assert f"- quokka: {description}" in messages
     assert "available for use with the Skill tool" in messages
+
+
+def test_a_fork_at_the_end_forks_claudes_session_and_one_before_it_replays(
+    claude: Claude, tmp_path: Path
+) -> None:
+    """``POST .../fork``: at the source's end claude forks its own transcript (``--resume
+    --fork-session``) under a new id, leaving the source's alone; at an earlier point a fresh
+    claude session gets the replay of the conversation up to there."""
+    with claude.client() as client:
+        native = claude.create(client, "src")["nativeSessionId"]
+        first = turn(client, "src", "Remember the word zebra-42")
+        turn(client, "src", "Remember the word yak-17")
+        answer = client.post("/v1/sessions/src/fork", json={"sessionId": "same"})
+        assert answer.status_code == 201, answer.text
+        info = answer.json()
+        assert info["forkedFrom"]["nativeResume"] is True
+        assert info["nativeSessionId"] not in (None, native)
+        asked = len(claude.llm.requests)
+        assert turn_reasons(turn(client, "same", "Which words?")) == ["completed"]
+        sent = json.dumps([r["body"] for r in claude.llm.requests[asked:]])
+        # The history came from claude's own forked transcript: no replay text in the prompt.
+        assert "zebra-42" in sent and "yak-17" in sent and "Previous conversation" not in sent
+        stream = check(client, "same")
+        assert stream[-1]["native_session_id"] == info["nativeSessionId"]
+        transcripts = tmp_path / "home" / ".claude" / "projects"
+        assert list(transcripts.rglob(f"{info['nativeSessionId']}.jsonl"))
+        # The source goes on in its own claude session, which does not know the fork's turn.
+        asked = len(claude.llm.requests)
+        turn(client, "src", "Say hello")
+        sent = json.dumps([r["body"] for r in claude.llm.requests[asked:]])
+        assert "Which words?" not in sent
+        assert check(client, "src")[-1]["native_session_id"] == native
+
+        at = of_type(first, "turn.ended")[0]["sequence"]
+        answer = client.post("/v1/sessions/src/fork", json={"sessionId": "early", "at": at})
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["forkedFrom"]["nativeResume"] is False
+        asked = len(claude.llm.requests)
+        turn(client, "early", "Which words?")
+        sent = json.dumps([r["body"] for r in claude.llm.requests[asked:]])
+        assert "zebra-42" in sent and "yak-17" not in sent and "Previous conversation" in sent
+        check(client, "early")
