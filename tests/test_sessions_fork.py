@@ -18,7 +18,13 @@ from sandbox_agent.agents import AgentSettings
 from sandbox_agent.events import EventDraft, UniversalEvent
 from sandbox_agent.replay import SequencePastEnd
 from sandbox_agent.replay.restore import HEADER
-from sandbox_agent.sessions import InvalidSessionRequest, LiveSession, SessionConfig, SessionEngine
+from sandbox_agent.sessions import (
+    AgentNotInstalled,
+    InvalidSessionRequest,
+    LiveSession,
+    SessionConfig,
+    SessionEngine,
+)
 from sandbox_agent.sessions.fork import fork_stream
 from sandbox_agent.store import (
     EventStore,
@@ -268,3 +274,19 @@ async def test_a_prompt_to_an_offline_fork_of_a_running_turn_starts_at_once(
             if event.type == "turn.ended":
                 break
     check_events(await engine.store.read("mid", limit=1000))
+
+
+async def test_a_fork_of_a_session_whose_agent_is_not_installed_is_refused(
+    tmp_path: Path,
+) -> None:
+    async with await open_store("memory://") as store:
+        await store.create_session(SessionRecord(id="src", agent="amp"))
+        started = EventDraft(type="session.started", data={"metadata": {}}, source="daemon")
+        await store.append("src", [started])
+        engine = SessionEngine(store, settings=AgentSettings(agents_dir=tmp_path / "none"))
+        try:
+            with pytest.raises(AgentNotInstalled):
+                await engine.fork("src", "f")
+            assert await store.get_session("f") is None
+        finally:
+            await engine.shutdown()

@@ -304,12 +304,20 @@ class SessionEngine:
         afresh with the replay owed to its first prompt, and ``session.resumed {forked}``
         says which (``LiveSession.fork_resumed``). A live source may run a turn: the fork
         copies what is stored. Raises ``SessionNotFound``, ``SessionExists``,
-        ``InvalidSessionRequest`` (``at`` < 1), ``SequencePastEnd``, or what starting the
-        agent raises; leaves no fork behind when it does."""
+        ``InvalidSessionRequest`` (``at`` < 1), ``SequencePastEnd``, ``AgentNotInstalled``,
+        ``InstallFailed``, or what starting the agent raises; leaves no fork behind when it
+        does."""
         self.check_served(source_id)
         source = self._sessions.get(source_id)
         if source is not None:
             await source.settled_state()  # the copy holds what the live state has seen
+        record = await self.store.get_session(source_id)
+        if record is None:
+            raise SessionNotFound(source_id)
+        if not is_installed(record.agent, self.settings):  # before anything is copied
+            if not self.settings.auto_install:
+                raise AgentNotInstalled(record.agent)
+            await self.install(record.agent)
         async with self._loading:
             if self.leases is not None:
                 await self.leases.acquire(new_id)  # before the row: no one recovers it
