@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -631,3 +632,53 @@ def test_a_fork_at_the_end_forks_claudes_session_and_one_before_it_replays(
         sent = json.dumps([r["body"] for r in claude.llm.requests[asked:]])
         assert "zebra-42" in sent and "yak-17" not in sent and "Previous conversation" in sent
         check(client, "early")
+
+
+def test_claude_stream_json_answers_an_acp_client(claude: Claude) -> None:
+    """``native:claude`` on the ACP endpoint: our claude adapter presented as ACP (no
+    claude-agent-acp involved): a prompt, then a permission request answered by the client."""
+    headers = {"Content-Type": "application/json"}
+
+    def rpc(client: httpx.Client, message: dict[str, Any], **params: str) -> httpx.Response:
+        return client.post(
+            "/v1/acp/nat", content=json.dumps(message), headers=headers, params=params
+        )
+
+    def request(n: int, method: str, **params: Any) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": n, "method": method, "params": params}
+
+    with claude.client() as client:
+        r = rpc(client, request(1, "initialize", protocolVersion=1), agent="native:claude")
+        assert r.status_code == 200, r.text
+        r = rpc(client, request(2, "session/new", cwd=str(claude.workspace), mcpServers=[]))
+        session = r.json()["result"]["sessionId"]
+        hello = [{"type": "text", "text": "Say hello"}]
+        r = rpc(client, request(3, "session/prompt", sessionId=session, prompt=hello))
+        assert r.json()["result"] == {"stopReason": "end_turn"}, r.text
+        events = events_of(client, "acp-nat")
+        assert assistant_texts(events) == ["Hello from fake LLM. I saw 2 input message(s)."]
+        write = [{"type": "text", "text": WRITE_PROMPT}]
+        with ThreadPoolExecutor(1) as pool:
+            turn_done = pool.submit(
+                rpc, client, request(4, "session/prompt", sessionId=session, prompt=write)
+            )
+            asked = None
+            with client.stream(
+                "GET", "/v1/acp/nat", headers={"Accept": "text/event-stream"}
+            ) as stream:
+                for line in stream.iter_lines():
+                    if line.startswith("data:"):
+                        envelope = json.loads(line.removeprefix("data:").strip())
+                        if envelope.get("method") == "session/request_permission":
+                            asked = envelope
+                            break
+            assert asked is not None
+            assert not (claude.workspace / "out.txt").exists(), "it waits for the answer"
+            outcome = {"outcome": {"outcome": "selected", "optionId": "allow_once"}}
+            answer = {"jsonrpc": "2.0", "id": asked["id"], "result": outcome}
+            assert client.post("/v1/acp/nat", json=answer).status_code == 202
+            assert turn_done.result(timeout=60).json()["result"] == {"stopReason": "end_turn"}
+        assert (claude.workspace / "out.txt").read_text().strip() == "hi"
+        events = events_of(client, "acp-nat")
+        assert [e["data"]["status"] for e in of_type(events, "permission.resolved")] == ["accept"]
+        check_stream(events)
