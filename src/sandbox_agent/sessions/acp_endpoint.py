@@ -23,6 +23,10 @@ Beside the envelopes, the universal events they stand for (so replay, transcript
 - the agent process exiting during a turn -> ``error`` and ``turn.ended {error}``;
 - ``DELETE`` -> ``session.ended {terminated}``.
 
+The agent is an ACP process (``acp_relay.ProcessAcpPeer``), the ACP mock, or one of our native
+adapters presented as ACP (``acp_native.NativeAcpPeer``; ``AcpEndpoint.native`` says which
+agent names reach one).
+
 After a restart the servers come back from the store (those not deleted); a turn left open
 ends ``interrupted``. The agent is started again at the next POST: the client initializes it
 anew (upstream's SDK does, with a new server id).
