@@ -34,6 +34,7 @@ from sandbox_agent.store import (
     open_store,
 )
 from sandbox_agent.testing.consistency import check_events
+from sandbox_agent.testing.databases import driver_params, fresh_url
 from sandbox_agent.testing.strategies import drafts
 
 _ids = itertools.count()
@@ -63,15 +64,23 @@ async def _copy_matches(store: EventStore, stream: list[EventDraft], at: int) ->
     ]
 
 
-@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+@pytest.mark.parametrize("driver", driver_params(("memory", "sqlite", "postgres")))
 def test_a_fork_holds_the_sources_events_one_to_n_for_any_stream_and_n(
-    url: str, tmp_path: Path
+    driver: str, tmp_path: Path
 ) -> None:
-    store_url = f"sqlite:///{tmp_path / 'fork.db'}" if url == "sqlite" else url
-    loop = asyncio.new_event_loop()
-    store = loop.run_until_complete(open_store(store_url))
+    with fresh_url(driver, tmp_path) as url:
+        _check_copies(url)
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+def _check_copies(url: str) -> None:
+    loop = asyncio.new_event_loop()
+    store = loop.run_until_complete(open_store(url))
+
+    @settings(
+        max_examples=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
     @given(stream=st.lists(drafts(), min_size=1, max_size=25), at=st.integers(1, 30))
     def prop(stream: list[EventDraft], at: int) -> None:
         loop.run_until_complete(_copy_matches(store, stream, at))
@@ -175,7 +184,7 @@ async def test_a_fork_of_a_running_turn_copies_what_is_stored_and_closes_it(
     tmp_path: Path,
 ) -> None:
     async with await open_store("memory://") as store:
-        engine = SessionEngine(store, settings=AgentSettings(mock_delay_ms=200))
+        engine = SessionEngine(store, settings=AgentSettings(mock_delay_ms=50))
         try:
             source = await engine.create("src", SessionConfig(agent="mock"))
             await source.send_message("markdown")
