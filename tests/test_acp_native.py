@@ -170,3 +170,37 @@ def test_the_agent_choice(client: httpx.Client) -> None:
         assert problem(r, 404, "agent_not_installed")["agent"] in ("claude", "amp")
     listed = json.dumps(client.get("/v1/acp").json())
     assert "n-bad" not in listed and "n-ude" not in listed
+
+
+def test_after_a_restart_the_session_is_loaded_and_goes_on(tmp_path: Path) -> None:
+    process = ServerProcess(f"sqlite:///{tmp_path / 's.db'}", tmp_path / "log")
+    process.start()
+    try:
+        with process.client() as client:
+            session = start(client, "n-restart", tmp_path)
+            assert post(client, "n-restart", prompt(3, session, "echo one")).is_success
+        process.kill()  # SIGKILL: the adapter dies with the server
+        process.start()
+        with process.client() as client:
+            # The endpoint gives the new adapter initialize and session/load of that session.
+            r = post(client, "n-restart", prompt(4, session, "echo two"))
+            assert r.json()["result"] == {"stopReason": "end_turn"}, r.text
+            events = events_of(client, "acp-n-restart")
+            loads = [
+                e["data"]["message"]
+                for e in events
+                if e["type"] == "acp.message" and e["data"].get("restore")
+            ]
+            assert [m.get("method") for m in loads if "method" in m] == [
+                "initialize",
+                "session/load",
+            ]
+            said = [
+                e["data"]["item"]["content"][0]["text"]
+                for e in events
+                if e["type"] == "item.completed" and e["data"]["item"]["role"] == "assistant"
+            ]
+            assert said == ["one", "two"]
+    finally:
+        process.stop()
+    check_store(process.store_url)
