@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -589,3 +590,95 @@ def test_a_skill_from_a_local_git_repository_is_offered_to_the_model(
     messages = json.dumps(seen[0]["body"]["messages"])
     assert f"- quokka: {description}" in messages
     assert "available for use with the Skill tool" in messages
+
+
+def test_a_fork_at_the_end_forks_claudes_session_and_one_before_it_replays(
+    claude: Claude, tmp_path: Path
+) -> None:
+    """``POST .../fork``: at the source's end claude forks its own transcript (``--resume
+    --fork-session``) under a new id, leaving the source's alone; at an earlier point a fresh
+    claude session gets the replay of the conversation up to there."""
+    with claude.client() as client:
+        native = claude.create(client, "src")["nativeSessionId"]
+        first = turn(client, "src", "Remember the word zebra-42")
+        turn(client, "src", "Remember the word yak-17")
+        answer = client.post("/v1/sessions/src/fork", json={"sessionId": "same"})
+        assert answer.status_code == 201, answer.text
+        info = answer.json()
+        assert info["forkedFrom"]["nativeResume"] is True
+        assert info["nativeSessionId"] not in (None, native)
+        asked = len(claude.llm.requests)
+        assert turn_reasons(turn(client, "same", "Which words?")) == ["completed"]
+        sent = json.dumps([r["body"] for r in claude.llm.requests[asked:]])
+        # The history came from claude's own forked transcript: no replay text in the prompt.
+        assert "zebra-42" in sent and "yak-17" in sent and "Previous conversation" not in sent
+        stream = check(client, "same")
+        assert stream[-1]["native_session_id"] == info["nativeSessionId"]
+        transcripts = tmp_path / "home" / ".claude" / "projects"
+        assert list(transcripts.rglob(f"{info['nativeSessionId']}.jsonl"))
+        # The source goes on in its own claude session, which does not know the fork's turn.
+        asked = len(claude.llm.requests)
+        turn(client, "src", "Say hello")
+        sent = json.dumps([r["body"] for r in claude.llm.requests[asked:]])
+        assert "Which words?" not in sent
+        assert check(client, "src")[-1]["native_session_id"] == native
+
+        at = of_type(first, "turn.ended")[0]["sequence"]
+        answer = client.post("/v1/sessions/src/fork", json={"sessionId": "early", "at": at})
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["forkedFrom"]["nativeResume"] is False
+        asked = len(claude.llm.requests)
+        turn(client, "early", "Which words?")
+        sent = json.dumps([r["body"] for r in claude.llm.requests[asked:]])
+        assert "zebra-42" in sent and "yak-17" not in sent and "Previous conversation" in sent
+        check(client, "early")
+
+
+def test_claude_stream_json_answers_an_acp_client(claude: Claude) -> None:
+    """``native:claude`` on the ACP endpoint: our claude adapter presented as ACP (no
+    claude-agent-acp involved): a prompt, then a permission request answered by the client."""
+    headers = {"Content-Type": "application/json"}
+
+    def rpc(client: httpx.Client, message: dict[str, Any], **params: str) -> httpx.Response:
+        return client.post(
+            "/v1/acp/nat", content=json.dumps(message), headers=headers, params=params
+        )
+
+    def request(n: int, method: str, **params: Any) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": n, "method": method, "params": params}
+
+    with claude.client() as client:
+        r = rpc(client, request(1, "initialize", protocolVersion=1), agent="native:claude")
+        assert r.status_code == 200, r.text
+        r = rpc(client, request(2, "session/new", cwd=str(claude.workspace), mcpServers=[]))
+        session = r.json()["result"]["sessionId"]
+        hello = [{"type": "text", "text": "Say hello"}]
+        r = rpc(client, request(3, "session/prompt", sessionId=session, prompt=hello))
+        assert r.json()["result"] == {"stopReason": "end_turn"}, r.text
+        events = events_of(client, "acp-nat")
+        assert assistant_texts(events) == ["Hello from fake LLM. I saw 2 input message(s)."]
+        write = [{"type": "text", "text": WRITE_PROMPT}]
+        with ThreadPoolExecutor(1) as pool:
+            turn_done = pool.submit(
+                rpc, client, request(4, "session/prompt", sessionId=session, prompt=write)
+            )
+            asked = None
+            with client.stream(
+                "GET", "/v1/acp/nat", headers={"Accept": "text/event-stream"}
+            ) as stream:
+                for line in stream.iter_lines():
+                    if line.startswith("data:"):
+                        envelope = json.loads(line.removeprefix("data:").strip())
+                        if envelope.get("method") == "session/request_permission":
+                            asked = envelope
+                            break
+            assert asked is not None
+            assert not (claude.workspace / "out.txt").exists(), "it waits for the answer"
+            outcome = {"outcome": {"outcome": "selected", "optionId": "allow_once"}}
+            answer = {"jsonrpc": "2.0", "id": asked["id"], "result": outcome}
+            assert client.post("/v1/acp/nat", json=answer).status_code == 202
+            assert turn_done.result(timeout=60).json()["result"] == {"stopReason": "end_turn"}
+        assert (claude.workspace / "out.txt").read_text().strip() == "hi"
+        events = events_of(client, "acp-nat")
+        assert [e["data"]["status"] for e in of_type(events, "permission.resolved")] == ["accept"]
+        check_stream(events)

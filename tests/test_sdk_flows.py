@@ -227,3 +227,46 @@ def test_the_sync_facade_runs_the_same_flows(server: ServerProcess) -> None:
             if event.type == "turn.ended":
                 break
         assert followed[0] == "session.started"
+
+
+async def test_a_fork_is_made_on_the_server_and_held_in_the_local_store(
+    sdk: SandboxAgent, server: ServerProcess
+) -> None:
+    source = await sdk.create_session(agent="mock")
+    first = await source.prompt("echo the password is swordfish")
+    await source.prompt("echo second answer")
+    # At the end: the agent forks natively; the local store mirrors the fork from event 1.
+    fork = await source.fork("sdk-fork-end")
+    origin = fork.record.metadata["forked_from"]
+    assert origin["sessionId"] == source.id and origin["nativeResume"] is True
+    remote = await server_events(server.url, fork.id, TOKEN, include_raw=True)
+    assert_same_stream(await _local(fork), remote)
+    assert (await fork.prompt("echo third")).text == "third"
+    # Before the end: a fresh agent session, the conversation restored by replay.
+    at = first.events[-1].sequence
+    earlier = await sdk.fork(source.id, at=at)
+    assert earlier.id.startswith(f"{source.id}-fork-")
+    assert earlier.record.metadata["forked_from"] == {
+        "sessionId": source.id,
+        "sequence": at,
+        "nativeResume": False,
+    }
+    said = (await earlier.prompt("what was the password?")).text
+    assert "swordfish" in said and "second answer" not in said
+    for session in (fork, earlier):
+        remote = await server_events(server.url, session.id, TOKEN, include_raw=True)
+        assert_same_stream(await _local(session), remote)
+    # The source is as it was.
+    assert [e.type for e in await _local(source)][-1] == "turn.ended"
+    with pytest.raises(SandboxAgentError) as taken:
+        await sdk.fork(source.id, fork.id)
+    assert taken.value.status == 409
+
+
+def test_the_sync_facade_forks(server: ServerProcess) -> None:
+    with SandboxAgentSync.connect(server.url, token=TOKEN) as sdk:
+        session = sdk.create_session(agent="mock")
+        session.prompt("echo one")
+        fork = session.fork()
+        assert fork.prompt("echo two").text == "two"
+        assert sdk.fork(session.id, "sync-fork-2").state().resumes[0].reason == "forked"

@@ -29,6 +29,8 @@ Rules of the contract:
 - ``start(session, resume)`` starts or attaches to the agent; ``resume`` is the native session id
   of a session that existed before (server restart), so the agent continues natively where it can.
   It emits nothing. Afterwards ``native_session_id`` holds the agent's id once known.
+- ``start_fork(session, source)`` starts the agent of a forked session instead of ``start``: on a
+  native copy of ``source`` when the agent can fork its sessions (True), else afresh (False).
 - ``send(prompt, attachments)`` begins a turn and returns as soon as the agent took the prompt;
   the output follows through the sink and ends with ``turn.ended`` (or ``session.ended``). A
   second ``send`` while a turn runs raises ``TurnInProgress`` (the session layer checks first).
@@ -193,6 +195,14 @@ class AgentAdapter(abc.ABC):
     @abc.abstractmethod
     async def start(self, session: AgentSessionConfig, resume: str | None = None) -> None:
         """Start or attach to the agent; ``resume`` is a native session id to continue."""
+
+    async def start_fork(self, session: AgentSessionConfig, source: str) -> bool:
+        """Start the agent on a native copy of the native session ``source`` (a session forked
+        at the end of its stream), leaving ``source`` untouched. True when it did; False when
+        the agent cannot fork natively (this default) and started afresh instead: the session
+        layer then restores the conversation by replay. Emits nothing."""
+        await self.start(session)
+        return False
 
     @abc.abstractmethod
     async def send(self, prompt: str, attachments: Sequence[Attachment] = ()) -> None:

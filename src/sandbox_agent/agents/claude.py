@@ -11,7 +11,9 @@ prompt, so ``start()`` chooses the id itself (``--session-id <uuid4>``) and know
 Resuming (``start(resume=id)``, after a server restart, or ``send()`` after the process died)
 starts a new process with ``--resume <id>``, which keeps the id and the history. A session that
 never got a prompt has no transcript to resume (claude exits: "No conversation found"): it then
-starts afresh under a new id, so the session layer does not report a native resume.
+starts afresh under a new id, so the session layer does not report a native resume. A forked
+session (``start_fork``) starts with ``--resume <source> --fork-session --session-id <new>``:
+claude copies the source's transcript under the new id and leaves the source's alone.
 
 Modes: permission mode ``plan`` (or agent mode ``plan``) -> ``--permission-mode plan``;
 ``acceptEdits`` -> ``--permission-mode acceptEdits``; ``bypass`` ->
@@ -140,6 +142,23 @@ class ClaudeAgent(NativeAgent):
             raise AgentError("the claude adapter was already started")
         self._begin(session)
         await self._launch(resume)
+
+    async def start_fork(self, session: AgentSessionConfig, source: str) -> bool:
+        """``claude --resume <source> --fork-session --session-id <new>``: a copy of the
+        source's transcript under a new id, chosen here; the source's stays as it was. A
+        source claude cannot resume (no prompt yet, a wiped HOME) starts afresh (False)."""
+        if self._session is not None or self._stopped:
+            raise AgentError("the claude adapter was already started")
+        self._begin(session)
+        session_id = str(uuid.uuid4())
+        try:
+            await self._spawn(["--resume", source, "--fork-session", "--session-id", session_id])
+        except _NotResumable:
+            logger.info("claude session %s cannot be forked; starting afresh", source)
+            await self._launch(None)
+            return False
+        self.native_session_id = session_id
+        return True
 
     async def _launch(self, resume: str | None) -> None:
         """Start a process (resuming ``resume`` if it can), answer-ready when this returns."""

@@ -20,6 +20,11 @@ HITL: nothing is forwarded (there is no agent); an answer is recorded at once as
 ``.resolved`` draft. An ``always`` answer is remembered (``hitl.AlwaysRules``) and a later
 matching request is resolved ``accept_for_session`` right after it is emitted.
 
+A forked session's mock (``start_fork``) forks "natively": a new native id, the source's left
+alone; it keeps no history, so the session layer's two ways of continuing a fork (native fork,
+restore by replay) differ only in the replay text put before the first prompt, which the mock
+echoes back with the prompt.
+
 ``cancel()`` stops the background task between two events and returns once nothing more will be
 emitted for the turn; the session layer writes ``turn.ended {reason: cancelled}``. Requests the
 turn made stay answerable, but answering them no longer ends a turn.
@@ -113,6 +118,12 @@ class MockAgent(AgentAdapter):
             self._always.remember(request)
         self._prompts = session.prior_turns
         self.native_session_id = resume or f"mock-{session.session_id}"
+
+    async def start_fork(self, session: AgentSessionConfig, source: str) -> bool:
+        # The mock keeps no history: its native fork is a new id (the source's stays as it was).
+        await self.start(session)
+        self.native_session_id = f"mock-{session.session_id}"
+        return True
 
     async def send(self, prompt: str, attachments: Sequence[Attachment] = ()) -> None:
         self._require_started()

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from sandbox_agent.api.base import ApiModel
+from sandbox_agent.api.base import ApiModel, Id
 from sandbox_agent.events import Attachment
 
 
@@ -82,6 +82,29 @@ class CreateSessionResponse(ApiModel):
     native_session_id: str | None = None
 
 
+class ForkSessionRequest(ApiModel):
+    """``POST /v1/sessions/{id}/fork`` (ours): fork the session at ``at``."""
+
+    #: The fork's id (default: ``<source>-fork-<8 hex digits>``, cut to the id's 128).
+    session_id: Id | None = None
+    #: The fork point: the fork holds events 1..at (default: every event stored now). Below 1
+    #: or past the source's last event: 400.
+    at: int | None = Field(None, ge=1)
+
+
+class ForkedFrom(ApiModel):
+    """``SessionInfo.forkedFrom``: where a fork came from and how it continued."""
+
+    session_id: str
+    #: The source's last event the fork copied.
+    sequence: int
+    #: True: the agent forked its own session (the fork point was the source's end, between
+    #: turns, and the agent can fork); False: a fresh agent session, the conversation restored
+    #: by replay before the first prompt; None: not continued yet (forked offline, never
+    #: served since).
+    native_resume: bool | None = None
+
+
 class SessionInfo(ApiModel):
     """A session as ``GET /v1/sessions`` lists it: v0.1's fields plus ``status`` and
     ``lastSequence``. Times are Unix epoch milliseconds."""
@@ -109,6 +132,8 @@ class SessionInfo(ApiModel):
     last_sequence: int = 0
     #: Ours: why a ``failed`` session is not served.
     error: str | None = None
+    #: Ours: set on a fork (``POST /v1/sessions/{id}/fork``, ``sandbox-agent fork``).
+    forked_from: ForkedFrom | None = None
 
 
 class SessionListResponse(ApiModel):

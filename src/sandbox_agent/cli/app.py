@@ -48,8 +48,9 @@ COMMAND_MODULES = {
     "export": "transfer",
     "import": "transfer",
     "consumers": "consumers",
-    "publish": "consumers",  # a group, registered with "consumers" before the groups below
+    "fork": "fork",
     "inspect": "inspect",
+    "publish": "consumers",  # a group, registered with "consumers" before the groups below
     "api": "api",
     "credentials": "credentials",
     "daemon": "daemon",

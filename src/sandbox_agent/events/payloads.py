@@ -36,7 +36,7 @@ class SessionEndedData(EventData):
 
 
 class SessionResumedData(EventData):
-    reason: Literal["server_restart", "sandbox_replaced", "reopened"] | str
+    reason: Literal["server_restart", "sandbox_replaced", "reopened", "forked"] | str
     native_resume: bool = False
     replayed_events: int = 0
 

@@ -9,7 +9,7 @@ from typing import Any, Self
 
 import httpx
 
-from sandbox_agent.api import CreateSessionRequest, SkillsConfig
+from sandbox_agent.api import CreateSessionRequest, ForkSessionRequest, SkillsConfig
 from sandbox_agent.replay import restore_text, state_at
 from sandbox_agent.sdk.embedded import EmbeddedServer
 from sandbox_agent.sdk.errors import SandboxAgentError
@@ -233,6 +233,40 @@ class SandboxAgent:
         record = await self.store.create_session(_record(session_id, init))
         session = await self._open(record)
         session.mirror.start()
+        return session
+
+    async def fork(
+        self, session_id: str, new_id: str | None = None, at: int | None = None
+    ) -> Session:
+        """Fork the session on the server (``POST /v1/sessions/{id}/fork``): a new session
+        ``new_id`` (default ``<id>-fork-<8 hex digits>``) holding events 1..``at`` of it
+        (default: all), which continues with its own agent. The local store holds the fork
+        too, as it holds a created session: its record (the source's creation parameters,
+        ``metadata.forked_from`` as the server says it) and its events, mirrored from the
+        server's first one; returns once they are stored. ``at`` counts the server's events,
+        which are the local ones unless the session was restored on a new sandbox."""
+        fork_id = new_id or f"{session_id[:114]}-fork-{secrets.token_hex(4)}"
+        if await self.store.get_session(fork_id) is not None:
+            raise SandboxAgentError.of(
+                "session_already_exists",
+                409,
+                f"session {fork_id!r} already exists in the local store",
+                sessionId=fork_id,
+            )
+        body = request_body(ForkSessionRequest, session_id=fork_id, at=at).wire()
+        info = await self.request_json("POST", f"/v1/sessions/{session_id}/fork", json=body)
+        source = await self.store.get_session(session_id)
+        if source is not None:
+            init = dict(source.init)
+        else:
+            init = {k: info.get(k) for k in _INIT_FIELDS if info.get(k) is not None}
+        init.pop("continueFrom", None)  # the server's numbering of the fork starts at 1
+        record = _record(fork_id, init).model_copy(
+            update={"metadata": {"forked_from": info.get("forkedFrom")}}
+        )
+        record = await self.store.create_session(record)
+        session = await self._open(record)
+        await session.catch_up(int(info.get("lastSequence", 0)))
         return session
 
     async def get_session(self, id: str) -> Session:

@@ -227,6 +227,20 @@ class Session:
             raise
         return int(info.get("lastSequence", 0)) + self._mirror.offset
 
+    async def catch_up(self, target: int) -> None:
+        """Mirror the session and return once the local store holds its events up to the
+        local sequence ``target``."""
+        if not self._mirror.running:
+            self._mirror.start()
+        last = await self._sdk.store.last_sequence(self.id)
+        if last < target:
+            await self._caught_up(last, target)
+        self._cursor = max(self._cursor, target)
+
+    async def fork(self, new_id: str | None = None, at: int | None = None) -> Session:
+        """``SandboxAgent.fork`` of this session."""
+        return await self._sdk.fork(self.id, new_id, at)
+
     async def _caught_up(self, after: int, target: int) -> SessionState:
         """The local state once the mirror has stored every event up to ``target``."""
         if not self._mirror.running:

@@ -111,6 +111,9 @@ class SessionSync:
     def state(self, at: int | None = None) -> SessionState:
         return self._loop.run(self.session.state(at))
 
+    def fork(self, new_id: str | None = None, at: int | None = None) -> SessionSync:
+        return SessionSync(self._loop.run(self.session.fork(new_id, at)), self._loop)
+
     def events(self, after: int | None = None) -> list[UniversalEvent]:
         """The stored events after ``after`` (no following: use the async SDK for that)."""
 
@@ -231,6 +234,11 @@ class SandboxAgentSync:
 
     def get_session(self, id: str) -> SessionSync:
         return SessionSync(self._loop.run(self.sdk.get_session(id)), self._loop)
+
+    def fork(
+        self, session_id: str, new_id: str | None = None, at: int | None = None
+    ) -> SessionSync:
+        return SessionSync(self._loop.run(self.sdk.fork(session_id, new_id, at)), self._loop)
 
     def resume_session(self, id: str) -> SessionSync:
         return SessionSync(self._loop.run(self.sdk.resume_session(id)), self._loop)

@@ -23,6 +23,10 @@ Beside the envelopes, the universal events they stand for (so replay, transcript
 - the agent process exiting during a turn -> ``error`` and ``turn.ended {error}``;
 - ``DELETE`` -> ``session.ended {terminated}``.
 
+The agent is an ACP process (``acp_relay.ProcessAcpPeer``), the ACP mock, or one of our native
+adapters presented as ACP (``acp_native.NativeAcpPeer``; ``AcpEndpoint.native`` says which
+agent names reach one).
+
 After a restart the servers come back from the store (those not deleted); a turn left open
 ends ``interrupted``. The agent is started again at the next POST: the client initializes it
 anew (upstream's SDK does, with a new server id).
@@ -42,11 +46,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sandbox_agent.agents.acp_mapping import AcpMapper
+from sandbox_agent.agents.acp_native import NATIVE_AGENTS, NATIVE_PREFIX, NativeAcpPeer
 from sandbox_agent.agents.acp_relay import AcpPeer, MockAcpPeer, ProcessAcpPeer
 from sandbox_agent.agents.catalog import ACP_PREFIX
 from sandbox_agent.agents.drafts import turn_ended_draft
 from sandbox_agent.agents.errors import UnsupportedAgent
-from sandbox_agent.agents.registry import known_acp_agents
+from sandbox_agent.agents.registry import is_installed, known_acp_agents
 from sandbox_agent.agents.settings import AgentSettings
 from sandbox_agent.events import (
     ErrorData,
@@ -612,11 +617,35 @@ class AcpEndpoint:
         )
         return server
 
+    def native(self, agent: str) -> str | None:
+        """The adapter that serves ``agent`` presented as ACP (``acp_native.py``), or None
+        when an ACP process (or the ACP mock) does: ``native:<agent>`` always; ``amp`` (it
+        has no ACP command); ``claude``, ``codex``, ``opencode`` when their ACP command is
+        not installed but their own CLI is. ``UnsupportedAgent`` for an unknown
+        ``native:`` name, ``AgentNotInstalled`` when the adapter's CLI is missing."""
+        if agent.startswith(NATIVE_PREFIX):
+            name = agent.removeprefix(NATIVE_PREFIX)
+            if name not in NATIVE_AGENTS:
+                raise UnsupportedAgent(agent, "no native adapter of that name")
+        elif agent in NATIVE_AGENTS and agent != "mock":
+            name = agent
+            acp = ACP_PREFIX + agent
+            if acp in known_acp_agents(self.settings) and self.settings.command(acp):
+                return None  # its ACP agent process, as upstream
+            if agent != "amp" and not is_installed(agent, self.settings):
+                return None  # neither form: the ACP one is what is missing
+        else:
+            return None
+        if not is_installed(name, self.settings):
+            raise AgentNotInstalled(name)
+        return name
+
     def command(self, agent: str) -> list[str] | None:
-        """The command line of ``agent``'s ACP process (None: the in-process mock).
-        ``UnsupportedAgent`` for an agent with no ACP form; ``AgentNotInstalled`` when its
-        command is missing. ``claude`` stands for ``acp:claude`` and so on."""
-        if agent == "mock":
+        """The command line of ``agent``'s ACP process (None: in process, the ACP mock or a
+        native adapter: ``native``). ``UnsupportedAgent`` for an agent with no ACP form;
+        ``AgentNotInstalled`` when its command is missing. ``claude`` stands for
+        ``acp:claude`` and so on."""
+        if agent == "mock" or self.native(agent) is not None:
             return None
         name = agent if agent.startswith(ACP_PREFIX) else ACP_PREFIX + agent
         if name not in known_acp_agents(self.settings):
@@ -627,6 +656,9 @@ class AcpEndpoint:
         return argv
 
     async def start_agent(self, server: AcpServer) -> AcpPeer:
+        native = self.native(server.info.agent)
+        if native is not None:
+            return NativeAcpPeer(native, self.settings, self.directory, server.from_agent)
         argv = self.command(server.info.agent)
         if argv is None:
             return MockAcpPeer(server.from_agent)

@@ -37,6 +37,7 @@ from sandbox_agent.replay import SessionState
 from sandbox_agent.sessions.acp_endpoint import is_acp_record
 from sandbox_agent.sessions.config import SessionConfig, TurnLimits
 from sandbox_agent.sessions.errors import AgentNotInstalled, InstallFailed
+from sandbox_agent.sessions.fork import fork_stream
 from sandbox_agent.sessions.paths import session_directory
 from sandbox_agent.sessions.session import LiveSession
 from sandbox_agent.sessions.skills import install_skills, parse_skill_sources, remove_links
@@ -294,6 +295,50 @@ class SessionEngine:
             await self.store.delete_session(session_id)
             if self.leases is not None:
                 await self.leases.forget(session_id)
+            raise
+        return live
+
+    async def fork(self, source_id: str, new_id: str, at: int | None = None) -> LiveSession:
+        """Fork ``source_id`` at ``at`` (its end when None) into the new session ``new_id``
+        (``fork.py``) and continue the fork at once: its agent starts, natively forked or
+        afresh with the replay owed to its first prompt, and ``session.resumed {forked}``
+        says which (``LiveSession.fork_resumed``). A live source may run a turn: the fork
+        copies what is stored. Raises ``SessionNotFound``, ``SessionExists``,
+        ``InvalidSessionRequest`` (``at`` < 1), ``SequencePastEnd``, ``AgentNotInstalled``,
+        ``InstallFailed``, or what starting the agent raises; leaves no fork behind when it
+        does."""
+        self.check_served(source_id)
+        source = self._sessions.get(source_id)
+        if source is not None:
+            await source.settled_state()  # the copy holds what the live state has seen
+        record = await self.store.get_session(source_id)
+        if record is None:
+            raise SessionNotFound(source_id)
+        if not is_installed(record.agent, self.settings):  # before anything is copied
+            if not self.settings.auto_install:
+                raise AgentNotInstalled(record.agent)
+            await self.install(record.agent)
+        async with self._loading:
+            if self.leases is not None:
+                await self.leases.acquire(new_id)  # before the row: no one recovers it
+            try:
+                record = await fork_stream(self.store, source_id, new_id, at)
+            except BaseException:
+                if self.leases is not None:
+                    with contextlib.suppress(StoreError):
+                        await self.leases.forget(new_id)
+                raise
+            live = await self._load(record)
+            self._sessions[new_id] = live
+        try:
+            async with live.control:
+                await live.ensure_adapter()
+        except BaseException:
+            self._sessions.pop(new_id, None)
+            await live.close()
+            await self.store.delete_session(new_id)
+            if self.leases is not None:
+                await self.leases.forget(new_id)
             raise
         return live
 

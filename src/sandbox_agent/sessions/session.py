@@ -82,6 +82,7 @@ from sandbox_agent.sessions.errors import (
     RequestNotFound,
     TurnInProgress,
 )
+from sandbox_agent.sessions.fork import FORK_REASON, fork_origin
 from sandbox_agent.sessions.normaliser import Normaliser
 from sandbox_agent.sessions.paths import resolve_attachments
 from sandbox_agent.sessions.store_retry import STORE_RETRY, StoreRetry
@@ -155,6 +156,12 @@ class LiveSession:
         #: The agent is being stopped in the middle of its turn, which we end: what it says
         #: meanwhile (a failed prompt's error, say) is dropped.
         self._muted = False
+        origin = fork_origin(record)
+        #: A fork whose stream is still the bare copy: its first agent start continues it
+        #: (``_continue_fork``).
+        self._fork_pending = origin is not None and replayer.last_sequence == origin["sequence"]
+        #: How the fork continued (``_continue_fork``), once it did here.
+        self.fork_resumed: SessionResumedData | None = None
 
     @classmethod
     async def load(
@@ -350,33 +357,14 @@ class LiveSession:
 
     # -- the agent ------------------------------------------------------------------------
     async def ensure_adapter(self, resume: bool = False) -> AgentAdapter:
-        """The running adapter, started (resuming the native session when ``resume``)."""
+        """The running adapter, started (resuming the native session when ``resume``; a fork
+        not yet continued is continued: ``_continue_fork``)."""
+        if self.adapter is None and self._fork_pending:
+            await self._continue_fork()
         if self.adapter is None:
-            state = self.state
+            config = self._agent_config()
             adapter = create_adapter(self.record.agent, self.sink, self._settings)
-            config = AgentSessionConfig(
-                session_id=self.id,
-                agent=self.record.agent,
-                agent_mode=state.agent_mode or self.record.agent_mode or "build",
-                permission_mode=state.permission_mode or self.record.permission_mode or "default",
-                model=state.model or self.record.model,
-                variant=state.variant or self.record.variant,
-                directory=self.directory,
-                title=self.record.title,
-                mcp=self.record.init.get("mcp"),
-                skills=self.record.init.get("skills"),
-                prior_turns=self.turn_count + _continued(self.record).get("turns", 0),
-                always=[
-                    PermissionData(
-                        permission_id=p.permission_id,
-                        action=p.action,
-                        status=p.status,
-                        metadata=p.metadata,
-                    )
-                    for p in state.resolved_permissions.values()
-                    if p.status == "accept_for_session"
-                ],
-            )
+            state = self.state
             native = state.native_session_id if resume else None
             try:
                 await adapter.start(config, resume=native)
@@ -393,12 +381,104 @@ class LiveSession:
                 await adapter.start(config, resume=None)
             if native is not None and adapter.native_session_id != native:
                 # No native resume: the next prompt carries the conversation so far.
-                full = await state_at(self._store, self.id, self.last_sequence)
-                text = restore_text(full, self._replay_max_events, self._replay_max_chars)
-                self._restore = text or None
-                self._restore_entries = replayed_entries(full, text) if text else 0
+                await self._owe_restore()
             self.adapter = adapter
         return self.adapter
+
+    async def _continue_if_forked(self) -> None:
+        """Continue a fork not yet continued (``_continue_fork``): before anything reads its
+        state to act, since continuing closes what its copy left open. Holds the control
+        lock (its caller's)."""
+        if self._fork_pending:
+            await self.ensure_adapter()
+
+    async def _owe_restore(self) -> int:
+        """Put the replay of the conversation so far before the next prompt; returns how many
+        entries it holds."""
+        full = await state_at(self._store, self.id, self.last_sequence)
+        text = restore_text(full, self._replay_max_events, self._replay_max_chars)
+        self._restore = text or None
+        self._restore_entries = replayed_entries(full, text) if text else 0
+        return self._restore_entries
+
+    async def _continue_fork(self) -> None:
+        """Start the agent of a fork (``fork.py``): on a native fork of the source's agent
+        session when ``forked_from.native_session_id`` names one and the agent can fork it,
+        else afresh with the replay owed to the first prompt. Then record, in one batch,
+        ``session.resumed {forked, native_resume, replayed_events}`` and the closing of what
+        the copy left open (requests rejected, a running turn ``interrupted``, queued prompts
+        cancelled); ``forked_from.native_resume`` says it on the session's row too."""
+        origin = fork_origin(self.record) or {}
+        config = self._agent_config()
+        adapter = create_adapter(self.record.agent, self.sink, self._settings)
+        source = origin.get("native_session_id")
+        natively = False
+        if isinstance(source, str) and source:
+            try:
+                natively = await adapter.start_fork(config, source)
+            except Exception:
+                logger.warning(
+                    "session %s: native fork of %s failed", self.id, source, exc_info=True
+                )
+                await adapter.stop()
+                adapter = create_adapter(self.record.agent, self.sink, self._settings)
+                await adapter.start(config)
+        else:
+            await adapter.start(config)
+        try:
+            replayed = 0 if natively else await self._owe_restore()
+            resumed = SessionResumedData(
+                reason=FORK_REASON, native_resume=natively, replayed_events=replayed
+            )
+            mark = daemon_draft("session.resumed", resumed)
+            if adapter.native_session_id is not None:
+                mark = mark.model_copy(update={"native_session_id": adapter.native_session_id})
+            state = self.state
+            closing = closing_drafts(state, reason=FORK_REASON)
+            closing += dequeued_drafts(state.queued, "cancelled")
+            # The mark first: it reopens a fork of an ended session before the closings.
+            await self.append([mark, *closing])
+        except BaseException:
+            self._restore = None
+            await adapter.stop()
+            raise
+        self._fork_pending = False
+        self.fork_resumed = resumed
+        self.adapter = adapter
+        try:
+            metadata = {
+                **self.record.metadata,
+                "forked_from": {**origin, "native_resume": natively},
+            }
+            self.record = await self._store.update_session(self.id, metadata=metadata)
+        except StoreError:  # the stream has it; the row's copy is a convenience
+            logger.warning("session %s: recording how the fork continued failed", self.id)
+
+    def _agent_config(self) -> AgentSessionConfig:
+        state = self.state
+        return AgentSessionConfig(
+            session_id=self.id,
+            agent=self.record.agent,
+            agent_mode=state.agent_mode or self.record.agent_mode or "build",
+            permission_mode=state.permission_mode or self.record.permission_mode or "default",
+            model=state.model or self.record.model,
+            variant=state.variant or self.record.variant,
+            directory=self.directory,
+            title=self.record.title,
+            mcp=self.record.init.get("mcp"),
+            skills=self.record.init.get("skills"),
+            prior_turns=self.turn_count + _continued(self.record).get("turns", 0),
+            always=[
+                PermissionData(
+                    permission_id=p.permission_id,
+                    action=p.action,
+                    status=p.status,
+                    metadata=p.metadata,
+                )
+                for p in state.resolved_permissions.values()
+                if p.status == "accept_for_session"
+            ],
+        )
 
     # -- control --------------------------------------------------------------------------
     async def send_message(
@@ -413,6 +493,7 @@ class LiveSession:
             attachments = await asyncio.to_thread(resolve_attachments, attachments, self.directory)
         async with self.control:
             await self._settled()
+            await self._continue_if_forked()
             self._check_not_terminated()
             state = self.state
             before = self.last_sequence
@@ -437,6 +518,7 @@ class LiveSession:
     ) -> None:
         """Record the prompt's turn (after ``prompt.dequeued {started}`` for a queued one) and
         hand the prompt to the agent. Holds the control lock (its caller's)."""
+        await self._continue_if_forked()  # which reopens a fork of an ended session
         reopen = self.state.ended is not None
         adapter = await self.ensure_adapter(resume=True)
         if reopen:
@@ -570,6 +652,7 @@ class LiveSession:
         prompts waiting behind it; no-op when neither."""
         async with self.control:
             await self._settled()
+            await self._continue_if_forked()
             state = self.state
             drafts = dequeued_drafts(state.queued, "cancelled")
             if state.open_turn is not None:
@@ -647,6 +730,7 @@ class LiveSession:
     async def reply_permission(self, permission_id: str, reply: PermissionReply) -> None:
         async with self.control:
             await self._settled()  # a client may answer as soon as it saw the request
+            await self._continue_if_forked()
             self._check_answerable()
             if permission_id not in self.state.pending_permissions:
                 raise RequestNotFound("permission", permission_id, self.id)
@@ -657,6 +741,7 @@ class LiveSession:
         """Answer a question (``answers``), or reject it (None)."""
         async with self.control:
             await self._settled()
+            await self._continue_if_forked()
             self._check_answerable()
             if question_id not in self.state.pending_questions:
                 raise RequestNotFound("question", question_id, self.id)
@@ -680,6 +765,10 @@ class LiveSession:
         """Close what the previous server left open, start the agent again (resuming its
         native session), and record ``session.resumed {server_restart}``."""
         async with self.control:
+            if self._fork_pending:
+                # A fork never served before: continuing it is its recovery (``fork.py``).
+                await self._continue_if_forked()
+                return
             state = self.state
             drafts = closing_drafts(state)
             native = state.native_session_id

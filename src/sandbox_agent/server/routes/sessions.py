@@ -14,6 +14,8 @@ from sandbox_agent.api import (
     Attachment,
     CreateSessionRequest,
     CreateSessionResponse,
+    ForkedFrom,
+    ForkSessionRequest,
     MessageRequest,
     PromptQueuedResponse,
     QueuedPromptInfo,
@@ -37,6 +39,7 @@ from sandbox_agent.server.routes.deps import (
 )
 from sandbox_agent.server.sse import TERMINAL_TYPES, event_stream, sse_response
 from sandbox_agent.sessions import SessionConfig, SessionEngine
+from sandbox_agent.sessions.fork import fork_origin, new_fork_id
 from sandbox_agent.store import SessionRecord
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -75,6 +78,19 @@ def session_info(engine: SessionEngine, record: SessionRecord) -> SessionInfo:
         status=status,
         last_sequence=record.last_sequence,
         error=None if failure is None else str(failure),
+        forked_from=_forked_from(record),
+    )
+
+
+def _forked_from(record: SessionRecord) -> ForkedFrom | None:
+    origin = fork_origin(record)
+    if origin is None:
+        return None
+    native = origin.get("native_resume")
+    return ForkedFrom(
+        session_id=str(origin.get("session_id")),
+        sequence=int(origin["sequence"]),
+        native_resume=native if isinstance(native, bool) else None,
     )
 
 
@@ -138,6 +154,27 @@ async def get_session(session_id: SessionId, engine: Engine) -> SessionInfo:
     if record is None:
         raise session_not_found(session_id)
     return session_info(engine, record)
+
+
+@router.post(
+    "/{session_id}/fork",
+    status_code=201,
+    response_model=SessionInfo,
+    response_model_exclude_none=True,
+    responses=problems(400, 404, 409),
+)
+async def fork_session(
+    session_id: SessionId, engine: Engine, body: ForkSessionRequest | None = None
+) -> SessionInfo:
+    """Fork the session: a new session (``sessionId``, default a fresh id) whose stream is a
+    copy of this one's events 1..``at`` (default: all stored now, a running turn's included),
+    and which continues at once with its own agent; ``forkedFrom.nativeResume`` says whether
+    the agent forked its own session or the conversation is restored by replay. 404 for an
+    unknown session, 409 for a taken id, 400 for ``at`` past the last event."""
+    body = body or ForkSessionRequest()
+    new_id = body.session_id or new_fork_id(session_id)
+    live = await engine.fork(session_id, new_id, body.at)
+    return session_info(engine, live.record)
 
 
 @router.delete("/{session_id}", status_code=204, responses=problems(404))
