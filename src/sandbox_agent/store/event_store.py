@@ -144,7 +144,8 @@ class EventStore:
         is a finding there and stays as stored, and one whose key is missing stays unchecked."""
         at = 0 if session_id is not None else 2
         prefix = PREFIX
-        for first, row in enumerate(rows):
+        first = -1
+        for index, row in enumerate(rows):
             data, raw = row[at + 7], row[at + 8]
             # The common case in two string tests: neither payload is an envelope.
             if (type(data) is str and not data.startswith(prefix)) and (
@@ -152,8 +153,9 @@ class EventStore:
             ):
                 continue
             if is_envelope(data) or (raw is not None and is_envelope(raw)):
+                first = index
                 break
-        else:
+        if first < 0:
             return rows
         opened = list(rows)
         opener = self._opener
