@@ -70,6 +70,14 @@ def test_store_benchmark_reports_a_positive_rate_for_every_row() -> None:
         assert row["ratio"] > 0, key
         repeats = report["repeats"] if "append" in key else report["read_repeats"]
         assert len(row["paired_ratios"]) == repeats, key
+    # Sealed payloads: compression, encryption and both against the plain store, same run.
+    sealed = report["sealed"]
+    drivers = {"sqlite"} | ({"postgres"} if postgres_problem() is None else set())
+    assert {(r["driver"], r["mode"]) for r in sealed["rows"]} == {
+        (d, m) for d in drivers for m in ("compress", "encrypt", "both")
+    }
+    assert all(r["ratio"] > 0 for r in sealed["rows"])
+    assert 0 < sealed["disk"]["compress"]["file_ratio"] < 1
 
 
 def replay_engine_present() -> bool:

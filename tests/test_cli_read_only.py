@@ -27,8 +27,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         ["db", "current", "{url}"],
         ["replay", "s1", "--store", "{url}"],
         ["replay", "--all", "--check", "--store", "{url}"],
+        ["db", "rekey", "--store", "{url}?compress=zlib"],
     ],
-    ids=["sessions list", "db current", "replay", "replay --all --check"],
+    ids=["sessions list", "db current", "replay", "replay --all --check", "db rekey"],
 )
 def test_a_read_only_command_on_a_missing_sqlite_store_exits_1_and_creates_nothing(
     tmp_path: Path, command: list[str]

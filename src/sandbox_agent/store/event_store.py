@@ -156,8 +156,8 @@ class EventStore:
         ``(position, session_id)``. With ``found`` (``verify``), a payload that does not open
         is a finding there and stays as stored, and one whose key is missing stays unchecked."""
         at = 0 if session_id is not None else 2
-        opened: list[Any] | None = None
         prefix = PREFIX
+        first = -1
         for index, row in enumerate(rows):
             data, raw = row[at + 7], row[at + 8]
             # The common case in two string tests: neither payload is an envelope.
@@ -165,32 +165,47 @@ class EventStore:
                 raw is None or (type(raw) is str and not raw.startswith(prefix))
             ):
                 continue
-            if not (is_envelope(data) or (raw is not None and is_envelope(raw))):
-                continue
-            if opened is None:
-                opened = list(rows)
-            values = list(row)
-            sid = session_id if session_id is not None else row[1]
-            sequence = row[at] if isinstance(row[at], int) else 0
-            for column, name in ((at + 7, "data"), (at + 8, "raw")):
-                stored = values[column]
-                if stored is None or not is_envelope(stored):
-                    continue
-                where = Where(sid, sequence, str(row[at + 1]), name)
-                try:
-                    text = self._opener.open(stored, where, keep_encrypted=keep_encrypted)
-                    if keep_encrypted and text is not stored:
-                        text = plain_text(text)  # as an export shows it: escaped again
-                    values[column] = text
-                except StoreKeyError:
-                    if found is None:
-                        raise
-                except StoreCorrupt as exc:
-                    if found is None:
-                        raise
-                    found.append(exc)
-            opened[index] = values
-        return rows if opened is None else opened
+            if is_envelope(data) or (raw is not None and is_envelope(raw)):
+                first = index
+                break
+        if first < 0:
+            return rows
+        opened = list(rows)
+        opener = self._opener
+        fields = ((at + 7, "data"), (at + 8, "raw"))
+        with paused_gc():  # many short-lived objects: collections would cost more than opening
+            for index in range(first, len(opened)):
+                row = opened[index]
+                values: list[Any] | None = None
+                for column, name in fields:
+                    stored = row[column]
+                    if stored is None:
+                        continue
+                    if type(stored) is str:
+                        if not stored.startswith(prefix):
+                            continue
+                    elif not is_envelope(stored):
+                        continue
+                    if values is None:
+                        values = list(row)
+                    sid = session_id if session_id is not None else row[1]
+                    sequence = row[at] if type(row[at]) is int else 0
+                    where = Where(sid, sequence, str(row[at + 1]), name)
+                    try:
+                        text = opener.open(stored, where, keep_encrypted=keep_encrypted)
+                        if keep_encrypted and text is not stored:
+                            text = plain_text(text)  # as an export shows it: escaped again
+                        values[column] = text
+                    except StoreKeyError:
+                        if found is None:
+                            raise
+                    except StoreCorrupt as exc:
+                        if found is None:
+                            raise
+                        found.append(exc)
+                if values is not None:
+                    opened[index] = values
+        return opened
 
     def _appended(
         self, session_id: str, stored: Sequence[UniversalEvent], sizes: Sequence[int]

@@ -340,7 +340,7 @@ class Sealer:
 
     def _open_v1(self, parts: list[str], where: Where) -> str:
         version, algorithms, kid, encoded = parts
-        code, encryption = algorithms
+        code, encryption = algorithms[0], algorithms[1]
         try:
             body = binascii.a2b_base64(encoded, strict_mode=True)
         except binascii.Error:
