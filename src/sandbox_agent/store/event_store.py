@@ -333,16 +333,12 @@ class EventStore:
         check_batch_text(session_id, filled)
         payload = self._payload
         rows = [
-            EventRow(
+            self._row(
+                draft,
                 event_id,
                 time,
-                draft.type,
-                draft.source,
-                draft.synthetic,
-                draft.native_session_id,
                 payload(session_id, event_id, "data", draft.data),
                 None if draft.raw is None else payload(session_id, event_id, "raw", draft.raw),
-                self.upcasters.current(draft.type),
             )
             for draft, event_id, time in filled
         ]
@@ -393,20 +389,25 @@ class EventStore:
             plain.append((opened_draft, event_id, time))
             data_text = texts["data"]
             assert data_text is not None
-            rows.append(
-                EventRow(
-                    event_id,
-                    time,
-                    draft.type,
-                    draft.source,
-                    draft.synthetic,
-                    draft.native_session_id,
-                    data_text,
-                    texts["raw"],
-                    self.upcasters.current(draft.type),
-                )
-            )
+            rows.append(self._row(draft, event_id, time, data_text, texts["raw"]))
         return await self._insert(session_id, plain, rows, expected_sequence)
+
+    def _row(
+        self, draft: EventDraft, event_id: str, time: datetime, data: str, raw: str | None
+    ) -> EventRow:
+        """A draft's row, its payloads stored as ``data`` and ``raw``, at its type's current
+        schema version."""
+        return EventRow(
+            event_id,
+            time,
+            draft.type,
+            draft.source,
+            draft.synthetic,
+            draft.native_session_id,
+            data,
+            raw,
+            self.upcasters.current(draft.type),
+        )
 
     async def _insert(
         self,
