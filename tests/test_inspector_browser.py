@@ -260,7 +260,14 @@ def test_server_ui_token_follow_permission_prompt_and_fork(
     page.click("#fork-form button")
     page.wait_for_selector("#fork-link")
     forked = client.get("/v1/sessions/live-fork/events", params={"offset": 0}).json()["events"]
-    assert [e["sequence"] for e in forked] == [1, 2, 3, 4]
+    source = client.get("/v1/sessions/live/events", params={"offset": 0, "limit": 4}).json()
+    # The server's fork route (POST /v1/sessions/{id}/fork): events 1..4 copied, then the fork
+    # continues (a turn open at 4 is closed, and session.resumed says how it continues).
+    assert [(e["type"], e["data"]) for e in forked[:4]] == [
+        (e["type"], e["data"]) for e in source["events"]
+    ]
+    continued = [e for e in forked[4:] if e["type"] == "session.resumed"]
+    assert [e["data"]["reason"] for e in continued] == ["forked"]
 
     # Cancel a running turn from the page (the mock waits for its permissions).
     page.fill("#prompt", "permission")
