@@ -29,6 +29,7 @@ from sandbox_agent.testing.consistency import check_stream
 from sandbox_agent.testing.server import events_of
 
 from agent_contract import AgentContract, SessionHarness, stream_violations
+from helpers.acp_client import AcpClient, answer_to, asks_permission, chunk_text, selected, updates
 from helpers.agent_env import AGENTS_DIR, offline_env, require_agent
 from helpers.agent_server import (
     AgentServer,
@@ -356,3 +357,47 @@ class TestCodexContract(AgentContract):
         yield harness
         await harness.adapter.stop()
         assert stream_violations(harness.events, lifecycle=False) == []
+
+
+def test_codex_app_server_answers_an_acp_client(codex: Codex) -> None:
+    """``native:codex`` on the ACP endpoint: our codex adapter presented as ACP (no codex-acp
+    involved): a prompt streamed back as chunks, then an escalation the ACP client allows."""
+    target = codex.workspace / "acp_escalated.txt"
+    with codex.client() as client:
+        acp = AcpClient(client, "nat", "native:codex")
+        initialized = acp.request("initialize", protocolVersion=1)
+        assert initialized["result"]["agentCapabilities"]["loadSession"] is True
+        created = acp.request("session/new", cwd=str(codex.workspace), mcpServers=[])
+        session = created["result"]["sessionId"]
+        hello = [{"type": "text", "text": "Say hello"}]
+        asked, answer = acp.request_later("session/prompt", sessionId=session, prompt=hello)
+        envelopes = acp.until(answer_to(asked))
+        assert envelopes[-1]["result"] == {"stopReason": "end_turn"}
+        assert answer.result(timeout=60)["result"] == {"stopReason": "end_turn"}
+        # Codex streams its answer: several chunks, which make the stored message.
+        assert len(updates(envelopes, "agent_message_chunk")) > 1
+        text = chunk_text(envelopes)
+        assert text.startswith("Hello from fake LLM. I saw ")
+        assert assistant_texts(events_of(client, "acp-nat")) == [text]
+
+        prompt = [{"type": "text", "text": f"ESCALATE CMD<<echo escalated > {target.name}>>"}]
+        asked, answer = acp.request_later("session/prompt", sessionId=session, prompt=prompt)
+        permission = acp.until(asks_permission)[-1]
+        assert permission["params"]["sessionId"] == session
+        assert permission["params"]["toolCall"]["title"] == "commandExecution"
+        assert not target.exists(), "it waits for the answer"
+        acp.answer(permission["id"], selected("allow_once"))
+        assert answer.result(timeout=60)["result"] == {"stopReason": "end_turn"}
+        assert target.read_text() == "escalated\n"
+        envelopes = acp.until(answer_to(asked))
+        # The request names the call the client was told of.
+        call_id = permission["params"]["toolCall"]["toolCallId"]
+        [call] = [u for u in updates(envelopes, "tool_call") if u["toolCallId"] == call_id]
+        assert target.name in json.dumps(call["rawInput"])
+        later = [u for u in updates(envelopes, "tool_call_update") if u["toolCallId"] == call_id]
+        assert [u["status"] for u in later if "status" in u] == ["completed"]
+        events = events_of(client, "acp-nat")
+        assert [e["data"]["status"] for e in events if e["type"] == "permission.resolved"] == [
+            "accept"
+        ]
+        check_stream(events)

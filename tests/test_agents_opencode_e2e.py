@@ -26,6 +26,7 @@ from httpx_sse import connect_sse
 from sandbox_agent.testing.consistency import check_stream
 from sandbox_agent.testing.server import ServerProcess, events_of, wait_for
 
+from helpers.acp_client import AcpClient, answer_to, asks_permission, chunk_text, selected, updates
 from helpers.agent_env import offline_env, prepare_workspace, require_agent
 from helpers.fake_llm import FakeLLM
 
@@ -364,3 +365,50 @@ def test_session_mcp_server_is_started_and_offered(env: Env, tmp_path: Path) -> 
         for tool in request["body"].get("tools") or []
     }
     assert any(name and "ping" in name for name in offered), offered
+
+
+def test_opencode_serve_answers_an_acp_client(env: Env) -> None:
+    """``native:opencode`` on the ACP endpoint: our OpenCode adapter presented as ACP (no
+    ``opencode acp`` involved): a prompt streamed back as chunks, then a bash command the ACP
+    client refuses."""
+    target = env.workspace / "acp_refused.txt"
+    ask_for_bash(env.workspace)
+    with env.client() as client:
+        acp = AcpClient(client, "nat", "native:opencode")
+        initialized = acp.request("initialize", protocolVersion=1)
+        assert initialized["result"]["agentCapabilities"]["loadSession"] is True
+        created = acp.request("session/new", cwd=str(env.workspace), mcpServers=[])
+        session = created["result"]["sessionId"]
+        assert session.startswith("ses_"), created
+        hello = [{"type": "text", "text": "Say hello"}]
+        asked, answer = acp.request_later("session/prompt", sessionId=session, prompt=hello)
+        envelopes = acp.until(answer_to(asked))
+        assert envelopes[-1]["result"] == {"stopReason": "end_turn"}
+        assert answer.result(timeout=TURN_TIMEOUT)["result"] == {"stopReason": "end_turn"}
+        assert updates(envelopes, "agent_message_chunk")
+        text = chunk_text(envelopes)
+        assert "Hello from fake LLM" in text
+        assert assistant_text(events_of(client, "acp-nat")) == text
+
+        prompt = [{"type": "text", "text": f"CMD<<echo data > {target.name}>>"}]
+        asked, answer = acp.request_later("session/prompt", sessionId=session, prompt=prompt)
+        permission = acp.until(asks_permission)[-1]
+        assert permission["params"]["sessionId"] == session
+        assert permission["params"]["toolCall"]["title"] == "bash"
+        acp.answer(permission["id"], selected("reject_once"))
+        assert answer.result(timeout=TURN_TIMEOUT)["result"] == {"stopReason": "end_turn"}
+        envelopes = acp.until(answer_to(asked))
+        # The request names the call the client was told of; OpenCode fills its input in later.
+        call_id = permission["params"]["toolCall"]["toolCallId"]
+        [call] = [u for u in updates(envelopes, "tool_call") if u["toolCallId"] == call_id]
+        assert call["title"] == "bash"
+        later = [u for u in updates(envelopes, "tool_call_update") if u["toolCallId"] == call_id]
+        assert [u["rawInput"]["command"] for u in later if "rawInput" in u] == [
+            f"echo data > {target.name}"
+        ]
+        assert [u["status"] for u in later if "status" in u] == ["failed"]
+        assert not target.exists()
+        events = events_of(client, "acp-nat")
+    resolved = [e["data"]["status"] for e in events if e["type"] == "permission.resolved"]
+    assert resolved == ["reject"]
+    check_stream(events)
