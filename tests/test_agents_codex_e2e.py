@@ -401,3 +401,55 @@ def test_codex_app_server_answers_an_acp_client(codex: Codex) -> None:
             "accept"
         ]
         check_stream(events)
+
+
+def test_a_fork_at_the_end_forks_the_thread_and_one_before_it_replays(codex: Codex) -> None:
+    """``POST .../fork``: at the source's end codex forks its own thread (``thread/fork``)
+    into a new one, leaving the source's alone; at an earlier point a fresh thread gets the
+    replay of the conversation up to there."""
+    with codex.client() as client:
+        thread = codex.create(client, "src")["nativeSessionId"]
+        first = turn(client, "src", "Remember the word zebra-42")
+        turn(client, "src", "Remember the word yak-17")
+        answer = client.post("/v1/sessions/src/fork", json={"sessionId": "same"})
+        assert answer.status_code == 201, answer.text
+        info = answer.json()
+        assert info["forkedFrom"]["nativeResume"] is True
+        assert info["nativeSessionId"] not in (None, thread)
+        asked = len(codex.llm.requests)
+        assert ended(turn(client, "same", "Which words?"))["reason"] == "completed"
+        sent = json.dumps([r["body"] for r in codex.llm.requests[asked:]])
+        # The history came from codex's own forked thread: no replay text in the prompt.
+        assert "zebra-42" in sent and "yak-17" in sent and "Previous conversation" not in sent
+        stream = check(client, "same")
+        assert stream[-1]["native_session_id"] == info["nativeSessionId"]
+        # The source goes on in its own thread, which does not know the fork's turn.
+        asked = len(codex.llm.requests)
+        turn(client, "src", "Say hello")
+        sent = json.dumps([r["body"] for r in codex.llm.requests[asked:]])
+        assert "Which words?" not in sent and "yak-17" in sent
+        assert check(client, "src")[-1]["native_session_id"] == thread
+
+        at = next(e for e in first if e["type"] == "turn.ended")["sequence"]
+        answer = client.post("/v1/sessions/src/fork", json={"sessionId": "early", "at": at})
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["forkedFrom"]["nativeResume"] is False
+        asked = len(codex.llm.requests)
+        turn(client, "early", "Which words?")
+        sent = json.dumps([r["body"] for r in codex.llm.requests[asked:]])
+        assert "zebra-42" in sent and "yak-17" not in sent and "Previous conversation" in sent
+        check(client, "early")
+
+
+def test_a_fork_of_a_thread_without_turns_starts_a_new_thread(codex: Codex) -> None:
+    """A thread with no turn yet has nothing saved for ``thread/fork``: the fork gets a new
+    thread (no native resume), and works."""
+    with codex.client() as client:
+        thread = codex.create(client, "empty")["nativeSessionId"]
+        answer = client.post("/v1/sessions/empty/fork", json={"sessionId": "empty-fork"})
+        assert answer.status_code == 201, answer.text
+        info = answer.json()
+        assert info["forkedFrom"]["nativeResume"] is False
+        assert info["nativeSessionId"] not in (None, thread)
+        assert ended(turn(client, "empty-fork", "Say hello"))["reason"] == "completed"
+        check(client, "empty-fork")
