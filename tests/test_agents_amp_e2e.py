@@ -350,5 +350,8 @@ def test_amp_answers_an_acp_client(client: httpx.Client, workspace: Path) -> Non
     [done] = updates(envelopes, "tool_call_update")
     assert done["toolCallId"] == call["toolCallId"] and done["status"] == "completed"
     assert json.loads(done["content"][0]["content"]["text"]) == {"output": "done\n", "exitCode": 0}
-    assert chunk_text(envelopes).startswith("Tool result received")
+    # The stream from its start: both turns' chunks, this one's answer last.
+    assert chunk_text(envelopes).endswith(
+        'Tool result received: {"output": "done\\n", "exitCode": 0}'
+    )
     check_stream(events_of(client, "acp-nat"))
