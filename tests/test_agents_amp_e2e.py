@@ -329,6 +329,7 @@ def test_amp_answers_an_acp_client(client: httpx.Client, workspace: Path) -> Non
     initialized = acp.request("initialize", protocolVersion=1)
     assert initialized["result"]["agentCapabilities"]["loadSession"] is True
     session = acp.request("session/new", cwd=str(workspace), mcpServers=[])["result"]["sessionId"]
+    assert session.startswith("amp-"), session  # amp's thread id comes with its first turn
     hello = [{"type": "text", "text": "Say hello"}]
     asked, answer = acp.request_later("session/prompt", sessionId=session, prompt=hello)
     envelopes = acp.until(answer_to(asked))
