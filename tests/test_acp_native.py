@@ -5,6 +5,7 @@ client, cancel, the agent choice, and the universal events each server's stream 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from sandbox_agent.agents.acp_native import NativeAcpPeer
+from sandbox_agent.agents.settings import AgentSettings
+from sandbox_agent.events import EventDraft
 from sandbox_agent.testing.consistency import check_store
 from sandbox_agent.testing.server import ServerProcess, events_of, problem
 from test_acp_endpoint import post, prompt, rpc
@@ -204,3 +208,66 @@ def test_after_a_restart_the_session_is_loaded_and_goes_on(tmp_path: Path) -> No
     finally:
         process.stop()
     check_store(process.store_url)
+
+
+async def test_a_late_input_and_the_call_a_permission_is_about_reach_the_client(
+    tmp_path: Path,
+) -> None:
+    """What OpenCode's adapter emits (``tests/test_agents_opencode_e2e.py`` runs it for real):
+    a call started with an empty input, a permission naming the call (``tool.callID``), the
+    input filled in at completion. The client gets the call, a request whose ``toolCallId`` is
+    the call's, and the input as a ``tool_call_update``; a permission about a call it was not
+    told of names the permission."""
+    delivered: list[dict[str, Any]] = []
+    answered = asyncio.Event()
+
+    async def deliver(envelope: dict[str, Any]) -> None:
+        delivered.append(envelope)
+        answered.set()
+
+    peer = NativeAcpPeer("mock", AgentSettings(mock_delay_ms=0), str(tmp_path), deliver)
+    try:
+        await peer.send(rpc(1, "session/new", cwd=str(tmp_path)))
+        await asyncio.wait_for(answered.wait(), 30)
+        session_id = delivered.pop()["result"]["sessionId"]
+
+        def call(event_type: str, arguments: str) -> EventDraft:
+            part = {"type": "tool_call", "name": "bash", "arguments": arguments, "call_id": "c1"}
+            item = {"item_id": "i1", "kind": "tool_call", "role": "assistant", "content": [part]}
+            return EventDraft(type=event_type, data={"item": item})
+
+        def permission(permission_id: str, call_id: str) -> EventDraft:
+            data = {
+                "permission_id": permission_id,
+                "action": "bash",
+                "status": "requested",
+                "metadata": {"tool": {"callID": call_id}, "patterns": ["ls"]},
+            }
+            return EventDraft(type="permission.requested", data=data)
+
+        command = json.dumps({"command": "ls"})
+        drafts = [call("item.started", "{}"), permission("p1", "c1"), permission("p2", "c9")]
+        await peer._emitted(peer._sessions[session_id], [*drafts, call("item.completed", command)])
+        started, asked, other, late = delivered
+        assert started["params"]["update"] == {
+            "sessionUpdate": "tool_call",
+            "toolCallId": "c1",
+            "title": "bash",
+            "kind": "other",
+            "status": "in_progress",
+            "rawInput": {},
+        }
+        assert asked["method"] == "session/request_permission"
+        assert asked["params"]["toolCall"] == {
+            "toolCallId": "c1",
+            "title": "bash",
+            "rawInput": {"tool": {"callID": "c1"}, "patterns": ["ls"]},
+        }
+        assert other["params"]["toolCall"]["toolCallId"] == "p2"
+        assert late["params"]["update"] == {
+            "sessionUpdate": "tool_call_update",
+            "toolCallId": "c1",
+            "rawInput": {"command": "ls"},
+        }
+    finally:
+        await peer.close()

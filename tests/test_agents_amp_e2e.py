@@ -34,6 +34,7 @@ from sandbox_agent.testing.databases import sqlite_url
 from sandbox_agent.testing.server import ServerProcess, events_of, running, stream_turn, wait_for
 
 from agent_contract import AgentContract, SessionHarness, stream_violations
+from helpers.acp_client import AcpClient, answer_to, chunk_text, updates
 from helpers.agent_env import AGENTS_DIR, require_agent
 from helpers.fake_amp import FakeAmp
 
@@ -318,3 +319,40 @@ class TestAmpContract(AgentContract):
         yield harness
         await harness.adapter.stop()
         assert stream_violations(harness.events, lifecycle=False) == []
+
+
+def test_amp_answers_an_acp_client(client: httpx.Client, workspace: Path) -> None:
+    """``native:amp`` on the ACP endpoint (amp has no ACP command of its own): a prompt
+    answered as chunks, then a tool turn whose call and result reach the client. Amp asks no
+    permission in execute mode, so there is none to answer here."""
+    acp = AcpClient(client, "nat", "native:amp")
+    initialized = acp.request("initialize", protocolVersion=1)
+    assert initialized["result"]["agentCapabilities"]["loadSession"] is True
+    session = acp.request("session/new", cwd=str(workspace), mcpServers=[])["result"]["sessionId"]
+    assert session.startswith("amp-"), session  # amp's thread id comes with its first turn
+    hello = [{"type": "text", "text": "Say hello"}]
+    asked, answer = acp.request_later("session/prompt", sessionId=session, prompt=hello)
+    envelopes = acp.until(answer_to(asked))
+    assert envelopes[-1]["result"] == {"stopReason": "end_turn"}
+    assert answer.result(timeout=TURN_TIMEOUT)["result"] == {"stopReason": "end_turn"}
+    assert updates(envelopes, "agent_message_chunk")
+    text = chunk_text(envelopes)
+    assert text == "Hello from fake Amp. The thread has 1 message(s)."
+    assert assistant_texts(events_of(client, "acp-nat")) == [text]
+
+    prompt = [{"type": "text", "text": "Please CMD<<echo made-by-amp > made.txt; echo done>>"}]
+    asked, answer = acp.request_later("session/prompt", sessionId=session, prompt=prompt)
+    assert answer.result(timeout=TURN_TIMEOUT)["result"] == {"stopReason": "end_turn"}
+    assert (workspace / "made.txt").read_text() == "made-by-amp\n"
+    envelopes = acp.until(answer_to(asked))
+    [call] = updates(envelopes, "tool_call")
+    assert call["title"] == "shell_command"
+    assert call["rawInput"]["command"].startswith("echo made-by-amp")
+    [done] = updates(envelopes, "tool_call_update")
+    assert done["toolCallId"] == call["toolCallId"] and done["status"] == "completed"
+    assert json.loads(done["content"][0]["content"]["text"]) == {"output": "done\n", "exitCode": 0}
+    # The stream from its start: both turns' chunks, this one's answer last.
+    assert chunk_text(envelopes).endswith(
+        'Tool result received: {"output": "done\\n", "exitCode": 0}'
+    )
+    check_stream(events_of(client, "acp-nat"))

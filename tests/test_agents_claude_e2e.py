@@ -663,16 +663,22 @@ def test_claude_stream_json_answers_an_acp_client(claude: Claude) -> None:
                 rpc, client, request(4, "session/prompt", sessionId=session, prompt=write)
             )
             asked = None
+            calls = []
             with client.stream(
                 "GET", "/v1/acp/nat", headers={"Accept": "text/event-stream"}
             ) as stream:
                 for line in stream.iter_lines():
                     if line.startswith("data:"):
                         envelope = json.loads(line.removeprefix("data:").strip())
+                        update = envelope.get("params", {}).get("update", {})
+                        if update.get("sessionUpdate") == "tool_call":
+                            calls.append(update["toolCallId"])
                         if envelope.get("method") == "session/request_permission":
                             asked = envelope
                             break
             assert asked is not None
+            # The request names the tool call the client was told of (claude's tool_use id).
+            assert asked["params"]["toolCall"]["toolCallId"] in calls
             assert not (claude.workspace / "out.txt").exists(), "it waits for the answer"
             outcome = {"outcome": {"outcome": "selected", "optionId": "allow_once"}}
             answer = {"jsonrpc": "2.0", "id": asked["id"], "result": outcome}

@@ -29,6 +29,7 @@ from sandbox_agent.testing.consistency import check_stream
 from sandbox_agent.testing.server import events_of
 
 from agent_contract import AgentContract, SessionHarness, stream_violations
+from helpers.acp_client import AcpClient, answer_to, asks_permission, chunk_text, selected, updates
 from helpers.agent_env import AGENTS_DIR, offline_env, require_agent
 from helpers.agent_server import (
     AgentServer,
@@ -356,3 +357,99 @@ class TestCodexContract(AgentContract):
         yield harness
         await harness.adapter.stop()
         assert stream_violations(harness.events, lifecycle=False) == []
+
+
+def test_codex_app_server_answers_an_acp_client(codex: Codex) -> None:
+    """``native:codex`` on the ACP endpoint: our codex adapter presented as ACP (no codex-acp
+    involved): a prompt streamed back as chunks, then an escalation the ACP client allows."""
+    target = codex.workspace / "acp_escalated.txt"
+    with codex.client() as client:
+        acp = AcpClient(client, "nat", "native:codex")
+        initialized = acp.request("initialize", protocolVersion=1)
+        assert initialized["result"]["agentCapabilities"]["loadSession"] is True
+        created = acp.request("session/new", cwd=str(codex.workspace), mcpServers=[])
+        session = created["result"]["sessionId"]
+        hello = [{"type": "text", "text": "Say hello"}]
+        asked, answer = acp.request_later("session/prompt", sessionId=session, prompt=hello)
+        envelopes = acp.until(answer_to(asked))
+        assert envelopes[-1]["result"] == {"stopReason": "end_turn"}
+        assert answer.result(timeout=60)["result"] == {"stopReason": "end_turn"}
+        # Codex streams its answer: several chunks, which make the stored message.
+        assert len(updates(envelopes, "agent_message_chunk")) > 1
+        text = chunk_text(envelopes)
+        assert text.startswith("Hello from fake LLM. I saw ")
+        assert assistant_texts(events_of(client, "acp-nat")) == [text]
+
+        prompt = [{"type": "text", "text": f"ESCALATE CMD<<echo escalated > {target.name}>>"}]
+        asked, answer = acp.request_later("session/prompt", sessionId=session, prompt=prompt)
+        permission = acp.until(asks_permission)[-1]
+        assert permission["params"]["sessionId"] == session
+        assert permission["params"]["toolCall"]["title"] == "commandExecution"
+        assert not target.exists(), "it waits for the answer"
+        acp.answer(permission["id"], selected("allow_once"))
+        assert answer.result(timeout=60)["result"] == {"stopReason": "end_turn"}
+        assert target.read_text() == "escalated\n"
+        envelopes = acp.until(answer_to(asked))
+        # The request names the call the client was told of.
+        call_id = permission["params"]["toolCall"]["toolCallId"]
+        [call] = [u for u in updates(envelopes, "tool_call") if u["toolCallId"] == call_id]
+        assert target.name in json.dumps(call["rawInput"])
+        later = [u for u in updates(envelopes, "tool_call_update") if u["toolCallId"] == call_id]
+        assert [u["status"] for u in later if "status" in u] == ["completed"]
+        events = events_of(client, "acp-nat")
+        assert [e["data"]["status"] for e in events if e["type"] == "permission.resolved"] == [
+            "accept"
+        ]
+        check_stream(events)
+
+
+def test_a_fork_at_the_end_forks_the_thread_and_one_before_it_replays(codex: Codex) -> None:
+    """``POST .../fork``: at the source's end codex forks its own thread (``thread/fork``)
+    into a new one, leaving the source's alone; at an earlier point a fresh thread gets the
+    replay of the conversation up to there."""
+    with codex.client() as client:
+        thread = codex.create(client, "src")["nativeSessionId"]
+        first = turn(client, "src", "Remember the word zebra-42")
+        turn(client, "src", "Remember the word yak-17")
+        answer = client.post("/v1/sessions/src/fork", json={"sessionId": "same"})
+        assert answer.status_code == 201, answer.text
+        info = answer.json()
+        assert info["forkedFrom"]["nativeResume"] is True
+        assert info["nativeSessionId"] not in (None, thread)
+        asked = len(codex.llm.requests)
+        assert ended(turn(client, "same", "Which words?"))["reason"] == "completed"
+        sent = json.dumps([r["body"] for r in codex.llm.requests[asked:]])
+        # The history came from codex's own forked thread: no replay text in the prompt.
+        assert "zebra-42" in sent and "yak-17" in sent and "Previous conversation" not in sent
+        stream = check(client, "same")
+        assert stream[-1]["native_session_id"] == info["nativeSessionId"]
+        # The source goes on in its own thread, which does not know the fork's turn.
+        asked = len(codex.llm.requests)
+        turn(client, "src", "Say hello")
+        sent = json.dumps([r["body"] for r in codex.llm.requests[asked:]])
+        assert "Which words?" not in sent and "yak-17" in sent
+        assert check(client, "src")[-1]["native_session_id"] == thread
+
+        at = next(e for e in first if e["type"] == "turn.ended")["sequence"]
+        answer = client.post("/v1/sessions/src/fork", json={"sessionId": "early", "at": at})
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["forkedFrom"]["nativeResume"] is False
+        asked = len(codex.llm.requests)
+        turn(client, "early", "Which words?")
+        sent = json.dumps([r["body"] for r in codex.llm.requests[asked:]])
+        assert "zebra-42" in sent and "yak-17" not in sent and "Previous conversation" in sent
+        check(client, "early")
+
+
+def test_a_fork_of_a_thread_without_turns_starts_a_new_thread(codex: Codex) -> None:
+    """A thread with no turn yet has nothing saved for ``thread/fork``: the fork gets a new
+    thread (no native resume), and works."""
+    with codex.client() as client:
+        thread = codex.create(client, "empty")["nativeSessionId"]
+        answer = client.post("/v1/sessions/empty/fork", json={"sessionId": "empty-fork"})
+        assert answer.status_code == 201, answer.text
+        info = answer.json()
+        assert info["forkedFrom"]["nativeResume"] is False
+        assert info["nativeSessionId"] not in (None, thread)
+        assert ended(turn(client, "empty-fork", "Say hello"))["reason"] == "completed"
+        check(client, "empty-fork")

@@ -26,6 +26,7 @@ from httpx_sse import connect_sse
 from sandbox_agent.testing.consistency import check_stream
 from sandbox_agent.testing.server import ServerProcess, events_of, wait_for
 
+from helpers.acp_client import AcpClient, answer_to, asks_permission, chunk_text, selected, updates
 from helpers.agent_env import offline_env, prepare_workspace, require_agent
 from helpers.fake_llm import FakeLLM
 
@@ -364,3 +365,111 @@ def test_session_mcp_server_is_started_and_offered(env: Env, tmp_path: Path) -> 
         for tool in request["body"].get("tools") or []
     }
     assert any(name and "ping" in name for name in offered), offered
+
+
+def test_opencode_serve_answers_an_acp_client(env: Env) -> None:
+    """``native:opencode`` on the ACP endpoint: our OpenCode adapter presented as ACP (no
+    ``opencode acp`` involved): a prompt streamed back as chunks, then a bash command the ACP
+    client refuses."""
+    target = env.workspace / "acp_refused.txt"
+    ask_for_bash(env.workspace)
+    with env.client() as client:
+        acp = AcpClient(client, "nat", "native:opencode")
+        initialized = acp.request("initialize", protocolVersion=1)
+        assert initialized["result"]["agentCapabilities"]["loadSession"] is True
+        created = acp.request("session/new", cwd=str(env.workspace), mcpServers=[])
+        session = created["result"]["sessionId"]
+        assert session.startswith("ses_"), created
+        hello = [{"type": "text", "text": "Say hello"}]
+        asked, answer = acp.request_later("session/prompt", sessionId=session, prompt=hello)
+        envelopes = acp.until(answer_to(asked))
+        assert envelopes[-1]["result"] == {"stopReason": "end_turn"}
+        assert answer.result(timeout=TURN_TIMEOUT)["result"] == {"stopReason": "end_turn"}
+        assert updates(envelopes, "agent_message_chunk")
+        text = chunk_text(envelopes)
+        assert "Hello from fake LLM" in text
+        assert assistant_text(events_of(client, "acp-nat")) == text
+
+        prompt = [{"type": "text", "text": f"CMD<<echo data > {target.name}>>"}]
+        asked, answer = acp.request_later("session/prompt", sessionId=session, prompt=prompt)
+        permission = acp.until(asks_permission)[-1]
+        assert permission["params"]["sessionId"] == session
+        assert permission["params"]["toolCall"]["title"] == "bash"
+        acp.answer(permission["id"], selected("reject_once"))
+        assert answer.result(timeout=TURN_TIMEOUT)["result"] == {"stopReason": "end_turn"}
+        envelopes = acp.until(answer_to(asked))
+        # The request names the call the client was told of; OpenCode fills its input in later.
+        call_id = permission["params"]["toolCall"]["toolCallId"]
+        [call] = [u for u in updates(envelopes, "tool_call") if u["toolCallId"] == call_id]
+        assert call["title"] == "bash"
+        later = [u for u in updates(envelopes, "tool_call_update") if u["toolCallId"] == call_id]
+        assert [u["rawInput"]["command"] for u in later if "rawInput" in u] == [
+            f"echo data > {target.name}"
+        ]
+        assert [u["status"] for u in later if "status" in u] == ["failed"]
+        assert not target.exists()
+        events = events_of(client, "acp-nat")
+    resolved = [e["data"]["status"] for e in events if e["type"] == "permission.resolved"]
+    assert resolved == ["reject"]
+    check_stream(events)
+
+
+def test_a_fork_at_the_end_forks_the_session_and_one_before_it_replays(env: Env) -> None:
+    """``POST .../fork``: at the source's end OpenCode forks its own session (``POST
+    /session/{id}/fork``) into a new one, leaving the source's alone; at an earlier point a
+    fresh OpenCode session gets the replay of the conversation up to there."""
+    with env.client() as client:
+        native = create(client, "src", env.workspace)
+        first = stream_turn(client, "src", "Remember the word zebra-42")
+        stream_turn(client, "src", "Remember the word yak-17")
+        answer = client.post("/v1/sessions/src/fork", json={"sessionId": "same"})
+        assert answer.status_code == 201, answer.text
+        info = answer.json()
+        assert info["forkedFrom"]["nativeResume"] is True
+        assert info["nativeSessionId"].startswith("ses_") and info["nativeSessionId"] != native
+        asked = len(env.llm.requests)
+        assert ended(stream_turn(client, "same", "Which words?")) == ["completed"]
+        sent = json.dumps([r["body"] for r in env.llm.requests[asked:]])
+        # The history came from OpenCode's own forked session: no replay text in the prompt.
+        assert "zebra-42" in sent and "yak-17" in sent and "Previous conversation" not in sent
+        stream = events_of(client, "same")
+        assert stream[-1]["native_session_id"] == info["nativeSessionId"]
+        # The source goes on in its own session, which does not know the fork's turn.
+        asked = len(env.llm.requests)
+        stream_turn(client, "src", "Say hello")
+        sent = json.dumps([r["body"] for r in env.llm.requests[asked:]])
+        assert "Which words?" not in sent and "yak-17" in sent
+        source = events_of(client, "src")
+        assert source[-1]["native_session_id"] == native
+
+        at = next(e for e in first if e["type"] == "turn.ended")["sequence"]
+        answer = client.post("/v1/sessions/src/fork", json={"sessionId": "early", "at": at})
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["forkedFrom"]["nativeResume"] is False
+        asked = len(env.llm.requests)
+        stream_turn(client, "early", "Which words?")
+        sent = json.dumps([r["body"] for r in env.llm.requests[asked:]])
+        assert "zebra-42" in sent and "yak-17" not in sent and "Previous conversation" in sent
+        early = events_of(client, "early")
+    for events in (stream, source, early):
+        check_stream(events)
+        no_unparsed(events)
+
+
+def test_a_bypass_fork_keeps_running_without_asking(env: Env) -> None:
+    """The copy OpenCode makes does not take its source's ruleset: a ``bypass`` fork is given
+    it again, so the project's "ask" does not stop it."""
+    ask_for_bash(env.workspace)
+    with env.client() as client:
+        create(client, "free", env.workspace, permissionMode="bypass")
+        assert ended(stream_turn(client, "free", "Say hello")) == ["completed"]
+        answer = client.post("/v1/sessions/free/fork", json={"sessionId": "free-fork"})
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["forkedFrom"]["nativeResume"] is True
+        events = stream_turn(client, "free-fork", "CMD<<echo forked > forked.txt>>")
+        assert ended(events) == ["completed"]
+        stored = events_of(client, "free-fork")
+    assert (env.workspace / "forked.txt").read_text().strip() == "forked"
+    assert not [e for e in stored if e["type"] == "permission.requested"]
+    check_stream(stored)
+    no_unparsed(stored)

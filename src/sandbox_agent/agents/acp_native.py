@@ -23,11 +23,12 @@ What the adapter emits, as ``session/update`` notifications of the session:
   ``agent_thought_chunk``; a message or reasoning item completed without deltas -> one chunk
   with its text;
 - a ``tool_call`` item -> ``tool_call {toolCallId, title, kind: other, status: in_progress,
-  rawInput}``; its ``tool_result`` item -> ``tool_call_update {status: completed|failed,
-  content}``;
+  rawInput}``, its input changed later -> ``tool_call_update {rawInput}``; its ``tool_result``
+  item -> ``tool_call_update {status: completed|failed, content}``;
 - ``permission.requested`` -> the agent's request ``session/request_permission`` (options
-  ``allow_once``, ``allow_always``, ``reject_once``); the client's answer -> ``reply_permission``
-  (``once``, ``always``, ``reject``; ``cancelled`` -> ``reject``);
+  ``allow_once``, ``allow_always``, ``reject_once``; its ``toolCallId`` the call it is about when
+  announced); the client's answer -> ``reply_permission`` (``once``, ``always``, ``reject``;
+  ``cancelled`` -> ``reject``);
 - ``question.requested`` -> rejected at once (ACP has no questions);
 - ``turn.ended`` -> the answer to the prompt: ``{stopReason: end_turn}`` (``cancelled`` for a
   cancelled turn), a JSON-RPC error (-32603, the turn's ``error`` message) for ``error``;
@@ -85,7 +86,8 @@ class _Session:
     #: Item kinds by id, and the items that streamed deltas (their completion adds nothing).
     kinds: dict[str, str] = field(default_factory=dict)
     streamed: set[str] = field(default_factory=set)
-    announced: set[str] = field(default_factory=set)
+    #: The tool calls sent, with the input last sent for each (an agent may fill it in later).
+    announced: dict[str, Any] = field(default_factory=dict)
 
 
 def _rpc_result(request_id: Any, result: dict[str, Any]) -> dict[str, Any]:
@@ -332,12 +334,24 @@ class NativeAcpPeer:
         return []
 
     def _tool_call(self, session: _Session, parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        updates = []
+        updates: list[dict[str, Any]] = []
         for part in parts:
-            call_id = str(part.get("call_id"))
-            if part.get("type") != "tool_call" or call_id in session.announced:
+            if part.get("type") != "tool_call":
                 continue
-            session.announced.add(call_id)
+            call_id, raw_input = str(part.get("call_id")), _arguments(part.get("arguments"))
+            if call_id in session.announced:
+                # OpenCode starts a call with an empty input and fills it in when it runs.
+                if raw_input != session.announced[call_id]:
+                    session.announced[call_id] = raw_input
+                    updates.append(
+                        {
+                            "sessionUpdate": "tool_call_update",
+                            "toolCallId": call_id,
+                            "rawInput": raw_input,
+                        }
+                    )
+                continue
+            session.announced[call_id] = raw_input
             updates.append(
                 {
                     "sessionUpdate": "tool_call",
@@ -345,7 +359,7 @@ class NativeAcpPeer:
                     "title": str(part.get("name")),
                     "kind": "other",
                     "status": "in_progress",
-                    "rawInput": _arguments(part.get("arguments")),
+                    "rawInput": raw_input,
                 }
             )
         return updates
@@ -364,9 +378,9 @@ class NativeAcpPeer:
                 "params": {
                     "sessionId": session.session_id,
                     "toolCall": {
-                        "toolCallId": permission_id,
+                        "toolCallId": _call_of(session, metadata) or permission_id,
                         "title": str(data.get("action")),
-                        "rawInput": metadata.get("input"),
+                        "rawInput": metadata.get("input", metadata),
                     },
                     "options": _OPTIONS,
                 },
@@ -382,6 +396,17 @@ class NativeAcpPeer:
         request_id, session.prompt = session.prompt, None
         if request_id is not None:
             await self._deliver(_rpc_error(request_id, -32603, message))
+
+
+def _call_of(session: _Session, metadata: dict[str, Any]) -> str | None:
+    """The tool call a permission is about, when the client was told of it: claude's
+    ``toolUseId``, codex's ``itemId``, OpenCode's ``tool.callID``."""
+    tool = metadata.get("tool") if isinstance(metadata.get("tool"), dict) else {}
+    assert isinstance(tool, dict)
+    for call_id in (metadata.get("toolUseId"), metadata.get("itemId"), tool.get("callID")):
+        if call_id is not None and str(call_id) in session.announced:
+            return str(call_id)
+    return None
 
 
 def _chunk(kind: str, text: str) -> dict[str, Any]:

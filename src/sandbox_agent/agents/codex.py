@@ -3,7 +3,8 @@
 Each session is a Codex *thread* of the app-server that ``SharedServers`` keeps under the key
 ``"codex"`` (``codex_server.CodexAppServer``): ``start()`` sends ``thread/start {cwd: the
 session's directory, approvalPolicy, sandbox, model?}`` (or ``thread/resume {threadId}`` when
-the session existed before, e.g. after a server restart) and the thread id becomes the native
+the session existed before, e.g. after a server restart; ``thread/fork {threadId}`` for a fork
+at its source's end, a copy of the source's thread) and the thread id becomes the native
 session id. ``send()`` is ``turn/start {threadId, input}`` ("Make a plan before acting." first in
 agent mode ``plan``; image attachments as ``localImage``, other files named in the text; the
 session's variant as the reasoning ``effort``). The session's ``mcp`` servers go into the
@@ -193,6 +194,27 @@ class CodexAgent(NativeAgent):
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self, session: AgentSessionConfig, resume: str | None = None) -> None:
+        self._prepare(session)
+        assert self._worker is not None
+        try:
+            await self._attach(resume)
+        except BaseException:
+            self._worker.cancel()
+            raise
+
+    async def start_fork(self, session: AgentSessionConfig, source: str) -> bool:
+        """``thread/fork {threadId: source}``: codex copies the source thread's history into a
+        new thread, which becomes this session's; the source's stays as it was. A thread codex
+        cannot fork (no turn yet: nothing saved to fork) gives a new thread (False)."""
+        self._prepare(session)
+        assert self._worker is not None
+        try:
+            return await self._attach(None, fork=source)
+        except BaseException:
+            self._worker.cancel()
+            raise
+
+    def _prepare(self, session: AgentSessionConfig) -> None:
         if self._session is not None or self._stopped:
             raise AgentError("the codex adapter was already started")
         self._begin(session)
@@ -206,11 +228,6 @@ class CodexAgent(NativeAgent):
                 )
             )
         self._worker = asyncio.create_task(self._work(), name=f"codex {session.session_id}")
-        try:
-            await self._attach(resume)
-        except BaseException:
-            self._worker.cancel()
-            raise
 
     def _thread_params(self) -> dict[str, Any]:
         policy, sandbox = POLICIES.get(self.session.permission_mode, POLICIES["default"])
@@ -226,11 +243,21 @@ class CodexAgent(NativeAgent):
             params["config"] = {"mcp_servers": servers}
         return params
 
-    async def _attach(self, resume: str | None) -> None:
-        """Start (or resume) the session's thread on the shared app-server."""
+    async def _attach(self, resume: str | None, fork: str | None = None) -> bool:
+        """Start (or resume, or fork) the session's thread on the shared app-server; True
+        when ``fork`` was forked."""
         server = await self._shared()
         params = self._thread_params()
         thread_id: str | None = None
+        forked = False
+        if fork:
+            try:
+                result = await server.request(
+                    "thread/fork", {**params, "threadId": fork, "excludeTurns": True}
+                )
+                thread_id, forked = _thread_id(result), True
+            except CodexRpcError as exc:
+                logger.warning("codex: cannot fork thread %s (%s); new thread", fork, exc)
         if resume:
             try:
                 await server.request(
@@ -245,6 +272,7 @@ class CodexAgent(NativeAgent):
         server.register(thread_id, self)
         self._server, self._thread, self._detached = server, thread_id, False
         self.native_session_id = thread_id
+        return forked
 
     async def stop(self) -> None:
         if self._stopped:

@@ -4,9 +4,11 @@
   ``opencode_server.py``), with ONE ``/global/event`` stream dispatched by session id. Every
   request passes ``?directory=<session directory>``, so each session gets the project config
   (``opencode.json``) of its own directory.
-- Session: ``POST /session`` -> ``native_session_id``. Resume (server restart): the stored id is
-  looked up (``GET /session/{id}``) in the new server, which shares the old one's database
-  (``$HOME/.local/share/opencode``), and used again; a new session is created if it is gone.
+- Session: ``POST /session`` -> ``native_session_id`` (a fork at its source's end: ``POST
+  /session/{source}/fork``, a copy of the source's messages). Resume (server restart): the
+  stored id is looked up (``GET /session/{id}``) in the new server, which shares the old one's
+  database (``$HOME/.local/share/opencode``), and used again; a new session is created if it is
+  gone.
 - Turn: ``POST /session/{id}/prompt_async {parts, agent: agentMode, model?, variant?}``; the
   output is mapped by ``OpenCodeMapper`` (``opencode_mapping.py``, which lists what is ignored);
   ``session.idle`` ends the turn (``completed``, or ``error`` after a ``session.error``, which
@@ -210,10 +212,29 @@ class OpenCodeAgent(NativeAgent):
         self._stopped = False
         await self._attach(resume)
 
-    async def _attach(self, resume: str | None) -> None:
-        """Get the shared server, find or create the native session, listen to its events."""
+    async def start_fork(self, session: AgentSessionConfig, source: str) -> bool:
+        """``POST /session/{source}/fork``: OpenCode copies the source's messages into a new
+        session, which becomes this one's; the source's stays as it was. A source OpenCode no
+        longer has gives a new session (False)."""
+        self._begin(session)
+        self._stopped = False
+        return await self._attach(None, fork=source)
+
+    async def _attach(self, resume: str | None, fork: str | None = None) -> bool:
+        """Get the shared server, find, fork or create the native session, listen to its
+        events; True when ``fork`` was forked."""
         self._server = await self._shared()
         native: str | None = None
+        forked = False
+        if fork:
+            try:
+                copied = await self._call("POST", f"/session/{fork}/fork", {})
+                native, forked = str(copied["id"]), True
+            except OpenCodeError as exc:
+                logger.info("opencode session %s cannot be forked (%s): a new one", fork, exc)
+            if native is not None and self.session.permission_mode == "bypass":
+                # The copy does not take the mode's ruleset from its source.
+                await self._call("PATCH", f"/session/{native}", {"permission": BYPASS_RULES})
         if resume:
             try:
                 found = await self._call("GET", f"/session/{resume}")
@@ -232,6 +253,7 @@ class OpenCodeAgent(NativeAgent):
         await self._register_mcp()
         self._queue = self.server.listen(native)
         self._consumer = asyncio.create_task(self._consume(self._queue))
+        return forked
 
     async def _register_mcp(self) -> None:
         """Add the session's MCP servers to its directory's OpenCode instance (``POST /mcp``),
