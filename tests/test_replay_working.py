@@ -48,3 +48,30 @@ def test_the_working_state_does_not_grow_with_the_stream() -> None:
     full = [len(replay(_session(n)).to_json_text()) for n in (50, 500)]
     assert full[1] > 5 * full[0]  # the history does grow
     assert sizes[1] <= sizes[0] + 64  # counters' digits, nothing per turn
+
+
+def _always_session(turns: int) -> list[UniversalEvent]:
+    # The client answers "always" once; the adapter then answers every later request of the
+    # same action itself (hitl.AlwaysRules): a synthetic accept_for_session from the daemon.
+    s = Stream("s1").started("mock")
+    s.turn("t0").permission("p0", "file_change", "accept_for_session").turn_end("t0")
+    for n in range(1, turns + 1):
+        s.turn(f"t{n}").permission_request(f"p{n}", "file_change")
+        data = {"permission_id": f"p{n}", "action": "file_change", "status": "accept_for_session"}
+        s.add("permission.resolved", data, source="daemon", synthetic=True)
+        s.turn_end(f"t{n}")
+    return s.events
+
+
+def test_the_working_state_keeps_the_clients_always_answers_not_the_daemons() -> None:
+    events = _always_session(300)
+    working = Replayer(working=True).apply_all(events)
+    full = replay(events)
+    assert len(full.resolved_permissions) == 301  # the history keeps every answer
+    assert [p.automatic for p in full.resolved_permissions.values()].count(True) == 300
+    assert list(working.state.resolved_permissions) == ["p0"]  # the one rule
+    assert working.state == working_state(full)
+    sizes = [
+        len(Replayer(working=True).apply_all(_always_session(n)).to_json_text()) for n in (30, 300)
+    ]
+    assert sizes[1] <= sizes[0] + 64

@@ -184,6 +184,6 @@ def test_soak_200_sessions_with_sigkills_loses_nothing_and_stays_flat(tmp_path: 
     full = [rss for lived, rss in soak.lives if lived >= 0.08 * SOAK_SECONDS]
     spread = max(full) / min(full) - 1
     if spread > RSS_SPREAD:
-        # Issue 15 stays open on this one promise (docs/performance.md, "the soak"): reported,
-        # not hidden, while every other promise above is asserted.
+        # Issue 15 stays open on this one promise (docs/performance.md, "Session 9: the soak's
+        # memory", says why): reported, not hidden, while every other promise above is asserted.
         pytest.xfail(f"end-of-life RSS not flat: +{spread:.0%} (goal {RSS_SPREAD:.0%}); {report}")

@@ -12,8 +12,9 @@ dict lookup and a list append.
 A *working* replayer (``Replayer(state, working=True)``) keeps only what a writer needs to act,
 so that its memory does not grow with the session's history (``working_state``): no items, the
 newest turn only (``turn_count`` counts them all), no errors, resumes, anomalies or resolved
-questions, and of the resolved permissions only the ``accept_for_session`` ones. Every field it
-keeps equals the full fold's.
+questions, and of the resolved permissions only the client's ``accept_for_session`` ones (the
+daemon's automatic answers, one for each request an ``always`` rule matched, add no rule and
+would grow with the history). Every field it keeps equals the full fold's.
 """
 
 from __future__ import annotations
@@ -112,7 +113,13 @@ def working_state(state: SessionState) -> SessionState:
 
 def _always(permissions: dict[str, PermissionState]) -> dict[str, PermissionState]:
     # What later "always" answers need (``AgentSessionConfig.always``).
-    return {pid: p for pid, p in permissions.items() if p.status == "accept_for_session"}
+    return {pid: p for pid, p in permissions.items() if _is_rule(p)}
+
+
+def _is_rule(permission: PermissionState) -> bool:
+    # The client's "always" answers only: the daemon's automatic ones each matched a rule
+    # already kept, and there is one per matching request, so they grow with the history.
+    return permission.status == "accept_for_session" and not permission.automatic
 
 
 #: The handlers a working replayer skips: they only build what it does not keep.
@@ -660,7 +667,8 @@ class Replayer:
         permission.status = data.status
         permission.resolved_sequence = seq
         permission.resolved_metadata = data.metadata
-        if not self._working or permission.status == "accept_for_session":
+        permission.automatic = event.synthetic
+        if not self._working or _is_rule(permission):
             s.resolved_permissions[pid] = permission
 
     def _question_requested(self, event: UniversalEvent, seq: int) -> None:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 #: Bumped whenever the reducer's rules or the state's shape change; snapshots of another version
 #: are ignored (and rebuilt).
-REDUCER_VERSION = 2
+REDUCER_VERSION = 3
 
 #: How many ``agent.unparsed`` entries the state keeps (the count covers all of them).
 UNPARSED_KEPT = 20
@@ -107,6 +107,9 @@ class PermissionState(BaseModel):
     requested_sequence: int | None = None
     resolved_sequence: int | None = None
     resolved_metadata: dict[str, Any] | None = None
+    #: Answered by the daemon, not the client (a synthetic ``permission.resolved``: an
+    #: ``always`` rule matched, or the turn's end rejected it); such an answer adds no rule.
+    automatic: bool = False
 
 
 class QuestionState(BaseModel):
