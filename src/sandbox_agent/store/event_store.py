@@ -373,12 +373,17 @@ class EventStore:
                     where = Where(session_id, 0, event_id, name)
                     opened = self._opener.open(text, where)
                     values[name] = from_json(opened)
-                    if not isinstance(value[SEALED_KEY], str) or value[SEALED_KEY] == "plain":
-                        texts[name] = self._payload(session_id, event_id, name, values[name])
-                    elif self._opener.open(text, where, keep_encrypted=True) == text:
-                        texts[name] = text  # encrypted: kept as it came
-                    else:
-                        texts[name] = self._payload(session_id, event_id, name, values[name])
+                    encrypted = (
+                        isinstance(value[SEALED_KEY], str)
+                        and value[SEALED_KEY] != "plain"
+                        and self._opener.open(text, where, keep_encrypted=True) == text
+                    )
+                    # Encrypted: kept as it came; anything else stored as ``append`` would.
+                    texts[name] = (
+                        text
+                        if encrypted
+                        else self._payload(session_id, event_id, name, values[name])
+                    )
                 else:
                     texts[name] = self._payload(session_id, event_id, name, value)
             if not isinstance(values["data"], dict):
