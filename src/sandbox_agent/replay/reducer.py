@@ -179,27 +179,10 @@ class Replayer:
         self._last = state.last_sequence
         self._count = state.event_count
         self._last_time = state.last_time
-        self._handlers: dict[str, Callable[[UniversalEvent, int], None]] = {
-            "item.delta": self._item_delta,
-            "item.started": self._item_started,
-            "item.completed": self._item_completed,
-            "session.started": self._session_started,
-            "session.ended": self._session_ended,
-            "session.resumed": self._session_resumed,
-            "turn.started": self._turn_started,
-            "turn.ended": self._turn_ended,
-            "permission.requested": self._permission_requested,
-            "permission.resolved": self._permission_resolved,
-            "question.requested": self._question_requested,
-            "question.resolved": self._question_resolved,
-            "error": self._error,
-            "agent.unparsed": self._unparsed,
-            "prompt.queued": self._prompt_queued,
-            "prompt.dequeued": self._prompt_dequeued,
-        }
-        if working:
-            for kind in _NOT_WORKING:
-                del self._handlers[kind]
+        # A class-level table of plain functions: bound methods kept on the instance would put
+        # every replayer (and the whole state it holds) in a reference cycle, left for the
+        # collector instead of freed when the fold ends.
+        self._handlers = _WORKING_HANDLERS if working else _HANDLERS
 
     # -- reading the result -----------------------------------------------------------------
     @property
@@ -300,7 +283,7 @@ class Replayer:
             )
         handler = self._handlers.get(kind)
         if handler is not None:
-            handler(event, seq)
+            handler(self, event, seq)
         return self
 
     def _out_of_line(self, seq: int) -> None:
@@ -766,6 +749,30 @@ class Replayer:
             )
         )
         del s.unparsed[:-UNPARSED_KEPT]
+
+
+_Handler = Callable[[Replayer, UniversalEvent, int], None]
+#: The full fold's handler of each event type (``Replayer.apply``).
+_HANDLERS: dict[str, _Handler] = {
+    "item.delta": Replayer._item_delta,
+    "item.started": Replayer._item_started,
+    "item.completed": Replayer._item_completed,
+    "session.started": Replayer._session_started,
+    "session.ended": Replayer._session_ended,
+    "session.resumed": Replayer._session_resumed,
+    "turn.started": Replayer._turn_started,
+    "turn.ended": Replayer._turn_ended,
+    "permission.requested": Replayer._permission_requested,
+    "permission.resolved": Replayer._permission_resolved,
+    "question.requested": Replayer._question_requested,
+    "question.resolved": Replayer._question_resolved,
+    "error": Replayer._error,
+    "agent.unparsed": Replayer._unparsed,
+    "prompt.queued": Replayer._prompt_queued,
+    "prompt.dequeued": Replayer._prompt_dequeued,
+}
+#: A working replayer's: without those that only build what it does not keep.
+_WORKING_HANDLERS = {kind: h for kind, h in _HANDLERS.items() if kind not in _NOT_WORKING}
 
 
 def replay(
