@@ -152,6 +152,7 @@ async def write_snapshot_if_due(
     *,
     previous_sequence: int | None = None,
     retention: SnapshotRetention | None = DEFAULT_RETENTION,
+    page_size: int = PAGE_SIZE,
 ) -> int | None:
     """Save a snapshot when the last append crossed a multiple of ``snapshot_every``.
 
@@ -162,18 +163,25 @@ async def write_snapshot_if_due(
 
     A working replayer (``Replayer(working=True)``) holds no full state: the snapshot is then
     folded from the store (the newest snapshot before it plus the events since, ``state_at``),
-    which gives the same state as a full fold of the whole stream.
+    which gives the same state as a full fold of the whole stream, read ``page_size`` events at
+    a time.
     """
     last = state.last_sequence
     before = last - 1 if previous_sequence is None else previous_sequence
-    if snapshot_every <= 0 or last <= 0 or last // snapshot_every <= before // snapshot_every:
+    if not snapshot_due(last, before, snapshot_every):
         return None
     if isinstance(state, Replayer) and state.working:
         session_id = state.session_id
         if session_id is None:
             raise ValueError("cannot snapshot the state of an empty stream")
-        state = await state_at(store, session_id, last)
+        state = await state_at(store, session_id, last, page_size=page_size)
     return await save_state(store, state, retention=retention)
+
+
+def snapshot_due(last: int, before: int, snapshot_every: int) -> bool:
+    """Whether an append that took a stream from ``before`` to ``last`` crossed a multiple of
+    ``snapshot_every`` (``write_snapshot_if_due`` saves one then)."""
+    return snapshot_every > 0 and last > 0 and last // snapshot_every > before // snapshot_every
 
 
 class SnapshotWriter:

@@ -39,7 +39,7 @@ from sandbox_agent.sessions.config import SessionConfig, TurnLimits
 from sandbox_agent.sessions.errors import AgentNotInstalled, InstallFailed
 from sandbox_agent.sessions.fork import fork_stream
 from sandbox_agent.sessions.paths import session_directory
-from sandbox_agent.sessions.session import LiveSession
+from sandbox_agent.sessions.session import STATE_FOLDS, LiveSession
 from sandbox_agent.sessions.skills import install_skills, parse_skill_sources, remove_links
 from sandbox_agent.store import (
     EventStore,
@@ -60,10 +60,6 @@ MODEL_LOOKUP_SECONDS = 10.0
 #: Seconds ``check_store`` waits for the store to answer a read.
 STORE_PROBE_SECONDS = 2.0
 _PROBE_ID = "health-probe"
-#: Whole states folded from the store at once (``state_at``): each holds a session's whole
-#: history in memory while it runs, so more at once would raise the server's peak (and, the
-#: allocator keeping what it once took, its resident set) with the sessions' length.
-STATE_FOLDS = 2
 
 
 class SessionEngine:
@@ -78,6 +74,7 @@ class SessionEngine:
         snapshot_every: int = 1000,
         leases: SessionLeases | None = None,
         turn_limits: TurnLimits | None = None,
+        state_folds: int = STATE_FOLDS,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -93,7 +90,8 @@ class SessionEngine:
         self._failed: dict[str, StoreCorrupt] = {}
         self._loading = asyncio.Lock()
         self._installing = asyncio.Lock()
-        self._folds = asyncio.Semaphore(STATE_FOLDS)
+        #: Whole-state folds at once, shared by every session (``LiveSession.load``).
+        self._folds = asyncio.Semaphore(state_folds)
 
     async def get(self, session_id: str) -> LiveSession:
         """The session, loaded from the store if needed; ``SessionNotFound`` if none. With
@@ -120,11 +118,10 @@ class SessionEngine:
 
     async def state_at(self, session_id: str, sequence: int | None = None) -> SessionState:
         """The whole state of a session after ``sequence`` (default: every event committed so
-        far), folded from the store, ``STATE_FOLDS`` at a time (the live session keeps only its
-        working state)."""
+        far), folded from the store: ``state_folds`` at a time among every session's whole-state
+        folds (its due snapshots included); the live session keeps only its working state."""
         live = await self.get(session_id)
-        async with self._folds:
-            return await live.full_state(sequence)
+        return await live.full_state(sequence)
 
     async def _adopt(self, record: SessionRecord) -> LiveSession | None:
         """Lease, load and (when active) recover a session: what a server sharing the store
@@ -185,6 +182,7 @@ class SessionEngine:
             root=self.root,
             snapshot_every=self.snapshot_every,
             turn_limits=self.turn_limits,
+            folds=self._folds,
         )
 
     async def create(self, session_id: str, config: SessionConfig) -> LiveSession:

@@ -65,7 +65,7 @@ from sandbox_agent.replay import (
     state_at,
     write_snapshot_if_due,
 )
-from sandbox_agent.replay.snapshots import load_state
+from sandbox_agent.replay.snapshots import load_state, snapshot_due
 from sandbox_agent.sessions.config import TurnLimits
 from sandbox_agent.sessions.drafts import (
     client_draft,
@@ -96,7 +96,14 @@ from sandbox_agent.store import (
 
 logger = logging.getLogger(__name__)
 
-PAGE = 1000
+#: Whole states folded from the store at once, by default (``full_state``, the replay text of a
+#: restore, a due snapshot): each holds the session's whole history in memory while it runs, and
+#: the allocator keeps the peak it once took, so more at once would make the server's resident
+#: set grow with its sessions' length. The engine shares one limit among all its sessions.
+STATE_FOLDS = 2
+#: Events per page of those folds and of a load's: a page of 1,000 decoded events (about 2 MB)
+#: would cost more memory than most states (docs/performance.md, "Session 10: the soak's memory").
+FOLD_PAGE = 250
 #: Prompts that may wait behind a running turn; one more is refused (``QueueFull``).
 MAX_QUEUED = 100
 
@@ -125,6 +132,7 @@ class LiveSession:
         root: str | None,
         snapshot_every: int,
         turn_limits: TurnLimits | None = None,
+        folds: asyncio.Semaphore | None = None,
     ) -> None:
         self.id = record.id
         self.record = record
@@ -134,6 +142,7 @@ class LiveSession:
         self._settings = settings
         self._root = root
         self._snapshot_every = snapshot_every
+        self._folds = folds or asyncio.Semaphore(STATE_FOLDS)
         self._replay_max_events = DEFAULT_MAX_EVENTS
         self._replay_max_chars = DEFAULT_MAX_CHARS
         self._append_lock = asyncio.Lock()
@@ -173,8 +182,11 @@ class LiveSession:
         root: str | None = None,
         snapshot_every: int = 1000,
         turn_limits: TurnLimits | None = None,
+        folds: asyncio.Semaphore | None = None,
     ) -> LiveSession:
-        """The session as its stored stream leaves it (newest snapshot, then the rest)."""
+        """The session as its stored stream leaves it (newest snapshot, then the rest).
+        ``folds`` bounds the whole-state folds of every session that shares it (default: this
+        session's own, ``STATE_FOLDS``)."""
         normaliser, replayer = await _fold(store, record.id)
         normaliser.continue_from(_continued(record).get("nextItem", 1))
         return cls(
@@ -186,6 +198,7 @@ class LiveSession:
             root=root,
             snapshot_every=snapshot_every,
             turn_limits=turn_limits,
+            folds=folds,
         )
 
     # -- state ----------------------------------------------------------------------------
@@ -223,10 +236,13 @@ class LiveSession:
     async def full_state(self, sequence: int | None = None) -> SessionState:
         """The whole state after ``sequence`` (default: every event committed so far), folded
         from the store (newest snapshot, then the events after it)."""
-        await self._settled()
-        return await state_at(
-            self._store, self.id, self.last_sequence if sequence is None else sequence
-        )
+        await self._settled()  # before taking a fold: an append may wait for one (snapshots)
+        return await self._fold_state(self.last_sequence if sequence is None else sequence)
+
+    async def _fold_state(self, sequence: int) -> SessionState:
+        """The whole state after ``sequence``, folded from the store within the fold limit."""
+        async with self._folds:
+            return await state_at(self._store, self.id, sequence, page_size=FOLD_PAGE)
 
     # -- the pipeline ---------------------------------------------------------------------
     async def sink(self, drafts: Sequence[EventDraft]) -> None:
@@ -276,9 +292,15 @@ class LiveSession:
             self._replayer.apply_all(stored)
             self._after_append()
             try:
-                await write_snapshot_if_due(
-                    self._store, self._replayer, self._snapshot_every, previous_sequence=before
-                )
+                if snapshot_due(self._replayer.last_sequence, before, self._snapshot_every):
+                    async with self._folds:  # a working replayer's snapshot is a whole fold
+                        await write_snapshot_if_due(
+                            self._store,
+                            self._replayer,
+                            self._snapshot_every,
+                            previous_sequence=before,
+                            page_size=FOLD_PAGE,
+                        )
             except StoreError:
                 logger.warning("session %s: snapshot failed", self.id, exc_info=True)
             return stored
@@ -395,7 +417,7 @@ class LiveSession:
     async def _owe_restore(self) -> int:
         """Put the replay of the conversation so far before the next prompt; returns how many
         entries it holds."""
-        full = await state_at(self._store, self.id, self.last_sequence)
+        full = await self._fold_state(self.last_sequence)
         text = restore_text(full, self._replay_max_events, self._replay_max_chars)
         self._restore = text or None
         self._restore_entries = replayed_entries(full, text) if text else 0
@@ -827,7 +849,7 @@ async def _fold(store: EventStore, session_id: str) -> tuple[Normaliser, Replaye
     while after < last:
         # The store raises ``StoreCorrupt`` for a gap; an empty page is one too: a session
         # folded short of its last sequence would answer every append with a conflict.
-        page = await store.read(session_id, after=after, limit=PAGE)
+        page = await store.read(session_id, after=after, limit=FOLD_PAGE)
         if not page:
             raise StoreCorrupt(
                 session_id,

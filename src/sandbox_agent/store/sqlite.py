@@ -161,8 +161,9 @@ class SqliteDriver(SqlDriver):
         busy_timeout = int_option(options, "busy_timeout") or 30_000
         poll_interval = float_option(options, "poll_interval", 0.05)
         pool_size = int_option(options, "pool_size") or 5
-        mmap_size = int_option(options, "mmap_size")
-        mmap_size = 256 * 1024 * 1024 if mmap_size is None else mmap_size
+        # Off by default: the mapped pages count in the server's resident set (up to the whole
+        # file) and buy no measurable speed now (docs/performance.md, "Session 10").
+        mmap_size = int_option(options, "mmap_size") or 0
         if mmap_size < 0:
             raise StoreConfigError(f"SQLite option mmap_size must be >= 0, got {mmap_size}")
         inline_max = int_option(options, "inline_append_max")
