@@ -44,7 +44,9 @@ def _session(turns: int) -> list[UniversalEvent]:
     s = Stream("s1").started("mock")
     for n in range(1, turns + 1):
         s.turn(f"t{n}").user(f"u{n}", "a question " * 20).assistant(f"a{n}", "an answer " * 50)
-        s.permission(f"p{n}", "write").error(f"e{n}").turn_end(f"t{n}")
+        s.permission(f"p{n}", "write").error(f"e{n}")
+        s.add("agent.unparsed", {"error": f"bad line {n} " * 10, "location": "stdout"})
+        s.turn_end(f"t{n}")
     return s.events
 
 

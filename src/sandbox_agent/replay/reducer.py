@@ -11,10 +11,11 @@ dict lookup and a list append.
 
 A *working* replayer (``Replayer(state, working=True)``) keeps only what a writer needs to act,
 so that its memory does not grow with the session's history (``working_state``): no items, the
-newest turn only (``turn_count`` counts them all), no errors, resumes, anomalies or resolved
-questions, and of the resolved permissions only the client's ``accept_for_session`` ones (the
-daemon's automatic answers, one for each request an ``always`` rule matched, add no rule and
-would grow with the history). Every field it keeps equals the full fold's.
+newest turn only (``turn_count`` counts them all), no errors, resumes, anomalies, resolved
+questions or unparsed entries (``unparsed_count`` counts them), and of the resolved permissions
+only the client's ``accept_for_session`` ones (the daemon's automatic answers, one for each
+request an ``always`` rule matched, add no rule and would grow with the history). Every field
+it keeps equals the full fold's.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ def working_state(state: SessionState) -> SessionState:
             "resumes": [],
             "errors": [],
             "anomalies": [],
+            "unparsed": [],
             "resolved_questions": {},
             "resolved_permissions": _always(state.resolved_permissions),
         }
@@ -740,6 +742,8 @@ class Replayer:
     def _unparsed(self, event: UniversalEvent, seq: int) -> None:
         s = self._state
         s.unparsed_count += 1
+        if self._working:
+            return  # the entries are for reading the history, not for acting
         data = self._parse(AgentUnparsedData, event)
         if data is None:
             return
