@@ -142,7 +142,7 @@ class LiveSession:
         self._settings = settings
         self._root = root
         self._snapshot_every = snapshot_every
-        self._folds = folds or asyncio.Semaphore(STATE_FOLDS)
+        self._folds = folds if folds is not None else asyncio.Semaphore(STATE_FOLDS)
         self._replay_max_events = DEFAULT_MAX_EVENTS
         self._replay_max_chars = DEFAULT_MAX_CHARS
         self._append_lock = asyncio.Lock()
