@@ -210,8 +210,9 @@ async def append_backlog(url: str, count: int) -> None:
 
 
 def kill_trials(url: str, name: str, prefix: str, trials: int) -> int:
-    """Start the publisher, SIGKILL it at a random moment, ``trials`` times, with new events
-    stored before each; how many kills left it mid-stream (the checkpoint behind the log)."""
+    """Start the publisher, SIGKILL it at a random moment once it publishes, ``trials`` times,
+    with new events stored before each; how many kills left it mid-stream (the checkpoint
+    behind the log)."""
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     mid_stream = 0
     for _ in range(trials):
@@ -222,11 +223,28 @@ def kill_trials(url: str, name: str, prefix: str, trials: int) -> int:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        time.sleep(random.uniform(0.4, 2.0))
+        # Aimed at the publishing itself: a moment counted from the start of the process
+        # missed it whenever the machine was quick (1,500 events take 0.1-0.4 s to publish).
+        asyncio.run(publishing(url, child))
+        time.sleep(random.uniform(0.0, 0.1))
         child.send_signal(signal.SIGKILL)
         child.wait(30)
         mid_stream += asyncio.run(lag(url)) > 0
     return mid_stream
+
+
+async def publishing(url: str, child: subprocess.Popen[bytes]) -> None:
+    """Return once the publisher has moved its checkpoint (its first batch is out), or has
+    exited, or after 30 s."""
+    async with await open_store(url) as store:
+        rows = await list_consumers(store)
+        before = rows[0].position if rows else 0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and child.poll() is None:
+            rows = await list_consumers(store)
+            if rows and rows[0].position > before:
+                return
+            await asyncio.sleep(0.005)
 
 
 async def lag(url: str) -> int:
