@@ -275,6 +275,13 @@ class SqliteDriver(SqlDriver):
             return await connection._execute(lambda: fn(connection._conn))  # type: ignore[no-untyped-call,no-any-return]
         except sqlite3.Error as exc:
             raise _store_error(self.path, exc) from exc
+        except ValueError as exc:
+            # aiosqlite's answer to a call that reached the connection as it closed (a read of
+            # a subscriber racing ``close``): a store error, which a closing store's readers
+            # end on quietly.
+            if connection._connection is None:
+                raise StoreError(f"SQLite store {self.path} is closed") from exc
+            raise
 
     async def _inline_or_in_thread(
         self, connection: aiosqlite.Connection | None, fn: Callable[[sqlite3.Connection], T]
