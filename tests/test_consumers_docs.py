@@ -87,3 +87,61 @@ def test_the_jetstream_example_prints_what_it_says(tmp_path: Path) -> None:
         assert run(code, tmp_path) == printed(code)
     finally:
         asyncio.run(_delete_stream("SANDBOX_DOCS"))
+
+
+def test_the_consumers_command_lines_do_what_they_say(tmp_path: Path) -> None:
+    """The three command lines of the section, run as written but for the store's URL (the
+    docs' path and ``URL``), on a store whose ``type-counts`` consumer is at position 3 with
+    one event after it, as in the first example."""
+    import json
+    import shlex
+
+    from sandbox_agent.consumers import Consumer
+    from sandbox_agent.events import EventDraft
+    from sandbox_agent.store import SessionRecord, open_store
+
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+
+    async def handler(batch: object, txn: object) -> None:
+        return None
+
+    async def store_with_a_consumer() -> None:
+        async with await open_store(url) as store:
+            await store.create_session(SessionRecord(id="s1", agent="mock"))
+            delta = EventDraft(type="item.delta", data={"item_id": "m1", "delta": "hi"})
+            await store.append("s1", [delta] * 3)
+            assert await Consumer(store, "type-counts", handler).run_until_caught_up() == 3
+            await store.append("s1", [EventDraft(type="turn.ended", data={})])
+
+    asyncio.run(store_with_a_consumer())
+    [block] = re.findall(r"```sh\n(.*?)```", section("Consumers and projections"), re.S)
+    lines = block.strip().splitlines()
+    assert len(lines) == 3
+
+    def cli(line: str, *extra: str) -> str:
+        program, *arguments = shlex.split(line, comments=True)
+        assert program == "sandbox-agent"
+        arguments = [
+            url if a in ("sqlite:////var/lib/agents/events.db", "URL") else a for a in arguments
+        ]
+        done = subprocess.run(
+            [sys.executable, "-m", "sandbox_agent", *arguments, *extra],
+            env={**os.environ, "PYTHONPATH": str(SRC)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    def listed(line: str) -> list[tuple[str, int, int]]:
+        return [(c["name"], c["position"], c["lag"]) for c in json.loads(cli(line, "--json"))]
+
+    table = cli(lines[0])  # a table
+    assert "1 consumer(s)" in table
+    [row] = [line for line in table.splitlines() if "type-counts" in line]
+    assert [cell.strip() for cell in row.split("│")[1:4]] == ["type-counts", "3", "1"]
+    assert listed(lines[0]) == [("type-counts", 3, 1)]  # --json
+    assert listed(lines[1]) == [("type-counts", 0, 4)]  # apply all again
+    assert listed(lines[2]) == []
+    assert "0 consumer(s)" in cli(lines[0])

@@ -271,6 +271,57 @@ def test_the_upcasting_example_of_the_docs_runs_as_written(tmp_path: Path) -> No
     assert done.stdout.splitlines() == ["2", "[{'body': 'hi', 'format': 'md'}]"]
 
 
+def test_the_db_upcast_example_of_the_docs_prints_what_it_says(tmp_path: Path) -> None:
+    """The shell example under the Python one, run as written in the directory the Python
+    example ran in, once two notes of an older release (version 1) were stored beside its own,
+    with ``myapp.upcasters`` holding the docs' upcaster."""
+    import asyncio
+    import os
+    import re
+    import shlex
+    import subprocess
+    import sys
+
+    doc = (Path(__file__).parent.parent / "docs" / "persistence.md").read_text(encoding="utf-8")
+    section = doc.split("### Schema versions and upcasting", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    (shell,) = re.findall(r"```bash\n(.*?)```", section, re.S)
+    command, comment = shell.strip().splitlines()
+    assert comment.startswith("# ")
+    ran = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+
+    async def older_notes() -> None:
+        async with await open_store(f"sqlite:///{tmp_path / 'notes.db'}") as store:
+            await _store_rows(
+                store,
+                "n1",
+                [_row("app.note", {"text": text}, 1) for text in ("one", "two")],
+            )
+
+    asyncio.run(older_notes())
+    # The docs' upcaster, as the module the command imports.
+    upcaster = code[code.index("# Version 1") : code.index("async def main")]
+    (tmp_path / "myapp").mkdir()
+    (tmp_path / "myapp" / "__init__.py").write_text("")
+    imports = "from sandbox_agent.events.versions import register_upcaster\n\n"
+    (tmp_path / "myapp" / "upcasters.py").write_text(imports + upcaster)
+    program, *arguments = shlex.split(command)
+    assert program == "sandbox-agent"
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox_agent", *arguments],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == comment[2:]
+
+
 # -- db upcast --------------------------------------------------------------------------------
 
 UPCASTERS_MODULE = """
