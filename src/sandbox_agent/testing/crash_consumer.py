@@ -26,10 +26,7 @@ import asyncio
 import json
 import os
 import random
-import select
-import signal
 import sys
-import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -39,6 +36,7 @@ import sqlalchemy as sa
 from sandbox_agent.consumers import CheckpointTransaction, Consumer
 from sandbox_agent.events import EventDraft
 from sandbox_agent.store import EventStore, PositionedEvent, SessionRecord, open_store
+from sandbox_agent.testing.children import kill_after
 
 NAME = "crash-trial"
 SESSIONS = ("s0", "s1", "s2")
@@ -133,30 +131,13 @@ def trial(url: str, seed: int, rng: random.Random) -> bool:
     # Mostly kill while applying (counted from the first batch's start, since opening the
     # store and its first connection may take longer than a batch); sometimes while opening.
     start_mark = b"b" if rng.random() < 0.8 else b"o"
-    delay = rng.uniform(0, 0.02)
-    deadline: float | None = None
-    seen = b""
-    give_up = time.monotonic() + 60
-    while True:
-        now = time.monotonic()
-        if deadline is not None and now >= deadline:
-            break
-        if now > give_up:
-            raise SystemExit("the consumer never opened the store")
-        wait = 0.05 if deadline is None else max(0.0, deadline - now)
-        ready, _, _ = select.select([read_end], [], [], wait)
-        if ready:
-            chunk = os.read(read_end, 65536)
-            if not chunk:
-                break  # the child ended on its own (caught up)
-            seen += chunk
-            if deadline is None and start_mark in seen:
-                deadline = time.monotonic() + delay
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    while chunk := os.read(read_end, 65536):
-        seen += chunk
-    os.close(read_end)
+    seen = kill_after(
+        pid,
+        read_end,
+        rng.uniform(0, 0.02),
+        started=lambda seen: start_mark in seen,
+        never_started="the consumer never opened the store",
+    )
     if b"e" in seen:
         raise SystemExit(f"the consumer failed: {seen[seen.index(b'e') :].decode()}")
     marks = seen.replace(b"o", b"").replace(b"d", b"")

@@ -21,15 +21,13 @@ import asyncio
 import json
 import os
 import random
-import select
-import signal
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sandbox_agent.events import EventDraft
 from sandbox_agent.store import open_store
+from sandbox_agent.testing.children import kill_after
 
 BASE_TIME = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -88,38 +86,14 @@ def trial(
     os.close(write_end)
     # Mostly kill while appending (after the store is open); sometimes while it opens.
     after_open = rng.random() < 0.85
-    delay = rng.uniform(0, 0.08 if after_open else 0.25)
-    deadline = None if after_open else time.monotonic() + delay
-    lines: list[str] = []
-    buffer = b""
-    opened = False
-    give_up = time.monotonic() + 60
-    while True:
-        now = time.monotonic()
-        if deadline is not None and now >= deadline:
-            break
-        if now > give_up:
-            raise SystemExit("writer never opened the store")
-        wait = 0.05 if deadline is None else max(0.0, deadline - now)
-        ready, _, _ = select.select([read_end], [], [], wait)
-        if ready:
-            chunk = os.read(read_end, 65536)
-            if not chunk:
-                break  # the child died on its own
-            buffer += chunk
-            *complete, buffer = buffer.split(b"\n")
-            lines.extend(line.decode() for line in complete)
-            if not opened and "open" in lines:
-                opened = True
-                if deadline is None:
-                    deadline = time.monotonic() + delay
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    # What the child wrote before it died is still in the pipe.
-    while chunk := os.read(read_end, 65536):
-        buffer += chunk
-    os.close(read_end)
-    lines.extend(line.decode() for line in buffer.split(b"\n") if line)
+    seen = kill_after(
+        pid,
+        read_end,
+        rng.uniform(0, 0.08 if after_open else 0.25),
+        started=_opened if after_open else None,
+        never_started="writer never opened the store",
+    )
+    lines = [line.decode() for line in seen.split(b"\n") if line]
     errors = [line for line in lines if line.startswith("error")]
     if errors:
         raise SystemExit(f"writer failed: {errors[0]}")
@@ -127,6 +101,10 @@ def trial(
     acked = [int(line.split()[1]) for line in lines if line.startswith("ack")]
     in_flight = begun[-1] if begun and (not acked or acked[-1] != begun[-1]) else None
     return {"acked": acked, "in_flight": in_flight, "opened": "open" in lines, "begun": begun}
+
+
+def _opened(seen: bytes) -> bool:
+    return seen.startswith(b"open\n")
 
 
 async def warm_up(url: str) -> None:
