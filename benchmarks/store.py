@@ -54,7 +54,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -63,16 +63,15 @@ from unittest import mock
 from urllib.parse import urlsplit
 
 import asyncpg
-from pydantic_core import from_json
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from sandbox_agent.events import EventDraft, UniversalEvent, new_event_id, utc_now
-from sandbox_agent.events.envelope import trusted_event
+from decode import unvalidated  # the floor of any decode (a script beside this one)
+from sandbox_agent.events import EventDraft, new_event_id, utc_now
 from sandbox_agent.store import EventStore, SessionRecord, event_store, open_store
-from sandbox_agent.store.codec import dump_json, paused_gc
+from sandbox_agent.store.codec import dump_json
 from sandbox_agent.store.tables import POSTGRES_TABLES, SQLITE_TABLES, Tables, encode_sqlite_time
 
 SESSIONS = 10
@@ -413,29 +412,6 @@ async def sqlite_read_rows(counts: Counts, path: Path) -> list[Result]:
                 result.comparison["unvalidated_ratio"] = statistics.median(floor.paired_ratios)
         raw.close()
     return results
-
-
-def unvalidated(session_id: str, rows: Sequence[Row]) -> list[UniversalEvent]:
-    """Stored rows as events with no validation at all: each payload parsed and each event
-    built as the store builds its own (``trusted_event``), the floor of any decode."""
-    with paused_gc():
-        return [
-            trusted_event(
-                {
-                    "event_id": event_id,
-                    "sequence": sequence,
-                    "time": time_,
-                    "session_id": session_id,
-                    "native_session_id": native,
-                    "source": source,
-                    "synthetic": bool(synthetic),
-                    "type": type_,
-                    "data": from_json(data),
-                    "raw": None if raw is None else from_json(raw),
-                }
-            )
-            for sequence, event_id, time_, type_, source, synthetic, native, data, raw, *_ in rows
-        ]
 
 
 # -- Postgres ----------------------------------------------------------------------------------
