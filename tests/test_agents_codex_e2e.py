@@ -25,7 +25,7 @@ import pytest
 
 from sandbox_agent.agents import AgentSessionConfig, AgentSettings, EventSink
 from sandbox_agent.agents.codex import CodexAgent
-from sandbox_agent.testing.consistency import check_stream
+from sandbox_agent.testing.consistency import check_store, check_stream
 from sandbox_agent.testing.server import events_of
 
 from agent_contract import AgentContract, SessionHarness, stream_violations
@@ -453,3 +453,81 @@ def test_a_fork_of_a_thread_without_turns_starts_a_new_thread(codex: Codex) -> N
         assert info["nativeSessionId"] not in (None, thread)
         assert ended(turn(client, "empty-fork", "Say hello"))["reason"] == "completed"
         check(client, "empty-fork")
+
+
+def turn_requests(llm: FakeLLM, after: int) -> list[dict[str, Any]]:
+    """The Responses API requests of codex's turns among the fake LLM's requests after the
+    first ``after`` (its log is the module's: it holds the earlier tests' requests too)."""
+    return [r for r in llm.requests[after:] if r["path"] == "/v1/responses"]
+
+
+def user_texts(request: dict[str, Any]) -> list[str]:
+    """The user's words in a Responses API request's input (the history codex sent)."""
+    return [
+        part["text"]
+        for item in request["body"].get("input") or []
+        if item.get("type") == "message" and item.get("role") == "user"
+        for part in item.get("content") or []
+        if part.get("type") == "input_text"
+    ]
+
+
+def test_native_codex_acp_session_is_loaded_after_a_restart(codex: Codex) -> None:
+    """``native:codex`` on the ACP endpoint across a SIGKILL of the server: the endpoint gives
+    the new adapter ``initialize`` and ``session/load`` of the session, and codex goes on with
+    its own thread (the same thread id, the first turn's words in the second turn's input)."""
+    start = len(codex.llm.requests)
+    with codex.client() as client:
+        acp = AcpClient(client, "nat-restart", "native:codex")
+        assert acp.request("initialize", protocolVersion=1)["result"]["agentCapabilities"][
+            "loadSession"
+        ]
+        created = acp.request("session/new", cwd=str(codex.workspace), mcpServers=[])
+        session = created["result"]["sessionId"]
+        hello = [{"type": "text", "text": "Say hello"}]
+        first = acp.request("session/prompt", sessionId=session, prompt=hello)
+        assert first["result"] == {"stopReason": "end_turn"}, first
+        [first_text] = assistant_texts(events_of(client, "acp-nat-restart"))
+        assert first_text.startswith("Hello from fake LLM. I saw ")
+        [asked] = turn_requests(codex.llm, start)
+        assert asked["headers"]["thread-id"] == session  # the ACP session is codex's thread
+    before = len(codex.llm.requests)
+
+    codex.server.kill()  # SIGKILL: the app-server dies with it (pdeathsig)
+    codex.server.start()
+
+    with codex.client() as client:
+        acp.client = client  # the same ACP client (its request ids go on) on the new process
+        again = [{"type": "text", "text": "What did I ask before?"}]
+        second = acp.request("session/prompt", sessionId=session, prompt=again)
+        assert second["result"] == {"stopReason": "end_turn"}, second
+        events = events_of(client, "acp-nat-restart")
+        restore = [
+            e["data"]["message"]
+            for e in events
+            if e["type"] == "acp.message" and e["data"].get("restore")
+        ]
+        assert [m.get("method") for m in restore if "method" in m] == [
+            "initialize",
+            "session/load",
+        ]
+        [load] = [m for m in restore if m.get("method") == "session/load"]
+        assert load["params"]["sessionId"] == session
+        assert load["params"]["cwd"] == str(codex.workspace)
+        [loaded] = [m for m in restore if m.get("id") == load["id"] and "method" not in m]
+        assert loaded == {"jsonrpc": "2.0", "id": load["id"], "result": {}}
+        texts = assistant_texts(events)
+        assert texts[0] == first_text and len(texts) == 2, texts
+        assert seen(texts[1]) > seen(first_text)  # history carried
+        # The client's stream holds both turns' words (not the restore's exchanges).
+        envelopes = acp.until(answer_to(second["id"]))
+        assert chunk_text(envelopes) == "".join(texts)
+        assert not any(str(e.get("id", "")).startswith("_restore_") for e in envelopes)
+        check_stream(events)
+    # Codex resumed its own thread: the second turn's request names it and carries the first
+    # turn's words.
+    [resumed] = turn_requests(codex.llm, before)
+    assert resumed["headers"]["thread-id"] == session
+    assert user_texts(resumed)[-2:] == ["Say hello", "What did I ask before?"]
+    codex.server.stop()
+    check_store(codex.server.store_url)

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from sandbox_agent.testing.consistency import check_stream
+from sandbox_agent.testing.consistency import check_store, check_stream
 from sandbox_agent.testing.server import ServerProcess, events_of, wait_for
 
 from helpers.acp_client import AcpClient, answer_to, asks_permission, chunk_text, selected, updates
@@ -473,3 +473,91 @@ def test_a_bypass_fork_keeps_running_without_asking(env: Env) -> None:
     assert not [e for e in stored if e["type"] == "permission.requested"]
     check_stream(stored)
     no_unparsed(stored)
+
+
+def turn_requests(llm: FakeLLM, after: int) -> list[dict[str, Any]]:
+    """OpenCode's requests for its turns (with tools; not the title's) among the fake LLM's
+    requests after the first ``after`` (its log is the module's: it holds the earlier tests'
+    requests too)."""
+    return [
+        r
+        for r in llm.requests[after:]
+        if r["path"] == "/v1/chat/completions" and (r.get("body") or {}).get("tools")
+    ]
+
+
+def user_texts(request: dict[str, Any]) -> list[str]:
+    """The user's words in a Chat Completions request (the history OpenCode sent)."""
+    texts = []
+    for message in request["body"]["messages"]:
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        texts += [p["text"] for p in parts or [] if p.get("type") == "text"]
+    return texts
+
+
+def test_native_opencode_acp_session_is_loaded_after_a_restart(env: Env) -> None:
+    """``native:opencode`` on the ACP endpoint across a SIGKILL of the server: the endpoint
+    gives the new adapter ``initialize`` and ``session/load`` of the session, and OpenCode goes
+    on with its own session (the same session id, the first turn's words in the second
+    turn's request)."""
+    start = len(env.llm.requests)
+    with env.client() as client:
+        acp = AcpClient(client, "nat-restart", "native:opencode")
+        assert acp.request("initialize", protocolVersion=1)["result"]["agentCapabilities"][
+            "loadSession"
+        ]
+        created = acp.request("session/new", cwd=str(env.workspace), mcpServers=[])
+        session = created["result"]["sessionId"]
+        assert session.startswith("ses_"), created
+        hello = [{"type": "text", "text": "Say hello"}]
+        first = acp.request("session/prompt", sessionId=session, prompt=hello)
+        assert first["result"] == {"stopReason": "end_turn"}, first
+        first_text = assistant_text(events_of(client, "acp-nat-restart"))
+        assert "Hello from fake LLM" in first_text
+        [asked] = turn_requests(env.llm, start)
+        assert asked["headers"]["x-session-id"] == session  # the ACP session is OpenCode's
+    before = len(env.llm.requests)
+
+    env.server.kill()  # SIGKILL: opencode serve dies with it (pdeathsig)
+    env.server.start()
+
+    with env.client() as client:
+        acp.client = client  # the same ACP client (its request ids go on) on the new process
+        again = [{"type": "text", "text": "Say hello again"}]
+        second = acp.request("session/prompt", sessionId=session, prompt=again)
+        assert second["result"] == {"stopReason": "end_turn"}, second
+        events = events_of(client, "acp-nat-restart")
+        restore = [
+            e["data"]["message"]
+            for e in events
+            if e["type"] == "acp.message" and e["data"].get("restore")
+        ]
+        assert [m.get("method") for m in restore if "method" in m] == [
+            "initialize",
+            "session/load",
+        ]
+        [load] = [m for m in restore if m.get("method") == "session/load"]
+        assert load["params"]["sessionId"] == session
+        assert load["params"]["cwd"] == str(env.workspace)
+        [loaded] = [m for m in restore if m.get("id") == load["id"] and "method" not in m]
+        assert loaded == {"jsonrpc": "2.0", "id": load["id"], "result": {}}
+        text = assistant_text(events)
+        assert text.startswith(first_text + "\n"), text
+        second_text = text.removeprefix(first_text + "\n")
+        assert "Hello from fake LLM" in second_text
+        assert int(SAW.findall(second_text)[0]) > int(SAW.findall(first_text)[0])
+        # The client's stream holds both turns' words (not the restore's exchanges).
+        envelopes = acp.until(answer_to(second["id"]))
+        assert chunk_text(envelopes) == first_text + second_text
+        assert not any(str(e.get("id", "")).startswith("_restore_") for e in envelopes)
+        check_stream(events)
+    # OpenCode went on with its own session: the second turn's request names it and carries
+    # the first turn's words.
+    [resumed] = turn_requests(env.llm, before)
+    assert resumed["headers"]["x-session-id"] == session
+    assert user_texts(resumed)[-2:] == ["Say hello", "Say hello again"]
+    env.server.stop(timeout=30)
+    check_store(env.server.store_url)
