@@ -29,7 +29,15 @@ from sandbox_agent.testing.consistency import check_store, check_stream
 from sandbox_agent.testing.server import events_of
 
 from agent_contract import AgentContract, SessionHarness, stream_violations
-from helpers.acp_client import AcpClient, answer_to, asks_permission, chunk_text, selected, updates
+from helpers.acp_client import (
+    AcpClient,
+    answer_to,
+    asks_permission,
+    assert_loaded_after_restart,
+    chunk_text,
+    selected,
+    updates,
+)
 from helpers.agent_env import AGENTS_DIR, offline_env, require_agent
 from helpers.agent_server import (
     AgentServer,
@@ -502,20 +510,7 @@ def test_native_codex_acp_session_is_loaded_after_a_restart(codex: Codex) -> Non
         second = acp.request("session/prompt", sessionId=session, prompt=again)
         assert second["result"] == {"stopReason": "end_turn"}, second
         events = events_of(client, "acp-nat-restart")
-        restore = [
-            e["data"]["message"]
-            for e in events
-            if e["type"] == "acp.message" and e["data"].get("restore")
-        ]
-        assert [m.get("method") for m in restore if "method" in m] == [
-            "initialize",
-            "session/load",
-        ]
-        [load] = [m for m in restore if m.get("method") == "session/load"]
-        assert load["params"]["sessionId"] == session
-        assert load["params"]["cwd"] == str(codex.workspace)
-        [loaded] = [m for m in restore if m.get("id") == load["id"] and "method" not in m]
-        assert loaded == {"jsonrpc": "2.0", "id": load["id"], "result": {}}
+        assert_loaded_after_restart(events, session, str(codex.workspace))
         texts = assistant_texts(events)
         assert texts[0] == first_text and len(texts) == 2, texts
         assert seen(texts[1]) > seen(first_text)  # history carried

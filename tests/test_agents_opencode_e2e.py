@@ -26,7 +26,15 @@ from httpx_sse import connect_sse
 from sandbox_agent.testing.consistency import check_store, check_stream
 from sandbox_agent.testing.server import ServerProcess, events_of, wait_for
 
-from helpers.acp_client import AcpClient, answer_to, asks_permission, chunk_text, selected, updates
+from helpers.acp_client import (
+    AcpClient,
+    answer_to,
+    asks_permission,
+    assert_loaded_after_restart,
+    chunk_text,
+    selected,
+    updates,
+)
 from helpers.agent_env import offline_env, prepare_workspace, require_agent
 from helpers.fake_llm import FakeLLM
 
@@ -530,20 +538,7 @@ def test_native_opencode_acp_session_is_loaded_after_a_restart(env: Env) -> None
         second = acp.request("session/prompt", sessionId=session, prompt=again)
         assert second["result"] == {"stopReason": "end_turn"}, second
         events = events_of(client, "acp-nat-restart")
-        restore = [
-            e["data"]["message"]
-            for e in events
-            if e["type"] == "acp.message" and e["data"].get("restore")
-        ]
-        assert [m.get("method") for m in restore if "method" in m] == [
-            "initialize",
-            "session/load",
-        ]
-        [load] = [m for m in restore if m.get("method") == "session/load"]
-        assert load["params"]["sessionId"] == session
-        assert load["params"]["cwd"] == str(env.workspace)
-        [loaded] = [m for m in restore if m.get("id") == load["id"] and "method" not in m]
-        assert loaded == {"jsonrpc": "2.0", "id": load["id"], "result": {}}
+        assert_loaded_after_restart(events, session, str(env.workspace))
         text = assistant_text(events)
         assert text.startswith(first_text + "\n"), text
         second_text = text.removeprefix(first_text + "\n")

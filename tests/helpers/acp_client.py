@@ -109,3 +109,20 @@ def chunk_text(envelopes: list[Envelope]) -> str:
 
 def selected(option_id: str) -> Envelope:
     return {"outcome": {"outcome": "selected", "optionId": option_id}}
+
+
+def assert_loaded_after_restart(events: list[dict[str, Any]], session_id: str, cwd: str) -> None:
+    """The stored ``acp.message`` events of a server's restore: the endpoint gave the new
+    adapter ``initialize``, then ``session/load`` of ``session_id`` in ``cwd``, which it
+    answered with an empty result."""
+    restore = [
+        e["data"]["message"]
+        for e in events
+        if e["type"] == "acp.message" and e["data"].get("restore")
+    ]
+    assert [m.get("method") for m in restore if "method" in m] == ["initialize", "session/load"]
+    [load] = [m for m in restore if m.get("method") == "session/load"]
+    assert load["params"]["sessionId"] == session_id
+    assert load["params"]["cwd"] == cwd
+    [loaded] = [m for m in restore if m.get("id") == load["id"] and "method" not in m]
+    assert loaded == {"jsonrpc": "2.0", "id": load["id"], "result": {}}
