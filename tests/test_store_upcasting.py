@@ -256,14 +256,21 @@ async def test_a_fixture_line_at_an_unknown_step_names_the_line_and_the_version(
 # -- docs/persistence.md ----------------------------------------------------------------------
 
 
-def test_the_upcasting_example_of_the_docs_runs_as_written(tmp_path: Path) -> None:
+def upcasting_docs(language: str) -> str:
+    """The one ``language`` example of docs/persistence.md's "Schema versions and upcasting"."""
     import re
-    import subprocess
-    import sys
 
     doc = (Path(__file__).parent.parent / "docs" / "persistence.md").read_text(encoding="utf-8")
     section = doc.split("### Schema versions and upcasting", 1)[1].split("\n## ", 1)[0]
-    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    (code,) = re.findall(rf"```{language}\n(.*?)```", section, re.S)
+    return str(code)
+
+
+def test_the_upcasting_example_of_the_docs_runs_as_written(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = upcasting_docs("python")
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
@@ -277,16 +284,12 @@ def test_the_db_upcast_example_of_the_docs_prints_what_it_says(tmp_path: Path) -
     with ``myapp.upcasters`` holding the docs' upcaster."""
     import asyncio
     import os
-    import re
     import shlex
     import subprocess
     import sys
 
-    doc = (Path(__file__).parent.parent / "docs" / "persistence.md").read_text(encoding="utf-8")
-    section = doc.split("### Schema versions and upcasting", 1)[1].split("\n## ", 1)[0]
-    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
-    (shell,) = re.findall(r"```bash\n(.*?)```", section, re.S)
-    command, comment = shell.strip().splitlines()
+    code = upcasting_docs("python")
+    command, comment = upcasting_docs("bash").strip().splitlines()
     assert comment.startswith("# ")
     ran = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
